@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and a fresh Debian machine lacks. Idempotent and quiet
+# when everything is present, so `npm test` stays fast on a developer's machine.
+set -euo pipefail
+need=()
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing test dependencies: ${need[*]}" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing test dependencies (${need[*]}): install them with apt-get as root" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,67 @@
+/**
+ * One error type for the whole system. The `code` is stable and shared by the HTTP API
+ * (`{ "error": { "code", "message" } }`) and the CLI (one line on stderr, non-zero exit):
+ * scripts and other tools match on it, never on the message.
+ */
+export const ERROR_CODES = {
+  BadRequest: 400,
+  InvalidArgument: 400,
+  InvalidPolicy: 400,
+  PassphraseTooShort: 400,
+  PassphraseWrong: 401,
+  Unauthorized: 401,
+  CredentialsExpired: 401,
+  CredentialsInvalid: 401,
+  Forbidden: 403,
+  NotFound: 404,
+  VaultNotFound: 404,
+  ItemNotFound: 404,
+  PointNotFound: 404,
+  JobNotFound: 404,
+  PolicyNotFound: 404,
+  ChunkMissing: 409,
+  VaultExists: 409,
+  PolicyExists: 409,
+  ItemOwnedElsewhere: 409,
+  NotRegistered: 412,
+  VaultLimitReached: 409,
+  ChecksumMismatch: 422,
+  ManifestInvalid: 422,
+  PackInvalid: 422,
+  ServerUnreachable: 503,
+  Internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class CoffreError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'CoffreError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code];
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: unknown } } {
+    return { error: { code: this.code, message: this.message, ...(this.details === undefined ? {} : { details: this.details }) } };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+/** Exit codes scripts can rely on: 1 = operation failed, 2 = usage/argument error, 3 = auth/access. */
+export function exitCodeFor(code: ErrorCode): number {
+  const status = ERROR_CODES[code];
+  if (code === 'InvalidArgument' || code === 'BadRequest' || code === 'InvalidPolicy' || code === 'PassphraseTooShort') return 2;
+  if (status === 401 || status === 403) return 3;
+  return 1;
+}
