@@ -1,0 +1,144 @@
+/**
+ * The catalog's tables, written once with Kysely's schema builder so that the same code runs
+ * on SQLite (embedded default) and PostgreSQL (scale-out). Times are ISO 8601 UTC strings,
+ * which sort correctly as text on both engines.
+ */
+import { sql, type Kysely } from 'kysely';
+
+export interface VaultRow { id: string; name: string; subscription: string; redundancy: string; created_at: string }
+export interface PolicyRow { id: string; vault_id: string; name: string; body: string; updated_at: string }
+export interface CredentialRow { id: string; vault_id: string; secret_hash: string; expires_at: string; created_at: string }
+export interface ContainerRow { id: string; vault_id: string; name: string; wrapped_keys: string | null; created_at: string }
+export interface AgentKeyRow { token_hash: string; container_id: string; created_at: string }
+export interface ItemRow { id: string; vault_id: string; container_id: string; name: string; kind: string; policy_id: string; created_at: string }
+export interface PointRow {
+  id: string; vault_id: string; item_id: string; container_id: string; job_id: string;
+  time: string; kind: string; consistency: string; expires_at: string; retain_until: string | null;
+  files: number; bytes: number; chunk_count: number;
+}
+export interface JobRow {
+  id: string; vault_id: string; item_id: string | null; container_id: string | null; operation: string; status: string;
+  start_time: string; end_time: string | null; heartbeat: string;
+  bytes_scanned: number; bytes_new: number; bytes_uploaded: number; files_scanned: number; files_changed: number;
+  errors: string; warnings: string; point_id: string | null; details: string;
+}
+export interface PackRow { id: string; container_id: string; size: number; blob_count: number; created_at: string }
+export interface BlobRow { container_id: string; id: string; pack_id: string; offset: number; length: number; checksum: string }
+
+export interface Database {
+  vaults: VaultRow;
+  policies: PolicyRow;
+  credentials: CredentialRow;
+  containers: ContainerRow;
+  agent_keys: AgentKeyRow;
+  items: ItemRow;
+  points: PointRow;
+  jobs: JobRow;
+  packs: PackRow;
+  blobs: BlobRow;
+}
+
+export async function migrate(db: Kysely<Database>): Promise<void> {
+  const s = db.schema;
+  await s.createTable('vaults').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('subscription', 'text', (c) => c.notNull())
+    .addColumn('redundancy', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addUniqueConstraint('vaults_sub_name', ['subscription', 'name'])
+    .execute();
+  await s.createTable('policies').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('body', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .addUniqueConstraint('policies_vault_name', ['vault_id', 'name'])
+    .execute();
+  await s.createTable('credentials').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id'))
+    .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+    .addColumn('expires_at', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createTable('containers').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('wrapped_keys', 'text')
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addUniqueConstraint('containers_vault_name', ['vault_id', 'name'])
+    .execute();
+  await s.createTable('agent_keys').ifNotExists()
+    .addColumn('token_hash', 'text', (c) => c.primaryKey())
+    .addColumn('container_id', 'text', (c) => c.notNull().references('containers.id'))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createTable('items').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id'))
+    .addColumn('container_id', 'text', (c) => c.notNull().references('containers.id'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('kind', 'text', (c) => c.notNull())
+    .addColumn('policy_id', 'text', (c) => c.notNull().references('policies.id'))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addUniqueConstraint('items_vault_name', ['vault_id', 'name'])
+    .execute();
+  await s.createTable('points').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id'))
+    .addColumn('item_id', 'text', (c) => c.notNull().references('items.id'))
+    .addColumn('container_id', 'text', (c) => c.notNull())
+    .addColumn('job_id', 'text', (c) => c.notNull())
+    .addColumn('time', 'text', (c) => c.notNull())
+    .addColumn('kind', 'text', (c) => c.notNull())
+    .addColumn('consistency', 'text', (c) => c.notNull())
+    .addColumn('expires_at', 'text', (c) => c.notNull())
+    .addColumn('retain_until', 'text')
+    .addColumn('files', 'integer', (c) => c.notNull())
+    .addColumn('bytes', 'bigint', (c) => c.notNull())
+    .addColumn('chunk_count', 'integer', (c) => c.notNull())
+    .execute();
+  await s.createIndex('points_item_time').ifNotExists().on('points').columns(['item_id', 'time']).execute();
+  await s.createTable('jobs').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull())
+    .addColumn('item_id', 'text')
+    .addColumn('container_id', 'text')
+    .addColumn('operation', 'text', (c) => c.notNull())
+    .addColumn('status', 'text', (c) => c.notNull())
+    .addColumn('start_time', 'text', (c) => c.notNull())
+    .addColumn('end_time', 'text')
+    .addColumn('heartbeat', 'text', (c) => c.notNull())
+    .addColumn('bytes_scanned', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('bytes_new', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('bytes_uploaded', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('files_scanned', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('files_changed', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('errors', 'text', (c) => c.notNull().defaultTo('[]'))
+    .addColumn('warnings', 'text', (c) => c.notNull().defaultTo('[]'))
+    .addColumn('point_id', 'text')
+    .addColumn('details', 'text', (c) => c.notNull().defaultTo('{}'))
+    .execute();
+  await s.createIndex('jobs_vault_start').ifNotExists().on('jobs').columns(['vault_id', 'start_time']).execute();
+  await s.createTable('packs').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('container_id', 'text', (c) => c.notNull())
+    .addColumn('size', 'bigint', (c) => c.notNull())
+    .addColumn('blob_count', 'integer', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createTable('blobs').ifNotExists()
+    .addColumn('container_id', 'text', (c) => c.notNull())
+    .addColumn('id', 'text', (c) => c.notNull())
+    .addColumn('pack_id', 'text', (c) => c.notNull())
+    .addColumn('offset', 'bigint', (c) => c.notNull())
+    .addColumn('length', 'integer', (c) => c.notNull())
+    .addColumn('checksum', 'text', (c) => c.notNull())
+    .addPrimaryKeyConstraint('blobs_pk', ['container_id', 'id'])
+    .execute();
+  await s.createIndex('blobs_pack').ifNotExists().on('blobs').column('pack_id').execute();
+  await sql`select 1`.execute(db);
+}

@@ -1,0 +1,16 @@
+/** The embedded catalog: one SQLite file, opened for durability (WAL, synchronous=FULL). */
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { migrate, type Database as Schema } from './schema.js';
+
+export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
+  const sqlite = new Database(file);
+  sqlite.pragma('journal_mode = WAL');
+  // A committed point must survive power loss: FULL syncs the WAL on every commit.
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('busy_timeout = 10000');
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  await migrate(db);
+  return db;
+}

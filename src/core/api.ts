@@ -1,0 +1,66 @@
+/** The JSON shapes of the vault's HTTP API, shared by the vault, the agent and the CLI. */
+
+export type Redundancy = 'LRS' | 'ZRS' | 'GRS';
+export type JobStatus = 'Queued' | 'InProgress' | 'Completed' | 'CompletedWithWarnings' | 'Failed' | 'Cancelled';
+export type Operation = 'Backup' | 'Restore' | 'Verify' | 'Prune' | 'GarbageCollect';
+export type Consistency = 'app' | 'filesystem' | 'crash';
+export type PointKind = 'Scheduled' | 'OnDemand';
+
+export interface VaultInfo { id: string; name: string; subscription: string; redundancy: Redundancy; createdAt: string }
+
+export interface ItemInfo { id: string; name: string; vault: string; machine: string; kind: string; policy: string; createdAt: string }
+
+export interface PointInfo {
+  id: string;
+  item: string;
+  vault: string;
+  machine: string;
+  time: string;
+  kind: PointKind;
+  consistency: Consistency;
+  expiresAt: string;
+  retainUntil: string | null;
+  files: number;
+  bytes: number;
+}
+
+export interface JobProblem { code: string; message: string; path?: string }
+
+export interface JobCounters {
+  bytesScanned: number;
+  bytesNew: number;
+  bytesUploaded: number;
+  filesScanned: number;
+  filesChanged: number;
+}
+
+export interface JobInfo extends JobCounters {
+  id: string;
+  operation: Operation;
+  status: JobStatus;
+  item: string | null;
+  vault: string;
+  startTime: string;
+  endTime: string | null;
+  durationSeconds: number | null;
+  pointId: string | null;
+  errors: JobProblem[];
+  warnings: JobProblem[];
+  details: Record<string, unknown>;
+}
+
+export interface CredentialsFile {
+  kind: 'coffre-vault-credentials';
+  version: 1;
+  server: string;
+  vault: string;
+  vaultId: string;
+  secret: string;
+  expiresAt: string;
+}
+
+export interface RegisterResult { containerId: string; machine: string; vaultId: string; vault: string; token: string; wrappedKeys: unknown | null }
+
+export interface BackupStart { job: JobInfo; pointId: string; item: ItemInfo }
+
+export interface BlobLocation { id: string; pack: string; offset: number; length: number }

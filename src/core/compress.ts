@@ -1,0 +1,29 @@
+/** Chunk compression: zstd where it pays, the raw bytes where it does not. */
+import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
+
+export const enum Codec { None = 0, Zstd = 1 }
+
+const LEVEL = 3;
+const SAMPLE = 64 * 1024;
+
+export interface Packed { codec: Codec; data: Buffer | Uint8Array }
+
+/**
+ * Incompressible data (media, encrypted or already compressed files) is detected on a
+ * sample first, so it costs almost nothing; stored bytes are kept only when they save >3%.
+ */
+export function compressChunk(plain: Uint8Array): Packed {
+  if (plain.length < 64) return { codec: Codec.None, data: plain };
+  if (plain.length > 4 * SAMPLE) {
+    const sample = zstdCompress(plain.subarray(0, SAMPLE), { compressionLevel: 1 });
+    if (sample.length > SAMPLE * 0.97) return { codec: Codec.None, data: plain };
+  }
+  const packed = zstdCompress(plain, { compressionLevel: LEVEL });
+  return packed.length < plain.length * 0.97 ? { codec: Codec.Zstd, data: packed } : { codec: Codec.None, data: plain };
+}
+
+export function decompressChunk(codec: number, data: Uint8Array): Buffer {
+  if (codec === Codec.None) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (codec === Codec.Zstd) return zstdDecompress(data);
+  throw new RangeError(`unknown codec ${codec}`);
+}

@@ -1,0 +1,73 @@
+/**
+ * Pack format: blobs back to back, then a footer that makes the pack self-describing (the
+ * vault's index can be rebuilt from packs alone), then the footer's length and a magic.
+ *
+ *   blob* ‖ entry* ‖ u32 entryCount ‖ "CPK1"
+ *   entry = id (32) ‖ offset u32 ‖ length u32 ‖ checksum (16, sha256 of the stored blob)
+ *
+ * Ids are keyed hashes and checksums cover ciphertext, so the footer reveals no content.
+ */
+import { storedChecksum, ID_BYTES } from './crypto.js';
+import { CoffreError } from './errors.js';
+
+const MAGIC = Buffer.from('CPK1');
+const ENTRY_BYTES = ID_BYTES + 4 + 4 + 16;
+
+export interface PackEntry { id: Buffer; offset: number; length: number; checksum: Buffer }
+
+export class PackWriter {
+  private readonly parts: Uint8Array[] = [];
+  private readonly entries: PackEntry[] = [];
+  private size = 0;
+
+  get byteLength(): number { return this.size; }
+  get count(): number { return this.entries.length; }
+
+  add(id: Buffer, stored: Uint8Array): void {
+    this.entries.push({ id, offset: this.size, length: stored.length, checksum: storedChecksum(stored) });
+    this.parts.push(stored);
+    this.size += stored.length;
+  }
+
+  finish(): { data: Buffer; entries: PackEntry[] } {
+    const footer = Buffer.allocUnsafe(this.entries.length * ENTRY_BYTES + 8);
+    let o = 0;
+    for (const e of this.entries) {
+      e.id.copy(footer, o); o += ID_BYTES;
+      footer.writeUInt32LE(e.offset, o); o += 4;
+      footer.writeUInt32LE(e.length, o); o += 4;
+      e.checksum.copy(footer, o); o += 16;
+    }
+    footer.writeUInt32LE(this.entries.length, o); o += 4;
+    MAGIC.copy(footer, o);
+    return { data: Buffer.concat([...this.parts, footer]), entries: this.entries };
+  }
+}
+
+/** Parses and checks a whole pack: every blob must lie inside it and match its checksum. */
+export function readPack(data: Buffer): PackEntry[] {
+  const bad = (why: string) => new CoffreError('PackInvalid', `pack rejected: ${why}`);
+  if (data.length < 8 || !data.subarray(data.length - 4).equals(MAGIC)) throw bad('no pack footer');
+  const count = data.readUInt32LE(data.length - 8);
+  const footerStart = data.length - 8 - count * ENTRY_BYTES;
+  if (footerStart < 0) throw bad('footer larger than pack');
+  const entries: PackEntry[] = [];
+  let end = 0;
+  for (let i = 0; i < count; i++) {
+    const o = footerStart + i * ENTRY_BYTES;
+    const entry: PackEntry = {
+      id: Buffer.from(data.subarray(o, o + ID_BYTES)),
+      offset: data.readUInt32LE(o + ID_BYTES),
+      length: data.readUInt32LE(o + ID_BYTES + 4),
+      checksum: Buffer.from(data.subarray(o + ID_BYTES + 8, o + ENTRY_BYTES)),
+    };
+    if (entry.offset !== end || entry.offset + entry.length > footerStart) throw bad(`blob ${i} lies outside the data area`);
+    end = entry.offset + entry.length;
+    if (!storedChecksum(data.subarray(entry.offset, end)).equals(entry.checksum)) {
+      throw new CoffreError('ChecksumMismatch', `pack rejected: blob ${i} does not match its checksum (damaged in transit?)`);
+    }
+    entries.push(entry);
+  }
+  if (end !== footerStart) throw bad('bytes between blobs and footer');
+  return entries;
+}

@@ -1,0 +1,179 @@
+/**
+ * The vault's HTTP API: the only door to the vault for agents, the CLI and the dashboard.
+ * Handlers validate input at the edge (zod) and call the service modules; errors leave as
+ * `{ "error": { "code", "message" } }` with the status of their code.
+ */
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Kysely } from 'kysely';
+import type { Database } from '../catalog/schema.js';
+import type { Clock } from '../core/clock.js';
+import { CoffreError } from '../core/errors.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { Access, type Principal } from './access.js';
+import * as data from './data.js';
+import { listJobs, describeJob, loadJob, reportProgress, finishJob } from './jobs.js';
+import * as vaults from './vaults.js';
+import { verify } from './verify.js';
+
+export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
+
+const MAX_PACK_BYTES = 128 * 1024 * 1024;
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new CoffreError('BadRequest', `invalid request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'malformed'}`);
+  }
+  return r.data;
+}
+
+const counters = z.object({
+  bytesScanned: z.number().int().nonnegative(), bytesNew: z.number().int().nonnegative(), bytesUploaded: z.number().int().nonnegative(),
+  filesScanned: z.number().int().nonnegative(), filesChanged: z.number().int().nonnegative(),
+});
+const problem = z.object({ code: z.string(), message: z.string(), path: z.string().optional() });
+
+export function buildApi(ctx: ApiContext): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES });
+  const access = new Access(ctx.db, ctx.adminToken);
+
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_PACK_BYTES }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof CoffreError) return reply.status(err.httpStatus).send(err.toJSON());
+    const e = err as { statusCode?: number; message?: string; code?: string };
+    if (typeof e.statusCode === 'number' && e.statusCode < 500) {
+      return reply.status(e.statusCode).send({ error: { code: 'BadRequest', message: e.message ?? 'bad request' } });
+    }
+    return reply.status(500).send({ error: { code: 'Internal', message: `internal error: ${e.message ?? String(err)}` } });
+  });
+
+  const who = (req: FastifyRequest): Promise<Principal> => access.authenticate(req.headers.authorization);
+  const params = (req: FastifyRequest) => req.params as Record<string, string>;
+  const query = (req: FastifyRequest) => req.query as Record<string, string | undefined>;
+  const binary = (req: FastifyRequest): Buffer => {
+    if (!Buffer.isBuffer(req.body)) throw new CoffreError('BadRequest', 'this endpoint takes application/octet-stream');
+    return req.body;
+  };
+
+  app.get('/v1/health', async () => ({ status: 'ok' }));
+
+  app.post('/v1/vaults', async (req) => {
+    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional() }), req.body);
+    return vaults.createVault(ctx, await who(req), body);
+  });
+  app.get('/v1/vaults', async (req) => vaults.listVaults(ctx, await who(req)));
+  app.post('/v1/vaults/:vault/credentials', async (req) => {
+    const body = parse(z.object({ days: z.number().int().optional() }), req.body ?? {});
+    return vaults.createCredentials(ctx, await who(req), params(req).vault!, body.days);
+  });
+
+  // Registration authenticates with the credentials' secret, not a token.
+  app.post('/v1/register', async (req) => {
+    const body = parse(z.object({ secret: z.string().min(1), machine: z.string() }), req.body);
+    return vaults.register(ctx, body.secret, body.machine);
+  });
+  app.get('/v1/containers/:c/keys', async (req) => vaults.getWrappedKeys(ctx, await who(req), params(req).c!));
+  app.put('/v1/containers/:c/keys', async (req) => {
+    await vaults.setWrappedKeys(ctx, await who(req), params(req).c!, parse(z.object({ version: z.literal(1) }).passthrough(), req.body));
+    return { ok: true };
+  });
+  app.get('/v1/containers/:c/blobs', async (req, reply) => {
+    reply.type('application/octet-stream');
+    return data.blobIds(ctx, await who(req), params(req).c!);
+  });
+  app.post('/v1/containers/:c/blobs/locate', async (req) => {
+    const body = parse(z.object({ ids: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(200_000) }), req.body);
+    return data.locateBlobs(ctx, await who(req), params(req).c!, body.ids);
+  });
+  app.put('/v1/containers/:c/packs/:pack', async (req) => data.putPack(ctx, await who(req), params(req).c!, params(req).pack!, binary(req)));
+  app.get('/v1/containers/:c/packs/:pack', async (req, reply) => {
+    const q = query(req);
+    const range = q.offset !== undefined && q.length !== undefined ? { offset: Number(q.offset), length: Number(q.length) } : undefined;
+    if (range && !(Number.isSafeInteger(range.offset) && range.offset >= 0 && Number.isSafeInteger(range.length) && range.length > 0 && range.length <= MAX_PACK_BYTES)) {
+      throw new CoffreError('BadRequest', 'offset and length must be non-negative integers');
+    }
+    reply.type('application/octet-stream');
+    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range);
+  });
+
+  app.post('/v1/backups', async (req) => {
+    const body = parse(z.object({ item: z.string(), kind: z.string().optional(), source: z.unknown().optional() }), req.body);
+    return data.startBackup(ctx, await who(req), body);
+  });
+  app.put('/v1/points/:point/:object', async (req) => {
+    const object = params(req).object;
+    if (object !== 'manifest' && object !== 'refs') throw new CoffreError('NotFound', 'no such point object');
+    await data.putPointObject(ctx, await who(req), params(req).point!, query(req).job ?? '', object, binary(req));
+    return { ok: true };
+  });
+  app.post('/v1/points/:point/commit', async (req) => {
+    const body = parse(z.object({
+      jobId: z.string(), files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative(),
+      kind: z.enum(['Scheduled', 'OnDemand']), consistency: z.enum(['app', 'filesystem', 'crash']),
+      retainUntil: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).nullable().optional(), counters, warnings: z.array(problem),
+    }), req.body);
+    return data.commitPoint(ctx, await who(req), params(req).point!, body);
+  });
+  app.get('/v1/points', async (req) => {
+    const q = query(req);
+    return data.listPoints(ctx, await who(req), { ...(q.vault ? { vault: q.vault } : {}), ...(q.item ? { item: q.item } : {}) });
+  });
+  app.get('/v1/points/:point', async (req) => {
+    const p = await who(req);
+    const row = await data.findPoint(ctx, p, params(req).point!);
+    return { ...(await data.describePoint(ctx, row.id)), containerId: row.container_id };
+  });
+  app.get('/v1/points/:point/manifest', async (req, reply) => {
+    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!);
+    reply.type('application/octet-stream');
+    return manifest;
+  });
+  app.post('/v1/points/:point/restores', async (req) => {
+    const p = await who(req);
+    const id = await data.startRestore(ctx, p, params(req).point!, parse(z.record(z.string(), z.unknown()), req.body ?? {}));
+    return describeJob(ctx, id);
+  });
+
+  app.get('/v1/jobs', async (req) => {
+    const p = await who(req);
+    const q = query(req);
+    const vault = q.vault ? await vaults.resolveVault(ctx, p, q.vault) : undefined;
+    return listJobs(ctx, p, { ...(vault ? { vaultId: vault.id } : {}) });
+  });
+  app.get('/v1/jobs/:job', async (req) => {
+    await loadJob(ctx, await who(req), params(req).job!);
+    return describeJob(ctx, params(req).job!);
+  });
+  app.post('/v1/jobs/:job/progress', async (req) => {
+    await reportProgress(ctx, await who(req), params(req).job!, parse(counters.partial(), req.body));
+    return { ok: true };
+  });
+  app.post('/v1/jobs/:job/finish', async (req) => {
+    const p = await who(req);
+    const job = await loadJob(ctx, p, params(req).job!);
+    const body = parse(z.object({
+      status: z.enum(['Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled']), counters: counters.partial().optional(),
+      errors: z.array(problem).optional(), warnings: z.array(problem).optional(), details: z.record(z.string(), z.unknown()).optional(),
+    }), req.body);
+    if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${job.id} already ended (${job.status})`);
+    // A backup completes only through its commit, which checks the point is whole.
+    if (job.operation === 'Backup' && body.status !== 'Failed' && body.status !== 'Cancelled') {
+      throw new CoffreError('BadRequest', 'a backup job completes by committing its point');
+    }
+    await finishJob(ctx, job.id, {
+      status: body.status, ...(body.counters ? { counters: body.counters } : {}), ...(body.errors ? { errors: body.errors } : {}),
+      ...(body.warnings ? { warnings: body.warnings } : {}), ...(body.details ? { details: body.details } : {}),
+    });
+    return describeJob(ctx, job.id);
+  });
+  app.post('/v1/verify', async (req) => {
+    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional() }), req.body ?? {});
+    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}) });
+  });
+
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
+  return app;
+}

@@ -1,0 +1,121 @@
+/** Job bookkeeping: every backup, restore and verify is a job with live counters. */
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, JobRow } from '../catalog/schema.js';
+import type { JobCounters, JobInfo, JobProblem, JobStatus, Operation } from '../core/api.js';
+import type { Clock } from '../core/clock.js';
+import { CoffreError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { requireContainer, requireVault, type Principal } from './access.js';
+
+/** A running job whose agent has not reported for this long is declared failed. */
+export const STALE_JOB_MS = 120_000;
+
+export interface JobContext { db: Kysely<Database>; clock: Clock }
+
+export function jobInfo(row: Selectable<JobRow>, vaultName: string, itemName: string | null): JobInfo {
+  const end = row.end_time ? Date.parse(row.end_time) : null;
+  return {
+    id: row.id,
+    operation: row.operation as Operation,
+    status: row.status as JobStatus,
+    item: itemName,
+    vault: vaultName,
+    startTime: row.start_time,
+    endTime: row.end_time,
+    durationSeconds: end === null ? null : Math.round((end - Date.parse(row.start_time)) / 100) / 10,
+    pointId: row.point_id,
+    bytesScanned: Number(row.bytes_scanned),
+    bytesNew: Number(row.bytes_new),
+    bytesUploaded: Number(row.bytes_uploaded),
+    filesScanned: Number(row.files_scanned),
+    filesChanged: Number(row.files_changed),
+    errors: JSON.parse(row.errors) as JobProblem[],
+    warnings: JSON.parse(row.warnings) as JobProblem[],
+    details: JSON.parse(row.details) as Record<string, unknown>,
+  };
+}
+
+export async function createJob(ctx: JobContext, job: {
+  vaultId: string; itemId: string | null; containerId: string | null; operation: Operation; pointId?: string | null; details?: Record<string, unknown>;
+}): Promise<string> {
+  const id = newId();
+  const now = ctx.clock.now().toISOString();
+  await ctx.db.insertInto('jobs').values({
+    id, vault_id: job.vaultId, item_id: job.itemId, container_id: job.containerId, operation: job.operation,
+    status: 'InProgress', start_time: now, end_time: null, heartbeat: now,
+    bytes_scanned: 0, bytes_new: 0, bytes_uploaded: 0, files_scanned: 0, files_changed: 0,
+    errors: '[]', warnings: '[]', point_id: job.pointId ?? null, details: JSON.stringify(job.details ?? {}),
+  }).execute();
+  return id;
+}
+
+export async function loadJob(ctx: JobContext, p: Principal, id: string): Promise<Selectable<JobRow>> {
+  const row = await ctx.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new CoffreError('JobNotFound', `no job ${id}; list jobs with \`coffre jobs\``);
+  requireVault(p, row.vault_id);
+  if (row.container_id) requireContainer(p, row.container_id);
+  return row;
+}
+
+export async function describeJob(ctx: JobContext, id: string): Promise<JobInfo> {
+  const row = await ctx.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const names = await ctx.db.selectFrom('vaults').leftJoin('items', (j) => j.on('items.id', '=', row.item_id ?? ''))
+    .select(['vaults.name as vault', 'items.name as item']).where('vaults.id', '=', row.vault_id).executeTakeFirstOrThrow();
+  return jobInfo(row, names.vault, names.item ?? null);
+}
+
+export async function reportProgress(ctx: JobContext, p: Principal, id: string, counters: Partial<JobCounters>): Promise<void> {
+  const row = await loadJob(ctx, p, id);
+  if (row.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${id} is ${row.status}, not in progress`);
+  await ctx.db.updateTable('jobs').set({
+    heartbeat: ctx.clock.now().toISOString(),
+    ...(counters.bytesScanned !== undefined && { bytes_scanned: counters.bytesScanned }),
+    ...(counters.bytesNew !== undefined && { bytes_new: counters.bytesNew }),
+    ...(counters.bytesUploaded !== undefined && { bytes_uploaded: counters.bytesUploaded }),
+    ...(counters.filesScanned !== undefined && { files_scanned: counters.filesScanned }),
+    ...(counters.filesChanged !== undefined && { files_changed: counters.filesChanged }),
+  }).where('id', '=', id).execute();
+}
+
+export async function finishJob(ctx: JobContext, id: string, outcome: {
+  status: JobStatus; counters?: Partial<JobCounters>; errors?: JobProblem[]; warnings?: JobProblem[]; details?: Record<string, unknown>; pointId?: string;
+}): Promise<void> {
+  const now = ctx.clock.now().toISOString();
+  const row = await ctx.db.selectFrom('jobs').select(['details']).where('id', '=', id).executeTakeFirstOrThrow();
+  const c = outcome.counters ?? {};
+  await ctx.db.updateTable('jobs').set({
+    status: outcome.status, end_time: now, heartbeat: now,
+    ...(c.bytesScanned !== undefined && { bytes_scanned: c.bytesScanned }),
+    ...(c.bytesNew !== undefined && { bytes_new: c.bytesNew }),
+    ...(c.bytesUploaded !== undefined && { bytes_uploaded: c.bytesUploaded }),
+    ...(c.filesScanned !== undefined && { files_scanned: c.filesScanned }),
+    ...(c.filesChanged !== undefined && { files_changed: c.filesChanged }),
+    ...(outcome.errors && { errors: JSON.stringify(outcome.errors) }),
+    ...(outcome.warnings && { warnings: JSON.stringify(outcome.warnings) }),
+    ...(outcome.pointId && { point_id: outcome.pointId }),
+    ...(outcome.details && { details: JSON.stringify({ ...JSON.parse(row.details) as object, ...outcome.details }) }),
+  }).where('id', '=', id).execute();
+}
+
+/** A killed agent never reports again: its job ends as Failed rather than running forever. */
+export async function failStaleJobs(ctx: JobContext): Promise<void> {
+  const now = ctx.clock.now();
+  const limit = new Date(now.getTime() - STALE_JOB_MS).toISOString();
+  await ctx.db.updateTable('jobs').set({
+    status: 'Failed', end_time: now.toISOString(),
+    errors: JSON.stringify([{ code: 'AgentLost', message: 'the agent stopped reporting (killed, crashed or disconnected); no point was created, and the next backup reuses the data that arrived' }]),
+  }).where('status', '=', 'InProgress').where('heartbeat', '<', limit).execute();
+}
+
+export async function listJobs(ctx: JobContext, p: Principal, filter: { vaultId?: string; itemId?: string; limit?: number }): Promise<JobInfo[]> {
+  await failStaleJobs(ctx);
+  let q = ctx.db.selectFrom('jobs')
+    .innerJoin('vaults', 'vaults.id', 'jobs.vault_id')
+    .leftJoin('items', 'items.id', 'jobs.item_id')
+    .selectAll('jobs').select(['vaults.name as vaultName', 'items.name as itemName']);
+  if (filter.vaultId) q = q.where('jobs.vault_id', '=', filter.vaultId);
+  if (filter.itemId) q = q.where('jobs.item_id', '=', filter.itemId);
+  if (p.kind === 'agent') q = q.where('jobs.container_id', '=', p.containerId);
+  const rows = await q.orderBy('jobs.start_time', 'desc').orderBy('jobs.id').limit(filter.limit ?? 1000).execute();
+  return rows.reverse().map((r) => jobInfo(r, r.vaultName, r.itemName ?? null));
+}

@@ -1,0 +1,71 @@
+/** Starts a vault server on the embedded default: one data folder with the store and the SQLite catalog. */
+import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Kysely } from 'kysely';
+import { openSqliteCatalog } from '../catalog/sqlite.js';
+import type { Database } from '../catalog/schema.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { CoffreError } from '../core/errors.js';
+import { newSecret } from '../core/ids.js';
+import { LocalFolderStore } from '../store/local-folder.js';
+import { buildApi } from './http.js';
+import { failStaleJobs } from './jobs.js';
+
+export const DEFAULT_DATA_DIR = 'coffre-data';
+export const DEFAULT_LISTEN = '127.0.0.1:7070';
+export const ADMIN_TOKEN_FILE = 'admin.token';
+
+export interface RunningServer { url: string; dataDir: string; adminToken: string; db: Kysely<Database>; close(): Promise<void> }
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || port > 65535) throw new CoffreError('InvalidArgument', `--listen ${listen} is not HOST:PORT (e.g. 127.0.0.1:7070)`);
+  return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** The admin token is created once and kept in the data folder, readable by its owner only. */
+async function adminToken(dataDir: string): Promise<string> {
+  const file = join(dataDir, ADMIN_TOKEN_FILE);
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const token = newSecret('cadm');
+  await writeFile(file, token + '\n', { mode: 0o600, flag: 'wx' });
+  await chmod(file, 0o600);
+  return token;
+}
+
+export async function startServer(opts: { dataDir?: string; listen?: string; clock?: Clock } = {}): Promise<RunningServer> {
+  const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
+  await mkdir(join(dataDir, 'store'), { recursive: true, mode: 0o700 });
+  const token = await adminToken(dataDir);
+  const db = await openSqliteCatalog(join(dataDir, 'catalog.sqlite'));
+  const clock = opts.clock ?? systemClock;
+  const store = new LocalFolderStore(join(dataDir, 'store'));
+  const app = buildApi({ db, store, clock, adminToken: token });
+  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  try {
+    await app.listen({ host, port });
+  } catch (e) {
+    await db.destroy();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new CoffreError('InvalidArgument', `${host}:${port} is already in use: is another coffre server running? choose another with --listen`);
+    throw e;
+  }
+  const address = app.server.address();
+  const actualPort = typeof address === 'object' && address ? address.port : port;
+  const timer = setInterval(() => { void failStaleJobs({ db, clock }).catch(() => undefined); }, 30_000);
+  timer.unref();
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
+    dataDir, adminToken: token, db,
+    async close() {
+      clearInterval(timer);
+      await app.close();
+      await db.destroy();
+    },
+  };
+}
