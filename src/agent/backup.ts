@@ -1,0 +1,242 @@
+/**
+ * The file/folder backup engine: walk, skip unchanged files by the metadata cache, cut changed
+ * files into content-defined chunks, send only the chunks the vault lacks (packed, compressed,
+ * encrypted), then the manifest, then commit the point.
+ */
+import { open, readlink } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
+import { encodeBlob } from '../core/blob.js';
+import { chunkId, ID_BYTES, type KeySet } from '../core/crypto.js';
+import { CoffreError } from '../core/errors.js';
+import { Chunker } from '../core/fastcdc.js';
+import { encodeName, referencedChunks, type ChunkRef, type Entry, type Manifest, sealManifest } from '../core/manifest.js';
+import { PackWriter } from '../core/pack.js';
+import { loadCache, saveCache, statKey, type MetadataCache } from './cache.js';
+import type { VaultClient } from './client.js';
+import { walk, type WalkEntry } from './walk.js';
+
+export const DEFAULT_ON_DEMAND_DAYS = 30;
+export const PACK_TARGET = 16 * 1024 * 1024;
+const UPLOADS_IN_FLIGHT = 2;
+
+export interface BackupOptions {
+  client: VaultClient;
+  containerId: string;
+  keys: KeySet;
+  agentDir: string;
+  vaultId: string;
+  item: string;
+  paths: string[];
+  excludes?: string[];
+  kind?: PointKind;
+  retainUntil?: string | null;
+  onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+}
+
+export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
+
+/** Sends packs as they fill, a bounded number at a time, while reading goes on. */
+class PackUploader {
+  private writer = new PackWriter();
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown = null;
+  uploaded = 0;
+
+  constructor(private readonly client: VaultClient, private readonly containerId: string) {}
+
+  async add(id: Buffer, stored: Buffer): Promise<void> {
+    this.writer.add(id, stored);
+    if (this.writer.byteLength >= PACK_TARGET) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.writer.count === 0) return;
+    const { data } = this.writer.finish();
+    this.writer = new PackWriter();
+    while (this.inflight.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.inflight);
+    if (this.failure) throw this.failure;
+    const task = this.client.putPack(this.containerId, randomBytes(16).toString('hex'), data)
+      .then(() => { this.uploaded += data.length; }, (e: unknown) => { this.failure = e; })
+      .finally(() => { this.inflight.delete(task); });
+    this.inflight.add(task);
+  }
+
+  async finish(): Promise<void> {
+    await this.flush();
+    await Promise.all(this.inflight);
+    if (this.failure) throw this.failure;
+  }
+}
+
+const mtimeNs = (s: BigIntStats) => s.mtimeNs.toString();
+
+function baseEntry(w: WalkEntry) {
+  return { path: w.path, mode: Number(w.stat.mode & 0o7777n), uid: Number(w.stat.uid), gid: Number(w.stat.gid), mtime: mtimeNs(w.stat) };
+}
+
+export async function backup(opts: BackupOptions): Promise<BackupResult> {
+  const { client, keys } = opts;
+  const warnings: JobProblem[] = [];
+  const warn = (p: JobProblem) => { warnings.push(p); };
+  const entries = await walk(opts.paths, opts.excludes ?? [], warn);
+  const bytesTotal = entries.reduce((n, e) => n + (e.stat.isFile() ? Number(e.stat.size) : 0), 0);
+  const filesTotal = entries.filter((e) => e.stat.isFile()).length;
+
+  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths });
+  const jobId = start.job.id;
+  const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
+  const uploader = new PackUploader(client, opts.containerId);
+  const snapshot = () => ({ ...counters, bytesUploaded: uploader.uploaded });
+  let lastReport = 0;
+  let reporting: Promise<void> = Promise.resolve();
+  const tick = (force = false) => {
+    opts.onProgress?.({ ...snapshot(), bytesTotal, filesTotal });
+    const now = Date.now();
+    if (force || now - lastReport >= 1000) {
+      lastReport = now;
+      // Progress reports are best effort: a lost one is replaced by the next.
+      reporting = reporting.then(() => client.progress(jobId, snapshot())).catch(() => undefined);
+    }
+  };
+
+  try {
+    const known = new Set<string>();
+    const ids = await client.blobIds(opts.containerId);
+    for (let o = 0; o < ids.length; o += ID_BYTES) known.add(ids.toString('hex', o, o + ID_BYTES));
+    const cache = await loadCache(opts.agentDir, opts.vaultId, opts.item);
+    const nextCache: MetadataCache = { files: {} };
+    const chunker = new Chunker(keys.chunkerSeed);
+    const buffer = Buffer.allocUnsafe(chunker.params.maxSize * 2);
+    const zero = Buffer.alloc(chunker.params.maxSize);
+    const manifestEntries: Entry[] = [];
+    const hardlinks = new Map<string, number>();
+    let files = 0;
+    let bytes = 0;
+
+    const storeChunk = async (data: Buffer): Promise<ChunkRef> => {
+      if (data.equals(zero.subarray(0, data.length))) return [null, data.length];
+      const id = chunkId(keys.idKey, data);
+      const hex = id.toString('hex');
+      if (!known.has(hex)) {
+        known.add(hex);
+        counters.bytesNew += data.length;
+        await uploader.add(id, encodeBlob(keys, id, data));
+      }
+      return [hex, data.length];
+    };
+
+    const readFile = async (w: WalkEntry): Promise<ChunkRef[] | null> => {
+      let fh;
+      try {
+        fh = await open(w.abs as unknown as string, 'r');
+      } catch (e) {
+        warn({ code: 'Unreadable', message: `cannot read ${w.display}: ${(e as Error).message}`, path: w.display });
+        return null;
+      }
+      const chunks: ChunkRef[] = [];
+      try {
+        let filled = 0;
+        let eof = false;
+        while (!eof || filled > 0) {
+          if (!eof) {
+            const { bytesRead } = await fh.read(buffer, filled, buffer.length - filled, null);
+            if (bytesRead === 0) eof = true;
+            filled += bytesRead;
+            counters.bytesScanned += bytesRead;
+          }
+          let start = 0;
+          for (;;) {
+            const len = chunker.cut(buffer, start, filled, eof);
+            if (len <= 0) break;
+            chunks.push(await storeChunk(buffer.subarray(start, start + len)));
+            start += len;
+          }
+          buffer.copy(buffer, 0, start, filled);
+          filled -= start;
+          tick();
+        }
+        const after = await fh.stat({ bigint: true });
+        if (after.mtimeNs !== w.stat.mtimeNs || after.size !== w.stat.size || after.ctimeNs !== w.stat.ctimeNs) {
+          warn({ code: 'FileChanged', message: `${w.display} changed while it was read; the point holds the bytes read, back it up again for a consistent copy`, path: w.display });
+        }
+      } catch (e) {
+        warn({ code: 'Unreadable', message: `error reading ${w.display}: ${(e as Error).message}`, path: w.display });
+        return null;
+      } finally {
+        await fh.close();
+      }
+      return chunks;
+    };
+
+    for (const w of entries) {
+      const s = w.stat;
+      if (s.isDirectory()) {
+        manifestEntries.push({ type: 'dir', ...baseEntry(w) });
+      } else if (s.isSymbolicLink()) {
+        let target: Buffer;
+        try {
+          target = await readlink(w.abs as unknown as string, { encoding: 'buffer' });
+        } catch (e) {
+          warn({ code: 'Unreadable', message: `cannot read link ${w.display}: ${(e as Error).message}`, path: w.display });
+          continue;
+        }
+        manifestEntries.push({ type: 'symlink', ...baseEntry(w), target: encodeName(target) });
+      } else {
+        counters.filesScanned++;
+        const inode = `${s.dev}:${s.ino}`;
+        const first = s.nlink > 1n ? hardlinks.get(inode) : undefined;
+        if (first !== undefined) {
+          manifestEntries.push({ type: 'hardlink', ...baseEntry(w), link: first });
+          continue;
+        }
+        const key = w.path.join('/');
+        const cached = cache.files[key];
+        let chunks: ChunkRef[] | null;
+        if (cached && cached.stat === statKey(s) && cached.chunks.every(([id]) => id === null || known.has(id))) {
+          chunks = cached.chunks;
+          counters.bytesScanned += Number(s.size);
+        } else {
+          counters.filesChanged++;
+          chunks = await readFile(w);
+          if (!chunks) continue;
+        }
+        const size = chunks.reduce((n, c) => n + c[1], 0);
+        if (s.nlink > 1n) hardlinks.set(inode, manifestEntries.length);
+        nextCache.files[key] = { stat: statKey(s), chunks };
+        manifestEntries.push({ type: 'file', ...baseEntry(w), size, chunks });
+        files++;
+        bytes += size;
+      }
+      tick();
+    }
+    await uploader.finish();
+
+    const manifest: Manifest = { version: 1, item: opts.item, time: new Date().toISOString(), entries: manifestEntries };
+    const refs = referencedChunks(manifest);
+    const refsBuf = Buffer.allocUnsafe(refs.length * ID_BYTES);
+    refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));
+    await client.putPointObject(start.pointId, jobId, 'manifest', sealManifest(keys, start.pointId, manifest));
+    await client.putPointObject(start.pointId, jobId, 'refs', refsBuf);
+    await reporting;
+    const final = snapshot();
+    const consistency: Consistency = 'crash';
+    const kind = opts.kind ?? 'OnDemand';
+    // "Back up now" keeps its point 30 days unless told otherwise, as cloud backup services do.
+    const retainUntil = opts.retainUntil ?? (kind === 'OnDemand' ? new Date(Date.now() + DEFAULT_ON_DEMAND_DAYS * 86_400_000).toISOString().slice(0, 10) : null);
+    const point = await client.commit(start.pointId, {
+      jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings,
+    });
+    await saveCache(opts.agentDir, opts.vaultId, opts.item, nextCache);
+    tick(true);
+    return { point, jobId, counters: final, warnings };
+  } catch (e) {
+    await reporting;
+    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
+    await client.finishJob(jobId, { status: 'Failed', counters: snapshot(), errors: [{ code: err.code, message: err.message }], warnings })
+      .catch(() => undefined); // the vault marks a silent job failed on its own if this report is lost
+    throw e;
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The agent's and the CLI's only way to the vault: its HTTP API. Errors from the vault come
+ * back as CoffreError with the same code; a server that cannot be reached is ServerUnreachable.
+ */
+import type { BackupStart, BlobLocation, JobCounters, JobInfo, JobProblem, PointInfo, RegisterResult, VaultInfo, Consistency, PointKind } from '../core/api.js';
+import { CoffreError, isErrorCode } from '../core/errors.js';
+
+export class VaultClient {
+  constructor(readonly server: string, private readonly token?: string) {}
+
+  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let payload: BodyInit | undefined;
+    if (binary) {
+      headers['content-type'] = 'application/octet-stream';
+      // Node's fetch sends a Uint8Array as is; the DOM typings just do not list it.
+      payload = binary as unknown as BodyInit;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    let res: Response;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(this.server.replace(/\/+$/, '') + path, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
+        break;
+      } catch (e) {
+        // Connection errors are retried briefly (a server restarting); then reported clearly.
+        if (attempt >= 3) {
+          throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}); is \`coffre server\` running? set --server or COFFRE_SERVER`);
+        }
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
+    if (!res.ok) {
+      let code = 'Internal';
+      let message = `the vault answered ${res.status} to ${method} ${path}`;
+      let details: unknown;
+      try {
+        const j = await res.json() as { error?: { code?: string; message?: string; details?: unknown } };
+        if (j.error?.code) code = j.error.code;
+        if (j.error?.message) message = j.error.message;
+        details = j.error?.details;
+      } catch {
+        // Not JSON (a proxy's error page): keep the generic message built above.
+      }
+      throw new CoffreError(isErrorCode(code) ? code : 'Internal', message, details);
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return await (await this.request(method, path, body)).json() as T;
+  }
+
+  private async bytes(method: string, path: string): Promise<Buffer> {
+    return Buffer.from(await (await this.request(method, path)).arrayBuffer());
+  }
+
+  health(): Promise<{ status: string }> { return this.json('GET', '/v1/health'); }
+  createVault(body: { name: string; subscription?: string; redundancy?: string }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
+  listVaults(): Promise<VaultInfo[]> { return this.json('GET', '/v1/vaults'); }
+  createCredentials(vault: string, days?: number): Promise<{ vault: VaultInfo; secret: string; expiresAt: string }> {
+    return this.json('POST', `/v1/vaults/${encodeURIComponent(vault)}/credentials`, days ? { days } : {});
+  }
+  register(secret: string, machine: string): Promise<RegisterResult> { return this.json('POST', '/v1/register', { secret, machine }); }
+  getKeys(container: string): Promise<unknown> { return this.json('GET', `/v1/containers/${container}/keys`); }
+  async putKeys(container: string, wrapped: unknown): Promise<void> { await this.json('PUT', `/v1/containers/${container}/keys`, wrapped); }
+  blobIds(container: string): Promise<Buffer> { return this.bytes('GET', `/v1/containers/${container}/blobs`); }
+  locate(container: string, ids: string[]): Promise<BlobLocation[]> { return this.json('POST', `/v1/containers/${container}/blobs/locate`, { ids }); }
+  async putPack(container: string, packId: string, data: Uint8Array): Promise<void> {
+    await (await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data)).arrayBuffer();
+  }
+  readPack(container: string, packId: string, offset: number, length: number): Promise<Buffer> {
+    return this.bytes('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}`);
+  }
+  startBackup(item: string, kind: string, source: unknown): Promise<BackupStart> { return this.json('POST', '/v1/backups', { item, kind, source }); }
+  async putPointObject(point: string, job: string, object: 'manifest' | 'refs', data: Uint8Array): Promise<void> {
+    await (await this.request('PUT', `/v1/points/${point}/${object}?job=${job}`, undefined, data)).arrayBuffer();
+  }
+  commit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; consistency: Consistency; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[] }): Promise<PointInfo> {
+    return this.json('POST', `/v1/points/${point}/commit`, body);
+  }
+  listPoints(filter: { vault?: string; item?: string }): Promise<PointInfo[]> {
+    const q = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    return this.json('GET', `/v1/points?${q}`);
+  }
+  getPoint(point: string): Promise<PointInfo & { containerId: string }> { return this.json('GET', `/v1/points/${encodeURIComponent(point)}`); }
+  manifest(point: string): Promise<Buffer> { return this.bytes('GET', `/v1/points/${encodeURIComponent(point)}/manifest`); }
+  startRestore(point: string, details: Record<string, unknown>): Promise<JobInfo> { return this.json('POST', `/v1/points/${encodeURIComponent(point)}/restores`, details); }
+  listJobs(vault?: string): Promise<JobInfo[]> { return this.json('GET', `/v1/jobs${vault ? `?vault=${encodeURIComponent(vault)}` : ''}`); }
+  getJob(job: string): Promise<JobInfo> { return this.json('GET', `/v1/jobs/${job}`); }
+  async progress(job: string, counters: Partial<JobCounters>): Promise<void> { await this.json('POST', `/v1/jobs/${job}/progress`, counters); }
+  finishJob(job: string, body: { status: string; counters?: Partial<JobCounters>; errors?: JobProblem[]; warnings?: JobProblem[]; details?: Record<string, unknown> }): Promise<JobInfo> {
+    return this.json('POST', `/v1/jobs/${job}/finish`, body);
+  }
+  verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
+}

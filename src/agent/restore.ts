@@ -1,0 +1,288 @@
+/**
+ * The restore engine. Every chunk is authenticated and its plaintext hash checked before a
+ * byte is written; a file with a damaged chunk is removed, not left half-written, and named
+ * in the job's errors. Nothing is ever written outside the target folder: names are checked
+ * when the manifest is opened, folders are created by us (never followed if a symlink stands
+ * in their place), and files are created with O_EXCL|O_NOFOLLOW.
+ */
+import { constants as C } from 'node:fs';
+import { chmod, link, lchown, lstat, lutimes, mkdir, open, realpath, rename, rm, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
+import { decodeBlob } from '../core/blob.js';
+import type { KeySet } from '../core/crypto.js';
+import { CoffreError } from '../core/errors.js';
+import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
+import type { VaultClient } from './client.js';
+
+export type OverwritePolicy = 'skip' | 'replace' | 'rename';
+
+export interface RestoreOptions {
+  client: VaultClient;
+  keys: KeySet;
+  pointId: string;
+  target: string;
+  paths?: string[];
+  overwrite?: OverwritePolicy;
+  onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+}
+
+export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProblem[]; warnings: JobProblem[] }
+
+const RANGE_GAP = 256 * 1024;
+const RANGE_MAX = 16 * 1024 * 1024;
+const FETCHES_IN_FLIGHT = 4;
+const MAX_OPEN_FILES = 128;
+const IS_ROOT = process.getuid?.() === 0;
+
+const display = (path: string[]) => path.map((n) => decodeName(n).toString('utf8')).join('/');
+
+/** Selects entries under the given point paths, plus the folders above them. */
+export function selectEntries(entries: Entry[], paths: string[] | undefined): Set<number> {
+  const chosen = new Set<number>();
+  if (!paths?.length) {
+    entries.forEach((_, i) => chosen.add(i));
+    return chosen;
+  }
+  const wanted = paths.map((p) => p.split('/').filter(Boolean).join('/'));
+  entries.forEach((e, i) => {
+    const d = display(e.path);
+    if (wanted.some((w) => d === w || d.startsWith(w + '/') || w.startsWith(d + '/'))) chosen.add(i);
+  });
+  // A hard link needs the file it links to.
+  entries.forEach((e, i) => { if (chosen.has(i) && e.type === 'hardlink') chosen.add(e.link); });
+  if (chosen.size === 0) throw new CoffreError('InvalidArgument', `nothing in the point matches --path ${paths.join(', ')}`);
+  return chosen;
+}
+
+async function exists(p: Buffer): Promise<boolean> {
+  try { await lstat(p as unknown as string); return true; } catch { return false; }
+}
+
+export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
+  const { client, keys } = opts;
+  const point = await client.getPoint(opts.pointId);
+  const manifest = openManifest(keys, point.id, await client.manifest(point.id));
+  const chosen = selectEntries(manifest.entries, opts.paths);
+  const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });
+  const errors: JobProblem[] = [];
+  const warnings: JobProblem[] = [];
+  const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
+  const overwrite = opts.overwrite ?? 'rename';
+  try {
+    await mkdir(opts.target, { recursive: true });
+    const root = Buffer.from(await realpath(opts.target));
+    /** Where each entry goes (null: skipped). Parents are resolved before children. */
+    const dest = new Array<Buffer | null>(manifest.entries.length).fill(null);
+    const dirOf = new Map<string, Buffer>();
+    const parentOf = (e: Entry): Buffer | null => e.path.length === 1 ? root : dirOf.get(e.path.slice(0, -1).join('/')) ?? null;
+    const files: number[] = [];
+    let bytesTotal = 0;
+
+    for (let i = 0; i < manifest.entries.length; i++) {
+      if (!chosen.has(i)) continue;
+      const e = manifest.entries[i]!;
+      const parent = parentOf(e);
+      if (!parent) continue; // its folder could not be created; already reported
+      let p: Buffer = Buffer.concat([parent, Buffer.from('/'), decodeName(e.path[e.path.length - 1]!)]);
+      if (e.type === 'dir') {
+        try {
+          await mkdir(p as unknown as string, { mode: 0o700 });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          // An existing folder is reused only if it is a real folder, never a symlink.
+          const s = await lstat(p as unknown as string);
+          if (!s.isDirectory()) {
+            errors.push({ code: 'PathConflict', message: `${display(e.path)} exists and is not a folder; its contents were not restored`, path: display(e.path) });
+            continue;
+          }
+        }
+        dirOf.set(e.path.join('/'), p);
+        dest[i] = p;
+        continue;
+      }
+      if (await exists(p)) {
+        if (overwrite === 'skip') {
+          warnings.push({ code: 'Skipped', message: `${display(e.path)} exists and was kept (--overwrite skip)`, path: display(e.path) });
+          continue;
+        }
+        if (overwrite === 'replace') {
+          const s = await lstat(p as unknown as string);
+          if (s.isDirectory()) {
+            errors.push({ code: 'PathConflict', message: `${display(e.path)} is a folder on disk; not replaced`, path: display(e.path) });
+            continue;
+          }
+        } else {
+          let n = 1;
+          let candidate: Buffer;
+          do {
+            candidate = Buffer.concat([p, Buffer.from(`.restored-${n === 1 ? '' : n + '-'}${point.id.slice(0, 8)}`)]);
+            n++;
+          } while (await exists(candidate));
+          p = candidate;
+        }
+      }
+      dest[i] = p;
+      if (e.type === 'file') {
+        files.push(i);
+        bytesTotal += e.size;
+      }
+    }
+
+    // Create every regular file first: O_EXCL|O_NOFOLLOW never follows or reuses what stands there.
+    const tmpName = (p: Buffer) => Buffer.concat([p, Buffer.from(`.coffre-part-${job.id}`)]);
+    for (const i of files) {
+      const p = tmpName(dest[i]!);
+      const fh = await open(p as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      await fh.close();
+    }
+
+    // Which file offsets each chunk fills.
+    const targets = new Map<string, { file: number; offset: number }[]>();
+    for (const i of files) {
+      let offset = 0;
+      for (const [id, len] of (manifest.entries[i] as FileEntry).chunks) {
+        if (id) {
+          let t = targets.get(id);
+          if (!t) targets.set(id, (t = []));
+          t.push({ file: i, offset });
+        }
+        offset += len;
+      }
+    }
+    const locations = await client.locate(point.containerId, [...targets.keys()]);
+    const found = new Set(locations.map((l) => l.id));
+    const damaged = new Set<number>();
+    for (const id of targets.keys()) {
+      if (!found.has(id)) for (const t of targets.get(id)!) damaged.add(t.file);
+    }
+
+    // Group chunks into ranged reads of each pack: few requests, bounded memory.
+    locations.sort((a, b) => a.pack.localeCompare(b.pack) || a.offset - b.offset);
+    const ranges: { pack: string; offset: number; length: number; blobs: typeof locations }[] = [];
+    for (const l of locations) {
+      const last = ranges[ranges.length - 1];
+      if (last && last.pack === l.pack && l.offset - (last.offset + last.length) <= RANGE_GAP && l.offset + l.length - last.offset <= RANGE_MAX) {
+        last.length = Math.max(last.length, l.offset + l.length - last.offset);
+        last.blobs.push(l);
+      } else {
+        ranges.push({ pack: l.pack, offset: l.offset, length: l.length, blobs: [l] });
+      }
+    }
+
+    const open_ = new Map<number, FileHandle>();
+    const pending = new Map<number, number>();
+    for (const ts of targets.values()) for (const t of ts) pending.set(t.file, (pending.get(t.file) ?? 0) + 1);
+    const handle = async (file: number): Promise<FileHandle> => {
+      let fh = open_.get(file);
+      if (fh) return fh;
+      if (open_.size >= MAX_OPEN_FILES) {
+        const [oldest, h] = open_.entries().next().value as [number, FileHandle];
+        open_.delete(oldest);
+        await h.close();
+      }
+      fh = await open(tmpName(dest[file]!) as unknown as string, C.O_WRONLY | C.O_NOFOLLOW);
+      open_.set(file, fh);
+      return fh;
+    };
+    let lastTick = 0;
+    const tick = () => {
+      const now = Date.now();
+      opts.onProgress?.({ ...counters, bytesTotal, filesTotal: files.length });
+      if (now - lastTick >= 1000) {
+        lastTick = now;
+        void client.progress(job.id, counters).catch(() => undefined); // best effort, the next report replaces it
+      }
+    };
+
+    let next = 0;
+    const worker = async () => {
+      while (next < ranges.length) {
+        const r = ranges[next++]!;
+        const data = await client.readPack(point.containerId, r.pack, r.offset, r.length);
+        counters.bytesUploaded += data.length;
+        for (const b of r.blobs) {
+          const stored = data.subarray(b.offset - r.offset, b.offset - r.offset + b.length);
+          let plain: Buffer;
+          try {
+            plain = decodeBlob(keys, Buffer.from(b.id, 'hex'), stored);
+          } catch (err) {
+            if (!(err instanceof CoffreError)) throw err;
+            for (const t of targets.get(b.id)!) damaged.add(t.file);
+            continue;
+          }
+          for (const t of targets.get(b.id)!) {
+            if (damaged.has(t.file)) continue;
+            const fh = await handle(t.file);
+            await fh.write(plain, 0, plain.length, t.offset);
+            counters.bytesScanned += plain.length;
+            const left = pending.get(t.file)! - 1;
+            pending.set(t.file, left);
+            if (left === 0) { await fh.close(); open_.delete(t.file); }
+          }
+        }
+        tick();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FETCHES_IN_FLIGHT, ranges.length) }, worker));
+    for (const fh of open_.values()) await fh.close();
+
+    // Finish files: size (holes stay holes), metadata, then the final name.
+    for (const i of files) {
+      const e = manifest.entries[i] as FileEntry;
+      const tmp = tmpName(dest[i]!) as unknown as string;
+      if (damaged.has(i)) {
+        await rm(tmp, { force: true });
+        errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
+        dest[i] = null;
+        continue;
+      }
+      const fh = await open(tmp, C.O_WRONLY | C.O_NOFOLLOW);
+      try { await fh.truncate(e.size); } finally { await fh.close(); }
+      await setMeta(tmp, e, false);
+      // rename() replaces an existing file atomically (and never follows a symlink there).
+      await rename(tmp, dest[i]! as unknown as string);
+      counters.filesChanged++;
+      counters.filesScanned++;
+    }
+    for (let i = 0; i < manifest.entries.length; i++) {
+      const e = manifest.entries[i]!;
+      const p = dest[i];
+      if (!p) continue;
+      if (e.type === 'hardlink') {
+        const first = dest[e.link];
+        if (!first) { errors.push({ code: 'LinkTargetMissing', message: `${display(e.path)} links to a file that was not restored`, path: display(e.path) }); continue; }
+        if (overwrite === 'replace' && await exists(p)) await unlink(p as unknown as string);
+        await link(first as unknown as string, p as unknown as string);
+      } else if (e.type === 'symlink') {
+        if (overwrite === 'replace' && await exists(p)) await unlink(p as unknown as string);
+        await symlink(decodeName(e.target) as unknown as string, p as unknown as string);
+        await setMeta(p as unknown as string, e, true);
+      }
+    }
+    // Folders last, deepest first, so writing their contents does not change their mtime again.
+    for (let i = manifest.entries.length - 1; i >= 0; i--) {
+      const e = manifest.entries[i]!;
+      if (e.type === 'dir' && dest[i]) await setMeta(dest[i]! as unknown as string, e, false);
+    }
+    tick();
+    const status = errors.length ? 'Failed' : warnings.length ? 'CompletedWithWarnings' : 'Completed';
+    const done = await client.finishJob(job.id, { status, counters, errors, warnings });
+    return { job: done, point, errors, warnings };
+  } catch (e) {
+    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
+    await client.finishJob(job.id, { status: 'Failed', counters, errors: [...errors, { code: err.code, message: err.message }], warnings }).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function setMeta(p: string, e: Entry, isLink: boolean): Promise<void> {
+  const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
+  if (IS_ROOT) await lchown(p, e.uid, e.gid);
+  if (isLink) {
+    await lutimes(p, secs, secs);
+    return;
+  }
+  await chmod(p, e.mode);
+  await utimes(p, secs, secs);
+}
+

@@ -1,0 +1,61 @@
+/**
+ * The agent's local state: which vault it belongs to, its key, and its unwrapped data keys.
+ * Kept in the agent folder, readable by its owner only (like an SSH key).
+ */
+import { mkdir, readFile, rename, writeFile, open } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { keysFromJSON, type KeySet } from '../core/crypto.js';
+import { CoffreError } from '../core/errors.js';
+
+export interface AgentState {
+  version: 1;
+  server: string;
+  vault: string;
+  vaultId: string;
+  machine: string;
+  containerId: string;
+  token: string;
+  keys: { encKey: string; idKey: string; chunkerSeed: string };
+}
+
+export function defaultAgentDir(): string {
+  return process.env.COFFRE_AGENT_DIR || join(homedir(), '.coffre', 'agent');
+}
+
+const STATE_FILE = 'agent.json';
+
+/** Writes a file atomically and durably (temporary name, fsync, rename). */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+}
+
+export async function saveState(dir: string, state: AgentState): Promise<void> {
+  await writeFileAtomic(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+}
+
+export async function loadState(dir: string): Promise<AgentState | null> {
+  try {
+    return JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as AgentState;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new CoffreError('NotRegistered', `the agent state in ${dir} cannot be read (${(e as Error).message}); register again with \`coffre agent register\``);
+  }
+}
+
+export async function requireState(dir: string): Promise<AgentState & { keySet: KeySet }> {
+  const state = await loadState(dir);
+  if (!state) {
+    throw new CoffreError('NotRegistered', `this machine is not registered (no agent state in ${dir}); run \`coffre agent register --credentials FILE --passphrase-file FILE\``);
+  }
+  return { ...state, keySet: keysFromJSON(state.keys) };
+}

@@ -1,0 +1,98 @@
+/**
+ * Walks the folders to back up. Names are handled as bytes (Linux allows any byte but "/" and
+ * NUL), entries come parents first, and what cannot be read is reported, not fatal.
+ */
+import { lstat, opendir } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import type { BigIntStats } from 'node:fs';
+import picomatch from 'picomatch';
+import type { JobProblem } from '../core/api.js';
+import { CoffreError } from '../core/errors.js';
+import { encodeName } from '../core/manifest.js';
+
+export interface WalkEntry {
+  /** Absolute path as bytes, for system calls. */
+  abs: Buffer;
+  /** Path inside the point, as encoded components. */
+  path: string[];
+  /** '/'-joined readable path, for messages and exclude patterns. */
+  display: string;
+  stat: BigIntStats;
+}
+
+const SEP = Buffer.from('/');
+
+function join(parent: Buffer, name: Buffer): Buffer {
+  return parent[parent.length - 1] === 0x2f ? Buffer.concat([parent, name]) : Buffer.concat([parent, SEP, name]);
+}
+
+export function rootName(root: string): string {
+  const name = basename(resolve(root));
+  return name === '' ? 'rootfs' : name;
+}
+
+/**
+ * Exclude patterns are globs matched against the path inside the point (e.g. `projects/a.log`)
+ * and against the bare name, as users write them: `*.log`, `node_modules`, `**\/cache/**`.
+ */
+export function excluder(patterns: string[]): (display: string, name: string) => boolean {
+  if (patterns.length === 0) return () => false;
+  const matchers = patterns.map((p) => picomatch(p, { dot: true }));
+  return (display, name) => matchers.some((m) => m(display) || m(name));
+}
+
+export async function walk(roots: string[], excludes: string[], warn: (p: JobProblem) => void): Promise<WalkEntry[]> {
+  const isExcluded = excluder(excludes);
+  const names = new Set<string>();
+  const out: WalkEntry[] = [];
+  for (const root of roots) {
+    const abs = resolve(root);
+    const name = rootName(root);
+    if (names.has(name)) throw new CoffreError('InvalidArgument', `two folders to back up share the name ${name}; back them up as separate items`);
+    names.add(name);
+    let stat: BigIntStats;
+    try {
+      stat = await lstat(abs, { bigint: true });
+    } catch (e) {
+      throw new CoffreError('InvalidArgument', `cannot back up ${root}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}`);
+    }
+    const rootEntry = { abs: Buffer.from(abs), path: [name], display: name, stat };
+    out.push(rootEntry);
+    if (stat.isDirectory()) await walkDir(rootEntry, out, isExcluded, warn);
+  }
+  return out;
+}
+
+async function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: string) => boolean, warn: (p: JobProblem) => void): Promise<void> {
+  let handle;
+  try {
+    handle = await opendir(dir.abs as unknown as string, { encoding: 'buffer' as BufferEncoding, bufferSize: 256 });
+  } catch (e) {
+    warn({ code: 'Unreadable', message: `cannot list folder ${dir.display}: ${(e as Error).message}`, path: dir.display });
+    return;
+  }
+  // Sorted children make manifests deterministic and diffs between points meaningful.
+  const children: Buffer[] = [];
+  for await (const d of handle) children.push(d.name as unknown as Buffer);
+  children.sort(Buffer.compare);
+  for (const nameBuf of children) {
+    const name = encodeName(nameBuf);
+    const display = `${dir.display}/${nameBuf.toString('utf8')}`;
+    if (isExcluded(display, nameBuf.toString('utf8'))) continue;
+    const abs = join(dir.abs, nameBuf);
+    let stat: BigIntStats;
+    try {
+      stat = await lstat(abs, { bigint: true });
+    } catch (e) {
+      warn({ code: 'Unreadable', message: `cannot read ${display}: ${(e as Error).message}`, path: display });
+      continue;
+    }
+    if (!stat.isDirectory() && !stat.isFile() && !stat.isSymbolicLink()) {
+      warn({ code: 'SpecialFileSkipped', message: `${display} is a device, socket or FIFO; such files are not backed up`, path: display });
+      continue;
+    }
+    const entry = { abs, path: [...dir.path, name], display, stat };
+    out.push(entry);
+    if (stat.isDirectory()) await walkDir(entry, out, isExcluded, warn);
+  }
+}

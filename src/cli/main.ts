@@ -1,0 +1,213 @@
+/** The `coffre` command: parses arguments, calls the agent or the vault API, prints. No business logic. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { backup } from '../agent/backup.js';
+import { parseCredentials, registerAgent } from '../agent/register.js';
+import { restore, type OverwritePolicy } from '../agent/restore.js';
+import type { CredentialsFile } from '../core/api.js';
+import { CoffreError, exitCodeFor } from '../core/errors.js';
+import { startServer } from '../vault/server.js';
+import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
+import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
+import { quickstart } from './quickstart.js';
+import { registerPolicyCommands } from './policy-commands.js';
+
+/** Exit status of a job that completed but skipped or flagged something. */
+export const EXIT_WARNINGS = 4;
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function retainUntil(value: string): string {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
+  if (!d || d.toISOString().slice(0, 10) !== value) throw new InvalidArgumentError('use a date as YYYY-MM-DD');
+  if (value <= new Date().toISOString().slice(0, 10)) throw new InvalidArgumentError('the date must be in the future');
+  return value;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('coffre')
+    .description('Coffre: self-hosted backup vault and agents (incremental, deduplicated, compressed, encrypted).')
+    .option('--server <url>', 'vault server URL (default: $COFFRE_SERVER, the registered vault, or http://127.0.0.1:7070)')
+    .option('--token <token>', 'API token (default: $COFFRE_TOKEN, ./coffre-data/admin.token, or this machine\'s agent key)')
+    .option('--agent-dir <dir>', 'agent state folder (default: $COFFRE_AGENT_DIR or ~/.coffre/agent)')
+    .option('--debug', 'print stack traces on errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ showGlobalOptions: true });
+  const g = (): GlobalOptions => program.opts<GlobalOptions>();
+
+  program.command('server')
+    .description('run the vault service (embedded default: ./coffre-data, 127.0.0.1:7070)')
+    .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token', 'coffre-data')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7070')
+    .action(async (o: { data: string; listen: string }) => {
+      const s = await startServer({ dataDir: o.data, listen: o.listen });
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n`);
+      const stop = () => { void s.close().then(() => process.exit(0)); };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+
+  const vault = program.command('vault').description('create and list vaults, download vault credentials');
+  vault.command('create <name>')
+    .description('create a vault (with its DefaultPolicy)')
+    .option('--subscription <id>', 'subscription (tenant) that owns the vault', 'default')
+    .addOption(new Option('--redundancy <kind>', 'storage redundancy').choices(['LRS', 'ZRS', 'GRS']).default('GRS'))
+    .option('--json', 'print the vault as JSON')
+    .action(async (name: string, o: { subscription: string; redundancy: string; json?: boolean }) => {
+      const v = await (await adminClient(g())).createVault({ name, subscription: o.subscription, redundancy: o.redundancy });
+      if (o.json) printJson(v);
+      else process.stdout.write(`created vault ${v.name} (${v.id}), redundancy ${v.redundancy}, subscription ${v.subscription}, with policy DefaultPolicy\n`);
+    });
+  vault.command('list')
+    .description('list vaults')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const vs = await (await adminClient(g())).listVaults();
+      if (o.json) printJson(vs);
+      else process.stdout.write(table(['id', 'name', 'subscription', 'redundancy', 'created'], vs.map((v) => [v.id, v.name, v.subscription, v.redundancy, v.createdAt])) + '\n');
+    });
+  vault.command('credentials <name>')
+    .description('write a vault credentials file, used once to register a machine (expires)')
+    .requiredOption('--out <file>', 'where to write the credentials (mode 0600)')
+    .option('--days <n>', 'days until the credentials expire', (v) => Number.parseInt(v, 10), 10)
+    .action(async (name: string, o: { out: string; days: number }) => {
+      const client = await adminClient(g());
+      const c = await client.createCredentials(name, o.days);
+      const file: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: client.server, vault: c.vault.name, vaultId: c.vault.id, secret: c.secret, expiresAt: c.expiresAt };
+      writeFileSync(o.out, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+      process.stdout.write(`wrote ${o.out}: credentials for vault ${c.vault.name}, valid until ${c.expiresAt}\n`);
+    });
+
+  const agent = program.command('agent').description('register this machine with a vault');
+  agent.command('register')
+    .description('register this machine (first time: creates its keys; again: recovers them with the passphrase)')
+    .requiredOption('--credentials <file>', 'vault credentials file from `coffre vault credentials`')
+    .option('--passphrase-file <file>', 'file holding the encryption passphrase (default: $COFFRE_PASSPHRASE); at least 16 characters')
+    .option('--machine <name>', 'name of this machine in the vault (default: host name)')
+    .option('--json', 'print JSON')
+    .action(async (o: { credentials: string; passphraseFile?: string; machine?: string; json?: boolean }) => {
+      const passphrase = readPassphrase(o.passphraseFile);
+      let text: string;
+      try { text = readFileSync(o.credentials, 'utf8'); } catch (e) { throw new CoffreError('InvalidArgument', `cannot read ${o.credentials}: ${(e as Error).message}`); }
+      const credentials = parseCredentials(text);
+      const s = await registerAgent({ agentDir: agentDirOf(g()), credentials, passphrase, ...(o.machine ? { machine: o.machine } : {}), ...(g().server ? { server: g().server! } : {}) });
+      if (o.json) printJson({ vault: s.vault, machine: s.machine, containerId: s.containerId, reattached: s.reattached });
+      else process.stdout.write(`registered machine ${s.machine} with vault ${s.vault}${s.reattached ? ' (existing machine: keys recovered with the passphrase)' : ''}\nkeep the passphrase safe: without it no backup of this machine can be restored\n`);
+    });
+
+  program.command('backup <path...>')
+    .description('back up files and folders now (incremental: only what changed is read and sent)')
+    .requiredOption('--item <name>', 'protected item the backup belongs to (created on first use)')
+    .option('--exclude <glob>', 'skip paths matching this glob (repeatable), e.g. "*.tmp" or "node_modules"', collect, [])
+    .option('--retain-until <date>', 'keep this on-demand point until this day (YYYY-MM-DD; default: 30 days)', retainUntil)
+    .option('--json', 'print the job as JSON')
+    .action(async (paths: string[], o: { item: string; exclude: string[]; retainUntil?: string; json?: boolean }) => {
+      const { state, client } = await agentContext(g());
+      const bar = progressBar(!o.json, 'backup');
+      let result;
+      try {
+        result = await backup({
+          client, containerId: state.containerId, keys: state.keySet, agentDir: agentDirOf(g()), vaultId: state.vaultId,
+          item: o.item, paths, excludes: o.exclude, kind: 'OnDemand', ...(o.retainUntil ? { retainUntil: o.retainUntil } : {}), onProgress: (c) => bar.update(c),
+        });
+      } finally {
+        bar.stop();
+      }
+      const job = await client.getJob(result.jobId);
+      if (o.json) printJson(job);
+      else process.stdout.write(`${jobSummary(job)}\n  point ${result.point.id}: ${result.point.files} files, ${formatBytes(result.point.bytes)}, kept until ${result.point.expiresAt}\n`);
+      if (job.status === 'CompletedWithWarnings') process.exitCode = EXIT_WARNINGS;
+    });
+
+  program.command('points')
+    .description('list recovery points, oldest first')
+    .option('--item <name>', 'only this protected item')
+    .option('--vault <name>', 'only this vault')
+    .option('--json', 'print JSON')
+    .action(async (o: { item?: string; vault?: string; json?: boolean }) => {
+      const points = await (await adminClient(g())).listPoints({ ...(o.item ? { item: o.item } : {}), ...(o.vault ? { vault: o.vault } : {}) });
+      if (o.json) printJson(points);
+      else process.stdout.write(points.length ? pointsTable(points) + '\n' : 'no recovery points yet\n');
+    });
+
+  program.command('restore <point>')
+    .description('restore a recovery point (or some paths of it) into a folder; every chunk is verified')
+    .requiredOption('--target <dir>', 'folder to restore into (created if missing); nothing is written outside it')
+    .option('--path <p>', 'restore only this path of the point, e.g. projects/src (repeatable)', collect, [])
+    .addOption(new Option('--overwrite <policy>', 'when a file already exists in the target').choices(['skip', 'replace', 'rename']).default('rename'))
+    .option('--json', 'print the job as JSON')
+    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; json?: boolean }) => {
+      const { state, client } = await agentContext(g());
+      const bar = progressBar(!o.json, 'restore');
+      let result;
+      try {
+        result = await restore({ client, keys: state.keySet, pointId: point, target: o.target, paths: o.path, overwrite: o.overwrite, onProgress: (c) => bar.update(c) });
+      } finally {
+        bar.stop();
+      }
+      if (o.json) printJson(result.job);
+      else process.stdout.write(`${jobSummary(result.job)}\n  restored point ${result.point.id} of ${result.point.item} into ${o.target}\n`);
+      if (result.job.status === 'Failed') {
+        process.stderr.write(`coffre: restore incomplete: ${result.errors.length} file(s) could not be restored (see above) [${result.errors[0]?.code ?? 'Failed'}]\n`);
+        process.exitCode = 1;
+      } else if (result.job.status === 'CompletedWithWarnings') process.exitCode = EXIT_WARNINGS;
+    });
+
+  program.command('jobs')
+    .description('list jobs (backups, restores, verifications) with their progress')
+    .option('--vault <name>', 'only this vault')
+    .option('--json', 'print JSON')
+    .action(async (o: { vault?: string; json?: boolean }) => {
+      const jobs = await (await adminClient(g())).listJobs(o.vault);
+      if (o.json) printJson(jobs);
+      else process.stdout.write(jobs.length ? jobsTable(jobs) + '\n' : 'no jobs yet\n');
+    });
+
+  program.command('verify')
+    .description('check every stored chunk against its checksum (no passphrase needed)')
+    .option('--item <name>', 'only what this protected item uses')
+    .option('--vault <name>', 'the vault to check')
+    .option('--json', 'print the job as JSON')
+    .action(async (o: { item?: string; vault?: string; json?: boolean }) => {
+      const job = await (await adminClient(g())).verify({ ...(o.item ? { item: o.item } : {}), ...(o.vault ? { vault: o.vault } : {}) });
+      if (o.json) printJson(job);
+      else process.stdout.write(jobSummary(job) + '\n');
+      if (job.status === 'Failed') {
+        if (!o.json) process.stderr.write(`coffre: verification found ${job.errors.length} problem(s) [${job.errors[0]?.code ?? 'Failed'}]\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program.command('quickstart [folder]')
+    .description('try everything on a temporary vault: back up a folder (or a generated one), restore it, verify it byte for byte')
+    .action(async (folder?: string) => { await quickstart(folder); });
+
+  registerPolicyCommands(program, g);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    const debug = argv.includes('--debug');
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
+      // Commander already printed help or the usage error.
+      process.exitCode = ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' || ce.code === 'commander.help' ? 0 : 2;
+      return;
+    }
+    if (e instanceof CoffreError) {
+      process.stderr.write(`coffre: ${e.message} [${e.code}]\n`);
+      if (debug) process.stderr.write(`${e.stack}\n`);
+      process.exitCode = exitCodeFor(e.code);
+      return;
+    }
+    process.stderr.write(`coffre: unexpected error: ${(e as Error).message ?? String(e)} (run with --debug for details)\n`);
+    if (debug) process.stderr.write(`${(e as Error).stack}\n`);
+    process.exitCode = 1;
+  }
+}
