@@ -213,7 +213,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           for (const t of targets.get(b.id)!) {
             if (damaged.has(t.file)) continue;
             const fh = await handle(t.file);
-            await fh.write(plain, 0, plain.length, t.offset);
+            await writeSparse(fh, plain, t.offset);
             counters.bytesScanned += plain.length;
             const left = pending.get(t.file)! - 1;
             pending.set(t.file, left);
@@ -273,6 +273,31 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     await client.finishJob(job.id, { status: 'Failed', counters, errors: [...errors, { code: err.code, message: err.message }], warnings }).catch(() => undefined);
     throw e;
   }
+}
+
+const HOLE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
+
+/**
+ * Writes a chunk but leaves file-system blocks that are all zero unwritten: with the final
+ * truncate they become holes, so sparse files (disk images) come back sparse.
+ */
+async function writeSparse(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+  let runStart = -1;
+  const flush = async (end: number) => {
+    if (runStart >= 0) await fh.write(data, runStart, end - runStart, offset + runStart);
+    runStart = -1;
+  };
+  // Blocks are aligned on file offsets, so holes line up with the file system's blocks.
+  let pos = 0;
+  while (pos < data.length) {
+    const end = Math.min(data.length, pos + HOLE_BLOCK - ((offset + pos) % HOLE_BLOCK));
+    const zero = data.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
+    if (zero) await flush(pos);
+    else if (runStart < 0) runStart = pos;
+    pos = end;
+  }
+  await flush(data.length);
 }
 
 async function setMeta(p: string, e: Entry, isLink: boolean): Promise<void> {

@@ -1,0 +1,78 @@
+/**
+ * End-to-end test harness: a real server on loopback with a real SQLite catalog and folder
+ * store in a temporary data folder, a registered agent, and helpers to run the real CLI.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { VaultClient } from '../src/agent/client.js';
+import { registerAgent } from '../src/agent/register.js';
+import { keysFromJSON, type KeySet } from '../src/core/crypto.js';
+import type { CredentialsFile } from '../src/core/api.js';
+import { startServer, type RunningServer } from '../src/vault/server.js';
+import type { AgentState } from '../src/agent/state.js';
+
+export const PASSPHRASE = 'correct horse battery staple';
+export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'coffre.js');
+
+export interface TestAgent { state: AgentState; keys: KeySet; client: VaultClient; agentDir: string }
+
+export interface Harness {
+  dir: string;
+  server: RunningServer;
+  admin: VaultClient;
+  credentials: CredentialsFile;
+  credentialsFile: string;
+  agent(machine?: string): Promise<TestAgent>;
+  close(): Promise<void>;
+}
+
+export async function tempDir(prefix = 'coffre-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function harness(opts: { vault?: string } = {}): Promise<Harness> {
+  const dir = await tempDir();
+  const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0' });
+  const admin = new VaultClient(server.url, server.adminToken);
+  const vault = await admin.createVault({ name: opts.vault ?? 'testvault' });
+  const c = await admin.createCredentials(vault.name);
+  const credentials: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: vault.name, vaultId: vault.id, secret: c.secret, expiresAt: c.expiresAt };
+  const credentialsFile = join(dir, 'vault.cred');
+  await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 });
+  let n = 0;
+  return {
+    dir, server, admin, credentials, credentialsFile,
+    async agent(machine?: string) {
+      const agentDir = join(dir, `agent-${n++}`);
+      const state = await registerAgent({ agentDir, credentials, passphrase: PASSPHRASE, machine: machine ?? `machine-${n}` });
+      return { state, keys: keysFromJSON(state.keys), client: new VaultClient(server.url, state.token), agentDir };
+    },
+    async close() {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function backupOptions(a: TestAgent, item: string, paths: string[]) {
+  return { client: a.client, containerId: a.state.containerId, keys: a.keys, agentDir: a.agentDir, vaultId: a.state.vaultId, item, paths };
+}
+
+export interface CliResult { code: number | null; stdout: string; stderr: string; signal: NodeJS.Signals | null }
+
+/** Runs the real `coffre` command in a child process. */
+export function cli(args: string[], env: Record<string, string> = {}, opts: { cwd?: string; killAfterMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    if (child.pid) opts.onSpawn?.(child.pid);
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, stdout, stderr, signal }));
+  });
+}
