@@ -15,8 +15,8 @@ function localAdminToken(): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }
 
-const explicitServer = (g: GlobalOptions) => g.server ?? process.env.COFFRE_SERVER;
-const explicitToken = (g: GlobalOptions) => g.token ?? process.env.COFFRE_TOKEN;
+const explicitServer = (g: GlobalOptions) => g.server || process.env.COFFRE_SERVER || undefined;
+const explicitToken = (g: GlobalOptions) => g.token || process.env.COFFRE_TOKEN || undefined;
 
 /**
  * For administration and listings: an explicit token, else the admin token the local server

@@ -33,7 +33,9 @@ export function buildProgram(): Command {
     .option('--agent-dir <dir>', 'agent state folder (default: $COFFRE_AGENT_DIR or ~/.coffre/agent)')
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ showGlobalOptions: true });
+    .configureHelp({ showGlobalOptions: true })
+    // Subcommands inherit this: usage errors reach main() and exit with status 2.
+    .exitOverride();
   const g = (): GlobalOptions => program.opts<GlobalOptions>();
 
   program.command('server')
@@ -189,7 +191,6 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -68,7 +68,7 @@ export function open(key: Buffer, sealed: Uint8Array, ad: Uint8Array): Buffer | 
 export function checkPassphrase(passphrase: string): void {
   if ([...passphrase].length < MIN_PASSPHRASE_LENGTH) {
     throw new CoffreError('PassphraseTooShort',
-      `the passphrase has ${[...passphrase].length} characters; use at least ${MIN_PASSPHRASE_LENGTH}`);
+      `the passphrase has ${[...passphrase].length} characters; it needs at least ${MIN_PASSPHRASE_LENGTH} characters`);
   }
 }
 
