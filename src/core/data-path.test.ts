@@ -52,9 +52,14 @@ test('an edit changes only nearby chunk boundaries (content-defined)', () => {
 
 test('the streaming cut asks for more data instead of cutting early', () => {
   const chunker = new Chunker(Buffer.alloc(32, 3), small);
-  const data = randomBytes(100);
+  // Below the minimum size no boundary may be cut until the caller says the input ended.
+  const data = randomBytes(small.minSize - 1);
   assert.equal(chunker.cut(data, 0, data.length, false), -1);
-  assert.equal(chunker.cut(data, 0, data.length, true), 100);
+  assert.equal(chunker.cut(data, 0, data.length, true), data.length);
+  // Past the maximum size a cut is forced even in the middle of a stream.
+  const zeros = Buffer.alloc(small.maxSize * 2);
+  const n = chunker.cut(zeros, 0, zeros.length, false);
+  assert.ok(n > 0 && n <= small.maxSize);
 });
 
 test('blobs round-trip, compress what compresses, and fail closed on damage', () => {
