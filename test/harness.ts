@@ -64,9 +64,11 @@ export function backupOptions(a: TestAgent, item: string, paths: string[]) {
 export interface CliResult { code: number | null; stdout: string; stderr: string; signal: NodeJS.Signals | null }
 
 /** Runs the real `coffre` command in a child process. */
-export function cli(args: string[], env: Record<string, string> = {}, opts: { cwd?: string; killAfterMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
+export function cli(args: string[], env: Record<string, string> = {}, opts: { cwd?: string; uid?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
