@@ -4,6 +4,7 @@
  */
 import type { BackupStart, BlobLocation, JobCounters, JobInfo, JobProblem, PointInfo, RegisterResult, VaultInfo, Consistency, PointKind } from '../core/api.js';
 import { CoffreError, isErrorCode } from '../core/errors.js';
+import type { PolicyInfo, RetentionChange } from '../core/api.js';
 
 export class VaultClient {
   constructor(readonly server: string, private readonly token?: string) {}
@@ -95,5 +96,17 @@ export class VaultClient {
   finishJob(job: string, body: { status: string; counters?: Partial<JobCounters>; errors?: JobProblem[]; warnings?: JobProblem[]; details?: Record<string, unknown> }): Promise<JobInfo> {
     return this.json('POST', `/v1/jobs/${job}/finish`, body);
   }
+  listPolicies(vault?: string): Promise<PolicyInfo[]> { return this.json('GET', `/v1/policies${vault ? `?vault=${encodeURIComponent(vault)}` : ''}`); }
+  showPolicy(name: string, vault?: string): Promise<PolicyInfo> {
+    return this.json('GET', `/v1/policies/${encodeURIComponent(name)}${vault ? `?vault=${encodeURIComponent(vault)}` : ''}`);
+  }
+  createPolicy(name: string, policy: unknown, vault?: string): Promise<PolicyInfo> { return this.json('POST', '/v1/policies', { name, policy, ...(vault ? { vault } : {}) }); }
+  setPolicy(name: string, policy: unknown, dryRun: boolean, vault?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null }> {
+    return this.json('PUT', `/v1/policies/${encodeURIComponent(name)}`, { policy, dryRun, ...(vault ? { vault } : {}) });
+  }
+  assignPolicy(name: string, item: string, vault?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo }> {
+    return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
+  }
+  prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
 }

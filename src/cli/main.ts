@@ -181,6 +181,16 @@ export function buildProgram(): Command {
       }
     });
 
+  program.command('prune')
+    .description('delete the recovery points whose retention has expired (administrators only)')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--json', 'print the job as JSON')
+    .action(async (o: { vault?: string; json?: boolean }) => {
+      const job = await (await adminClient(g())).prune(o.vault);
+      if (o.json) printJson(job);
+      else process.stdout.write(`${jobSummary(job)}\n  points deleted: ${((job.details.pointsDeleted as string[] | undefined) ?? []).join(', ') || 'none'}\n`);
+    });
+
   program.command('quickstart [folder]')
     .description('try everything on a temporary vault: back up a folder (or a generated one), restore it, verify it byte for byte')
     .action(async (folder?: string) => { await quickstart(folder); });

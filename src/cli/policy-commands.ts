@@ -5,7 +5,8 @@ import { CoffreError } from '../core/errors.js';
 import { validatePolicy } from '../policy/policy.js';
 import { evaluateRetention, type RetentionPoint } from '../policy/retention.js';
 import { nextRuns } from '../policy/schedule.js';
-import type { GlobalOptions } from './context.js';
+import { adminClient, type GlobalOptions } from './context.js';
+import type { RetentionChange } from '../core/api.js';
 import { printJson, table } from './output.js';
 
 function readJson(file: string, what: string): unknown {
@@ -40,8 +41,68 @@ function parsePoints(input: unknown): RetentionPoint[] {
   });
 }
 
-export function registerPolicyCommands(program: Command, _g: () => GlobalOptions): Command {
+function changeText(change: RetentionChange): string {
+  const lines = [`${change.deleted.length} point(s) would be deleted, ${change.changed.length} expiry(ies) would change`];
+  for (const d of change.deleted) lines.push(`  delete ${d.id}  ${d.item}  ${d.time}`);
+  for (const c of change.changed) lines.push(`  keep   ${c.id}  ${c.item}  ${c.time}  until ${c.from} -> ${c.to}`);
+  return lines.join('\n');
+}
+
+export function registerPolicyCommands(program: Command, g: () => GlobalOptions): Command {
   const policy = program.command('policy').description('backup policies: schedules and retention');
+  policy.command('create <name>')
+    .description('create a policy in a vault from a JSON file')
+    .requiredOption('--file <policy.json>', 'the policy')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { file: string; vault?: string; json?: boolean }) => {
+      const body = readJson(o.file, 'policy');
+      validatePolicy({ ...(body as object), name }); // refuse bad input before contacting the server
+      const info = await (await adminClient(g())).createPolicy(name, body, o.vault);
+      if (o.json) printJson(info);
+      else process.stdout.write(`created policy ${info.name} in vault ${info.vault}\n`);
+    });
+  policy.command('set <name>')
+    .description('change a policy; retention applies retroactively to existing points (see --dry-run)')
+    .requiredOption('--file <policy.json>', 'the new policy')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--dry-run', 'only list the points the change would delete and the expiries it would change')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { file: string; vault?: string; dryRun?: boolean; json?: boolean }) => {
+      const body = readJson(o.file, 'policy');
+      validatePolicy({ ...(body as object), name });
+      const r = await (await adminClient(g())).setPolicy(name, body, o.dryRun ?? false, o.vault);
+      if (o.json) printJson(o.dryRun ? r.change : r);
+      else process.stdout.write(`${o.dryRun ? 'dry run: ' : `changed policy ${name}: `}${changeText(r.change)}\n`);
+    });
+  policy.command('show <name>')
+    .description('show a policy and the items it protects')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { vault?: string; json?: boolean }) => {
+      const info = await (await adminClient(g())).showPolicy(name, o.vault);
+      if (o.json) printJson(info);
+      else process.stdout.write(`policy ${info.name} (vault ${info.vault}), items: ${info.items.join(', ') || 'none'}\n${JSON.stringify(info.policy, null, 2)}\n`);
+    });
+  policy.command('list')
+    .description('list the policies of a vault')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--json', 'print JSON')
+    .action(async (o: { vault?: string; json?: boolean }) => {
+      const list = await (await adminClient(g())).listPolicies(o.vault);
+      if (o.json) printJson(list);
+      else process.stdout.write(table(['name', 'items', 'updated'], list.map((p) => [p.name, p.items.join(', '), p.updatedAt])) + '\n');
+    });
+  policy.command('assign <name>')
+    .description('protect an item with this policy (each item has exactly one)')
+    .requiredOption('--item <item>', 'the protected item')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { item: string; vault?: string; json?: boolean }) => {
+      const r = await (await adminClient(g())).assignPolicy(name, o.item, o.vault);
+      if (o.json) printJson(r);
+      else process.stdout.write(`item ${o.item} now follows policy ${name}: ${changeText(r.change)}\n`);
+    });
   policy.command('preview')
     .description('evaluate retention of a policy over a list of points (no server needed)')
     .requiredOption('--file <policy.json>', 'the policy')

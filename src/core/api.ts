@@ -64,3 +64,12 @@ export interface RegisterResult { containerId: string; machine: string; vaultId:
 export interface BackupStart { job: JobInfo; pointId: string; item: ItemInfo }
 
 export interface BlobLocation { id: string; pack: string; offset: number; length: number }
+
+/** A policy as the vault describes it; `policy` is the validated body (see src/policy/policy.ts). */
+export interface PolicyInfo { name: string; vault: string; items: string[]; policy: unknown; updatedAt: string }
+
+/** What a retention change does: points it deletes, and expiries it moves. */
+export interface RetentionChange {
+  deleted: { id: string; item: string; time: string; expiresAt: string }[];
+  changed: { id: string; item: string; time: string; from: string; to: string }[];
+}

@@ -15,6 +15,7 @@ import * as data from './data.js';
 import { listJobs, describeJob, loadJob, reportProgress, finishJob } from './jobs.js';
 import * as vaults from './vaults.js';
 import { verify } from './verify.js';
+import * as policies from './policies.js';
 
 export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
 
@@ -172,6 +173,25 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   app.post('/v1/verify', async (req) => {
     const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional() }), req.body ?? {});
     return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}) });
+  });
+
+  app.get('/v1/policies', async (req) => policies.listPolicies(ctx, await who(req), query(req).vault));
+  app.get('/v1/policies/:name', async (req) => policies.showPolicy(ctx, await who(req), query(req).vault, params(req).name!));
+  app.post('/v1/policies', async (req) => {
+    const body = parse(z.object({ vault: z.string().optional(), name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/), policy: z.unknown() }), req.body);
+    return policies.createPolicy(ctx, await who(req), body.vault, body.name, body.policy);
+  });
+  app.put('/v1/policies/:name', async (req) => {
+    const body = parse(z.object({ vault: z.string().optional(), policy: z.unknown(), dryRun: z.boolean().optional() }), req.body);
+    return policies.setPolicy(ctx, await who(req), body.vault, params(req).name!, body.policy, body.dryRun ?? false);
+  });
+  app.post('/v1/policies/:name/assign', async (req) => {
+    const body = parse(z.object({ vault: z.string().optional(), item: z.string() }), req.body);
+    return policies.assignPolicy(ctx, await who(req), body.vault, params(req).name!, body.item);
+  });
+  app.post('/v1/prune', async (req) => {
+    const body = parse(z.object({ vault: z.string().optional() }), req.body ?? {});
+    return policies.pruneVault(ctx, await who(req), body.vault);
   });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
