@@ -6,6 +6,7 @@
 import { open, readlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
 import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
 import { encodeBlob } from '../core/blob.js';
 import { chunkId, ID_BYTES, type KeySet } from '../core/crypto.js';
@@ -85,7 +86,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
   const bytesTotal = entries.reduce((n, e) => n + (e.stat.isFile() ? Number(e.stat.size) : 0), 0);
   const filesTotal = entries.filter((e) => e.stat.isFile()).length;
 
-  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths });
+  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes: opts.excludes ?? [] });
   const jobId = start.job.id;
   const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
   const uploader = new PackUploader(client, opts.containerId);

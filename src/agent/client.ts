@@ -101,12 +101,15 @@ export class VaultClient {
     return this.json('GET', `/v1/policies/${encodeURIComponent(name)}${vault ? `?vault=${encodeURIComponent(vault)}` : ''}`);
   }
   createPolicy(name: string, policy: unknown, vault?: string): Promise<PolicyInfo> { return this.json('POST', '/v1/policies', { name, policy, ...(vault ? { vault } : {}) }); }
-  setPolicy(name: string, policy: unknown, dryRun: boolean, vault?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null }> {
+  setPolicy(name: string, policy: unknown, dryRun: boolean, vault?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null; gc?: JobInfo }> {
     return this.json('PUT', `/v1/policies/${encodeURIComponent(name)}`, { policy, dryRun, ...(vault ? { vault } : {}) });
   }
-  assignPolicy(name: string, item: string, vault?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo }> {
+  assignPolicy(name: string, item: string, vault?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo; gc: JobInfo }> {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
+  gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
+  due(): Promise<{ item: string; scheduledAt: string; source: { paths: string[]; excludes?: string[] } }[]> { return this.json('GET', '/v1/agent/due'); }
+  async claim(item: string, scheduledAt: string): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt }); }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
 }

@@ -25,7 +25,14 @@ export interface JobRow {
 export interface PackRow { id: string; container_id: string; size: number; blob_count: number; created_at: string }
 export interface BlobRow { container_id: string; id: string; pack_id: string; offset: number; length: number; checksum: string }
 
+/** Per-item scheduling state: what the agent backs up on schedule, and the last run handed out. */
+export interface ScheduleRow { item_id: string; source: string; last_run: string | null }
+/** Vault-wide maintenance bookkeeping (daily prune and GC). */
+export interface MaintenanceRow { vault_id: string; last_daily: string | null }
+
 export interface Database {
+  schedules: ScheduleRow;
+  maintenance: MaintenanceRow;
   vaults: VaultRow;
   policies: PolicyRow;
   credentials: CredentialRow;
@@ -140,5 +147,14 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addPrimaryKeyConstraint('blobs_pk', ['container_id', 'id'])
     .execute();
   await s.createIndex('blobs_pack').ifNotExists().on('blobs').column('pack_id').execute();
+  await s.createTable('schedules').ifNotExists()
+    .addColumn('item_id', 'text', (c) => c.primaryKey())
+    .addColumn('source', 'text', (c) => c.notNull())
+    .addColumn('last_run', 'text')
+    .execute();
+  await s.createTable('maintenance').ifNotExists()
+    .addColumn('vault_id', 'text', (c) => c.primaryKey())
+    .addColumn('last_daily', 'text')
+    .execute();
   await sql`select 1`.execute(db);
 }

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { backup } from '../agent/backup.js';
+import { runDaemon, runDueOnce } from '../agent/daemon.js';
 import { parseCredentials, registerAgent } from '../agent/register.js';
 import { restore, type OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
@@ -98,6 +99,31 @@ export function buildProgram(): Command {
       else process.stdout.write(`registered machine ${s.machine} with vault ${s.vault}${s.reattached ? ' (existing machine: keys recovered with the passphrase)' : ''}\nkeep the passphrase safe: without it no backup of this machine can be restored\n`);
     });
 
+  agent.command('run')
+    .description('run the agent daemon: back up every item when its policy says (the vault decides what is due)')
+    .option('--once', 'run what is due now, then exit')
+    .option('--interval <seconds>', 'how often to ask the vault', '60')
+    .option('--json', 'with --once: print what ran as JSON')
+    .action(async (o: { once?: boolean; interval: string; json?: boolean }) => {
+      const { state, client } = await agentContext(g());
+      const seconds = Number(o.interval);
+      if (!Number.isFinite(seconds) || seconds < 1 || seconds > 86_400) throw new CoffreError('InvalidArgument', '--interval must be 1 to 86400 seconds');
+      const log = (line: string) => { if (!o.json) process.stderr.write(`${new Date().toISOString()} ${line}\n`); };
+      const opts = { client, state, agentDir: agentDirOf(g()), log };
+      if (o.once) {
+        const ran = await runDueOnce(opts);
+        if (o.json) printJson(ran.map((r) => ({ item: r.item, scheduledAt: r.scheduledAt, pointId: r.result?.point.id ?? null, jobId: r.result?.jobId ?? null, error: r.error ?? null })));
+        else if (ran.length === 0) process.stdout.write('nothing is due\n');
+        if (ran.some((r) => r.error)) process.exitCode = 1;
+        return;
+      }
+      const controller = new AbortController();
+      process.on('SIGINT', () => controller.abort());
+      process.on('SIGTERM', () => controller.abort());
+      log(`agent ${state.machine} polling ${client.server} every ${seconds} s`);
+      await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
+    });
+
   program.command('backup <path...>')
     .description('back up files and folders now (incremental: only what changed is read and sent)')
     .requiredOption('--item <name>', 'protected item the backup belongs to (created on first use)')
@@ -189,6 +215,20 @@ export function buildProgram(): Command {
       const job = await (await adminClient(g())).prune(o.vault);
       if (o.json) printJson(job);
       else process.stdout.write(`${jobSummary(job)}\n  points deleted: ${((job.details.pointsDeleted as string[] | undefined) ?? []).join(', ') || 'none'}\n`);
+    });
+
+  program.command('gc')
+    .description('reclaim the space of chunks no live point uses (safe while backups run)')
+    .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--json', 'print the job as JSON')
+    .action(async (o: { vault?: string; json?: boolean }) => {
+      const job = await (await adminClient(g())).gc(o.vault);
+      if (o.json) printJson(job);
+      else {
+        const d = job.details as { blobsDeleted?: number; packsDeleted?: number; packsRewritten?: number; bytesFreed?: number };
+        process.stdout.write(`${jobSummary(job)}\n  chunks deleted ${d.blobsDeleted ?? 0}, packs deleted ${d.packsDeleted ?? 0}, packs rewritten ${d.packsRewritten ?? 0}, freed ${formatBytes(d.bytesFreed ?? 0)}\n`);
+      }
+      if (job.status === 'Failed') process.exitCode = 1;
     });
 
   program.command('quickstart [folder]')

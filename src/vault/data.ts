@@ -16,6 +16,12 @@ import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
+import { rememberSource, type BackupSource } from './scheduler.js';
+
+function isFileSource(s: unknown): s is BackupSource {
+  const src = s as BackupSource | null;
+  return Array.isArray(src?.paths) && src.paths.every((p) => typeof p === 'string') && (src.excludes === undefined || Array.isArray(src.excludes));
+}
 
 export interface DataContext { db: Kysely<Database>; store: ObjectStore; clock: Clock }
 
@@ -85,6 +91,7 @@ export async function startBackup(ctx: DataContext, p: Principal, input: { item:
   const item = await itemForBackup(ctx, p, input.item, input.kind ?? 'files');
   const pointId = newId();
   const jobId = await createJob(ctx, { vaultId: item.vault_id, itemId: item.id, containerId: item.container_id, operation: 'Backup', pointId, details: { source: input.source ?? null } });
+  if (item.kind === 'files' && isFileSource(input.source)) await rememberSource(ctx, item.id, input.source);
   return { job: await describeJob(ctx, jobId), pointId, item: await itemInfo(ctx, item) };
 }
 
@@ -131,8 +138,12 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
     time: now.toISOString(), kind: input.kind, consistency: input.consistency, expires_at: now.toISOString(),
     retain_until: input.retainUntil ?? null, files: input.files, bytes: input.bytes, chunk_count: ids.length,
   };
-  await ctx.db.insertInto('points').values(row).execute();
-  await refreshExpiries(ctx, item.id);
+  // One transaction: a point the retention rules refuse (e.g. OnDemand without a valid
+  // retainUntil) must not stay visible, nor break every later commit of its item.
+  await ctx.db.transaction().execute(async (tx) => {
+    await tx.insertInto('points').values(row).execute();
+    await refreshExpiries({ ...ctx, db: tx }, item.id);
+  });
   await finishJob(ctx, input.jobId, {
     status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
   });

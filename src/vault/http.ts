@@ -16,6 +16,8 @@ import { listJobs, describeJob, loadJob, reportProgress, finishJob } from './job
 import * as vaults from './vaults.js';
 import { verify } from './verify.js';
 import * as policies from './policies.js';
+import { collectGarbage } from './gc.js';
+import { claimRun, dueRuns } from './scheduler.js';
 
 export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
 
@@ -192,6 +194,17 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   app.post('/v1/prune', async (req) => {
     const body = parse(z.object({ vault: z.string().optional() }), req.body ?? {});
     return policies.pruneVault(ctx, await who(req), body.vault);
+  });
+
+  app.post('/v1/gc', async (req) => {
+    const body = parse(z.object({ vault: z.string().optional() }), req.body ?? {});
+    return collectGarbage(ctx, await who(req), body.vault);
+  });
+  app.get('/v1/agent/due', async (req) => dueRuns(ctx, await who(req)));
+  app.post('/v1/agent/claim', async (req) => {
+    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime() }), req.body);
+    await claimRun(ctx, await who(req), body.item, body.scheduledAt);
+    return { ok: true };
   });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));

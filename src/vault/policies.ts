@@ -14,6 +14,7 @@ import { requireAdmin, type Principal } from './access.js';
 import { manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
+import { collectGarbage } from './gc.js';
 
 export interface PolicyInfo extends ApiPolicyInfo { policy: Policy }
 
@@ -75,7 +76,7 @@ async function previewChange(ctx: DataContext, itemIds: string[], policyFor: (it
   return out;
 }
 
-export async function setPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown, dryRun: boolean): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null }> {
+export async function setPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown, dryRun: boolean): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null; gc?: JobInfo }> {
   requireAdmin(p);
   const v = await resolveVault(ctx, p, vault);
   const row = await policyRow(ctx, v.id, name);
@@ -85,11 +86,12 @@ export async function setPolicy(ctx: DataContext, p: Principal, vault: string | 
   if (dryRun) return { policy: { ...(await describe(ctx, row, v.name)), policy }, change, prune: null };
   await ctx.db.updateTable('policies').set({ body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).where('id', '=', row.id).execute();
   for (const id of items) await refreshExpiries(ctx, id);
-  const prune = await pruneVault(ctx, p, v.name);
-  return { policy: await describe(ctx, await policyRow(ctx, v.id, name), v.name), change, prune };
+  const prune = await pruneVault(ctx, p, v.id);
+  const gc = await collectGarbage(ctx, p, v.id);
+  return { policy: await describe(ctx, await policyRow(ctx, v.id, name), v.name), change, prune, gc };
 }
 
-export async function assignPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, itemName: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo }> {
+export async function assignPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, itemName: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo; gc: JobInfo }> {
   requireAdmin(p);
   const v = await resolveVault(ctx, p, vault);
   const row = await policyRow(ctx, v.id, name);
@@ -97,8 +99,9 @@ export async function assignPolicy(ctx: DataContext, p: Principal, vault: string
   const change = await previewChange(ctx, [item.id], () => validatePolicy(JSON.parse(row.body)));
   await ctx.db.updateTable('items').set({ policy_id: row.id }).where('id', '=', item.id).execute();
   await refreshExpiries(ctx, item.id);
-  const prune = await pruneVault(ctx, p, v.name);
-  return { policy: await describe(ctx, row, v.name), change, prune };
+  const prune = await pruneVault(ctx, p, v.id);
+  const gc = await collectGarbage(ctx, p, v.id);
+  return { policy: await describe(ctx, row, v.name), change, prune, gc };
 }
 
 /**

@@ -10,12 +10,24 @@ import { newSecret } from '../core/ids.js';
 import { LocalFolderStore } from '../store/local-folder.js';
 import { buildApi } from './http.js';
 import { failStaleJobs } from './jobs.js';
+import { runMaintenance } from './maintenance.js';
+import type { DataContext } from './data.js';
 
 export const DEFAULT_DATA_DIR = 'coffre-data';
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 export const ADMIN_TOKEN_FILE = 'admin.token';
 
-export interface RunningServer { url: string; dataDir: string; adminToken: string; db: Kysely<Database>; close(): Promise<void> }
+export interface RunningServer {
+  url: string;
+  dataDir: string;
+  adminToken: string;
+  db: Kysely<Database>;
+  /** What the vault runs on its own every minute: missed schedules, daily prune and GC. */
+  maintain(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MAINTENANCE_INTERVAL_MS = 60_000;
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(listen);
@@ -57,13 +69,22 @@ export async function startServer(opts: { dataDir?: string; listen?: string; clo
   }
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  const timer = setInterval(() => { void failStaleJobs({ db, clock }).catch(() => undefined); }, 30_000);
+  const ctx: DataContext = { db, store, clock };
+  let running: Promise<void> | null = null;
+  const maintain = async () => {
+    // One maintenance pass at a time; a tick that finds one running waits for it.
+    if (!running) running = (async () => { await failStaleJobs(ctx); await runMaintenance(ctx); })().finally(() => { running = null; });
+    await running;
+  };
+  // Failures are retried on the next tick; the jobs of prune and GC record their own errors.
+  const timer = setInterval(() => { void maintain().catch(() => undefined); }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
-    dataDir, adminToken: token, db,
+    dataDir, adminToken: token, db, maintain,
     async close() {
       clearInterval(timer);
+      await running?.catch(() => undefined);
       await app.close();
       await db.destroy();
     },

@@ -1,0 +1,63 @@
+/**
+ * `coffre agent run`: the agent daemon. It asks its vault what is due (the vault owns the
+ * schedule; the agent only connects outwards), claims each run, and backs it up.
+ */
+import type { JobProblem } from '../core/api.js';
+import { CoffreError } from '../core/errors.js';
+import { backup, type BackupResult } from './backup.js';
+import type { VaultClient } from './client.js';
+import type { AgentState } from './state.js';
+import type { KeySet } from '../core/crypto.js';
+
+export interface DaemonOptions {
+  client: VaultClient;
+  state: AgentState & { keySet: KeySet };
+  agentDir: string;
+  log?: (line: string) => void;
+}
+
+/** Runs every backup that is due now, one after the other; returns what happened. */
+export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; scheduledAt: string; result?: BackupResult; error?: JobProblem }[]> {
+  const log = opts.log ?? (() => undefined);
+  const out: { item: string; scheduledAt: string; result?: BackupResult; error?: JobProblem }[] = [];
+  for (const run of await opts.client.due()) {
+    try {
+      await opts.client.claim(run.item, run.scheduledAt);
+    } catch (e) {
+      // Another agent process took it first: nothing to do.
+      if (e instanceof CoffreError && e.code === 'BadRequest') continue;
+      throw e;
+    }
+    log(`backing up ${run.item} (scheduled at ${run.scheduledAt})`);
+    try {
+      const result = await backup({
+        client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId,
+        item: run.item, paths: run.source.paths, excludes: run.source.excludes ?? [], kind: 'Scheduled',
+      });
+      log(`${run.item}: point ${result.point.id}, ${result.counters.bytesNew} new bytes, ${result.warnings.length} warning(s)`);
+      out.push({ item: run.item, scheduledAt: run.scheduledAt, result });
+    } catch (e) {
+      // One failed item must not stop the others; the vault holds the failed job.
+      const error = { code: e instanceof CoffreError ? e.code : 'Internal', message: (e as Error).message };
+      log(`${run.item}: failed: ${error.message}`);
+      out.push({ item: run.item, scheduledAt: run.scheduledAt, error });
+    }
+  }
+  return out;
+}
+
+export async function runDaemon(opts: DaemonOptions & { intervalMs: number; signal?: AbortSignal }): Promise<void> {
+  const log = opts.log ?? (() => undefined);
+  while (!opts.signal?.aborted) {
+    try {
+      await runDueOnce(opts);
+    } catch (e) {
+      // The vault may be down or restarting: keep polling, say why.
+      log(`cannot reach the vault: ${(e as Error).message}; retrying in ${opts.intervalMs / 1000} s`);
+    }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, opts.intervalMs);
+      opts.signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+  }
+}

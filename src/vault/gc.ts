@@ -1,0 +1,179 @@
+/**
+ * Garbage collection: return the space of chunks no live point references.
+ *
+ * Safety rules, in the order they are applied:
+ * 1. The live set is the union of the reference lists of every point of a container. If any
+ *    point's list cannot be read, the container is left alone: we cannot know what is live.
+ * 2. A container with a backup in progress is skipped. A backup learns which chunks exist
+ *    *after* its job row is written, and index rows are deleted in a transaction that first
+ *    checks no backup is running: so a backup never relies on a chunk GC removes.
+ * 3. Index rows go before store objects, and a rewritten pack is durable and indexed before
+ *    the old one is deleted: a crash at any point leaves every live chunk readable, and at
+ *    worst an orphan object that the next run removes.
+ * 4. Objects the catalog does not know (an upload whose indexing never happened) are removed
+ *    only once older than a grace period, so an upload in flight is never touched.
+ */
+import type { JobInfo } from '../core/api.js';
+import { ID_BYTES } from '../core/crypto.js';
+import { CoffreError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { PackWriter, readPack } from '../core/pack.js';
+import { requireAdmin, type Principal } from './access.js';
+import { packKey, refsKey, type DataContext } from './data.js';
+import { createJob, describeJob, finishJob } from './jobs.js';
+import { resolveVault } from './vaults.js';
+
+/** Packs with more than this share of dead bytes are rewritten. */
+export const REWRITE_DEAD_SHARE = 0.5;
+export const ORPHAN_GRACE_MS = 60 * 60 * 1000;
+const BATCH = 400;
+
+export interface GcStats {
+  containers: number;
+  containersSkipped: string[];
+  blobsDeleted: number;
+  packsDeleted: number;
+  packsRewritten: number;
+  orphansDeleted: number;
+  bytesFreed: number;
+}
+
+async function liveSet(ctx: DataContext, containerId: string): Promise<Set<string> | null> {
+  const points = await ctx.db.selectFrom('points').select('id').where('container_id', '=', containerId).execute();
+  const live = new Set<string>();
+  for (const p of points) {
+    let refs: Buffer;
+    try {
+      refs = await ctx.store.get(refsKey(p.id));
+    } catch (e) {
+      if (e instanceof CoffreError) return null;
+      throw e;
+    }
+    for (let o = 0; o < refs.length; o += ID_BYTES) live.add(refs.toString('hex', o, o + ID_BYTES));
+  }
+  return live;
+}
+
+async function backupRunning(ctx: DataContext, containerId: string): Promise<boolean> {
+  const row = await ctx.db.selectFrom('jobs').select('id').where('container_id', '=', containerId)
+    .where('operation', '=', 'Backup').where('status', '=', 'InProgress').executeTakeFirst();
+  return row !== undefined;
+}
+
+async function collectContainer(ctx: DataContext, containerId: string, stats: GcStats): Promise<void> {
+  if (await backupRunning(ctx, containerId)) { stats.containersSkipped.push(containerId); return; }
+  const live = await liveSet(ctx, containerId);
+  if (!live) { stats.containersSkipped.push(containerId); return; }
+  const blobs = await ctx.db.selectFrom('blobs').select(['id', 'pack_id', 'length']).where('container_id', '=', containerId).execute();
+  const dead = blobs.filter((b) => !live.has(b.id));
+  if (dead.length) {
+    const deleted = await ctx.db.transaction().execute(async (tx) => {
+      const running = await tx.selectFrom('jobs').select('id').where('container_id', '=', containerId)
+        .where('operation', '=', 'Backup').where('status', '=', 'InProgress').executeTakeFirst();
+      if (running) return false;
+      for (let i = 0; i < dead.length; i += BATCH) {
+        await tx.deleteFrom('blobs').where('container_id', '=', containerId).where('id', 'in', dead.slice(i, i + BATCH).map((b) => b.id)).execute();
+      }
+      return true;
+    });
+    if (!deleted) { stats.containersSkipped.push(containerId); return; }
+    stats.blobsDeleted += dead.length;
+  }
+
+  // Packs: drop the empty ones, rewrite the mostly dead ones.
+  const packs = await ctx.db.selectFrom('packs').select(['id', 'size']).where('container_id', '=', containerId).execute();
+  for (const pack of packs) {
+    const rows = await ctx.db.selectFrom('blobs').select(['id', 'offset', 'length']).where('pack_id', '=', pack.id).execute();
+    const liveBytes = rows.reduce((n, r) => n + r.length, 0);
+    const size = Number(pack.size);
+    if (rows.length === 0) {
+      await ctx.db.deleteFrom('packs').where('id', '=', pack.id).execute();
+      await ctx.store.delete(packKey(containerId, pack.id));
+      stats.packsDeleted++;
+      stats.bytesFreed += size;
+    } else if (size - liveBytes > size * REWRITE_DEAD_SHARE) {
+      stats.bytesFreed += await rewritePack(ctx, containerId, pack.id, size, rows);
+      stats.packsRewritten++;
+    }
+  }
+
+  // Orphans: packs stored but never indexed (an upload cut short), older than the grace period.
+  const known = new Set((await ctx.db.selectFrom('packs').select('id').where('container_id', '=', containerId).execute()).map((p) => p.id));
+  const cutoff = ctx.clock.now().getTime() - ORPHAN_GRACE_MS;
+  for await (const key of ctx.store.list(`packs/${containerId}`)) {
+    const id = key.split('/').pop()!;
+    if (known.has(id)) continue;
+    const st = await ctx.store.stat(key);
+    if (st && st.mtime.getTime() < cutoff && !(await backupRunning(ctx, containerId))) {
+      await ctx.store.delete(key);
+      stats.orphansDeleted++;
+      stats.bytesFreed += st.size;
+    }
+  }
+}
+
+/** Copies the live blobs of a pack into a new pack (no key needed: blobs are opaque). */
+async function rewritePack(ctx: DataContext, containerId: string, packId: string, size: number, rows: { id: string; offset: number; length: number }[]): Promise<number> {
+  const data = await ctx.store.get(packKey(containerId, packId));
+  const entries = new Map(readPack(data).map((e) => [e.id.toString('hex'), e]));
+  const writer = new PackWriter();
+  for (const r of rows) {
+    const e = entries.get(r.id);
+    if (!e) throw new CoffreError('ChecksumMismatch', `pack ${packId} does not hold chunk ${r.id.slice(0, 16)} its index names; run \`coffre verify\``);
+    writer.add(e.id, data.subarray(e.offset, e.offset + e.length));
+  }
+  const { data: fresh, entries: moved } = writer.finish();
+  const newPack = newId(16);
+  await ctx.store.put(packKey(containerId, newPack), fresh);
+  await ctx.db.transaction().execute(async (tx) => {
+    await tx.insertInto('packs').values({ id: newPack, container_id: containerId, size: fresh.length, blob_count: moved.length, created_at: ctx.clock.now().toISOString() }).execute();
+    for (const e of moved) {
+      await tx.updateTable('blobs').set({ pack_id: newPack, offset: e.offset, length: e.length })
+        .where('container_id', '=', containerId).where('id', '=', e.id.toString('hex')).execute();
+    }
+    await tx.deleteFrom('packs').where('id', '=', packId).execute();
+  });
+  await ctx.store.delete(packKey(containerId, packId));
+  return size - fresh.length;
+}
+
+/** Point objects without a point (a backup that never committed), past the grace period. */
+async function collectPointOrphans(ctx: DataContext, stats: GcStats): Promise<void> {
+  const cutoff = ctx.clock.now().getTime() - ORPHAN_GRACE_MS;
+  for await (const key of ctx.store.list('points')) {
+    const pointId = key.split('/')[1]!;
+    const point = await ctx.db.selectFrom('points').select('id').where('id', '=', pointId).executeTakeFirst();
+    if (point) continue;
+    const job = await ctx.db.selectFrom('jobs').select('status').where('point_id', '=', pointId).where('operation', '=', 'Backup').executeTakeFirst();
+    if (job?.status === 'InProgress') continue;
+    const st = await ctx.store.stat(key);
+    if (st && st.mtime.getTime() < cutoff) {
+      await ctx.store.delete(key);
+      stats.orphansDeleted++;
+      stats.bytesFreed += st.size;
+    }
+  }
+}
+
+export async function collectGarbage(ctx: DataContext, p: Principal, vault?: string): Promise<JobInfo> {
+  requireAdmin(p);
+  const v = await resolveVault(ctx, p, vault);
+  const jobId = await createJob(ctx, { vaultId: v.id, itemId: null, containerId: null, operation: 'GarbageCollect' });
+  const stats: GcStats = { containers: 0, containersSkipped: [], blobsDeleted: 0, packsDeleted: 0, packsRewritten: 0, orphansDeleted: 0, bytesFreed: 0 };
+  try {
+    const containers = await ctx.db.selectFrom('containers').select('id').where('vault_id', '=', v.id).execute();
+    for (const c of containers) {
+      stats.containers++;
+      await collectContainer(ctx, c.id, stats);
+    }
+    await collectPointOrphans(ctx, stats);
+  } catch (e) {
+    await finishJob(ctx, jobId, { status: 'Failed', errors: [{ code: e instanceof CoffreError ? e.code : 'Internal', message: (e as Error).message }], details: { ...stats } });
+    return describeJob(ctx, jobId);
+  }
+  const warnings = stats.containersSkipped.length
+    ? [{ code: 'Deferred', message: `${stats.containersSkipped.length} machine(s) had a backup running; their space is reclaimed by the next run` }]
+    : [];
+  await finishJob(ctx, jobId, { status: warnings.length ? 'CompletedWithWarnings' : 'Completed', warnings, details: { ...stats }, counters: { bytesNew: 0 } });
+  return describeJob(ctx, jobId);
+}
