@@ -198,7 +198,16 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const worker = async () => {
       while (next < ranges.length) {
         const r = ranges[next++]!;
-        const data = await client.readPack(point.containerId, r.pack, r.offset, r.length);
+        let data: Buffer;
+        try {
+          data = await client.readPack(point.containerId, r.pack, r.offset, r.length);
+        } catch (err) {
+          // A pack missing from the store or shorter than its index says is damage, like a bad
+          // blob: the files needing it are left out and named; the rest is still restored.
+          if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
+          for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file);
+          continue;
+        }
         counters.bytesUploaded += data.length;
         for (const b of r.blobs) {
           const stored = data.subarray(b.offset - r.offset, b.offset - r.offset + b.length);
