@@ -145,3 +145,33 @@ test('excluded paths are not backed up', async () => {
     await h.close();
   }
 });
+
+test('a restore that stops half-way (vault gone) leaves no partial files behind', async () => {
+  const h = await harness();
+  try {
+    const a = await h.agent();
+    const src = join(h.dir, 'src');
+    await mkdir(src);
+    for (let i = 0; i < 5; i++) await writeFile(join(src, `f${i}.bin`), randomBytes(8 * 1024 * 1024)); // several packs, several ranges
+    const { point } = await backup(backupOptions(a, 'files', [src]));
+    const { VaultClient } = await import('../src/agent/client.js');
+    // The connection drops after the first pack range has arrived.
+    class DroppingClient extends VaultClient {
+      private reads = 0;
+      override async readPack(c: string, p: string, o: number, l: number): Promise<Buffer> {
+        if (this.reads++ >= 1) throw new Error('connection reset');
+        return super.readPack(c, p, o, l);
+      }
+    }
+    const client = new DroppingClient(h.server.url, a.state.token);
+    const target = join(h.dir, 'out');
+    await assert.rejects(restore({ client, keys: a.keys, pointId: point.id, target }), /connection reset/);
+    const { readdir } = await import('node:fs/promises');
+    const left = await readdir(target, { recursive: true });
+    assert.deepEqual(left.filter((n) => String(n).includes('.coffre-part')), []);
+    const jobs = await h.admin.listJobs();
+    assert.equal(jobs.find((j) => j.operation === 'Restore')?.status, 'Failed');
+  } finally {
+    await h.close();
+  }
+});

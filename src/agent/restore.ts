@@ -68,6 +68,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const warnings: JobProblem[] = [];
   const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
   const overwrite = opts.overwrite ?? 'rename';
+  /** Partial files not yet renamed into place: removed if the restore stops half-way. */
+  const partial = new Set<string>();
   try {
     await mkdir(opts.target, { recursive: true });
     const root = Buffer.from(await realpath(opts.target));
@@ -133,6 +135,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const i of files) {
       const p = tmpName(dest[i]!);
       const fh = await open(p as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      partial.add(p.toString('latin1'));
       await fh.close();
     }
 
@@ -239,6 +242,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const i of files) {
       const e = manifest.entries[i] as FileEntry;
       const tmp = tmpName(dest[i]!) as unknown as string;
+      partial.delete(Buffer.from(tmp).toString('latin1'));
       if (damaged.has(i)) {
         await rm(tmp, { force: true });
         errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
@@ -278,6 +282,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const done = await client.finishJob(job.id, { status, counters, errors, warnings });
     return { job: done, point, errors, warnings };
   } catch (e) {
+    // No garbage left behind: half-written files go; complete ones already have their names.
+    for (const p of partial) await rm(Buffer.from(p, 'latin1') as unknown as string, { force: true }).catch(() => undefined);
     const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
     await client.finishJob(job.id, { status: 'Failed', counters, errors: [...errors, { code: err.code, message: err.message }], warnings }).catch(() => undefined);
     throw e;

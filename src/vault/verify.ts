@@ -51,7 +51,9 @@ export async function verify(ctx: DataContext, p: Principal, filter: { vault?: s
         data = await ctx.store.get(packKey(containerId, pack.id));
       } catch (e) {
         if (!(e instanceof CoffreError)) throw e;
-        errors.push({ code: 'ObjectMissing', message: `pack ${pack.id} is missing from the store` });
+        const affected = new Set<string>();
+        for (const b of blobs) for (const pt of needed.get(`${containerId}:${b.id}`) ?? []) affected.add(pt);
+        errors.push({ code: 'ObjectMissing', message: `pack ${pack.id} is missing from the store${affected.size ? `; points affected: ${[...affected].join(', ')}` : ' (no live point uses it)'}` });
         continue;
       }
       bytes += data.length;
