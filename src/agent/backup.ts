@@ -4,11 +4,11 @@
  * encrypted), then the manifest, then commit the point.
  */
 import { open, readlink } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
-import { encodeBlob } from '../core/blob.js';
 import { chunkId, ID_BYTES, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { Chunker } from '../core/fastcdc.js';
@@ -17,10 +17,16 @@ import { PackWriter } from '../core/pack.js';
 import { loadCache, saveCache, statKey, type MetadataCache } from './cache.js';
 import type { VaultClient } from './client.js';
 import { walk, type WalkEntry } from './walk.js';
+import { EncodePool } from './encode-pool.js';
 
 export const DEFAULT_ON_DEMAND_DAYS = 30;
 export const PACK_TARGET = 16 * 1024 * 1024;
-const UPLOADS_IN_FLIGHT = 2;
+const UPLOADS_IN_FLIGHT = 3;
+/** Files below this size are read in one synchronous call. */
+const SMALL_FILE = 1024n * 1024n;
+const SEAL_BATCH_BYTES = 1024 * 1024;
+const SEAL_BATCH_COUNT = 256;
+const SEALS_IN_FLIGHT = 4;
 
 export interface BackupOptions {
   client: VaultClient;
@@ -47,26 +53,70 @@ class PackUploader {
 
   constructor(private readonly client: VaultClient, private readonly containerId: string) {}
 
-  async add(id: Buffer, stored: Buffer): Promise<void> {
+  add(id: Buffer, stored: Buffer): void {
     this.writer.add(id, stored);
-    if (this.writer.byteLength >= PACK_TARGET) await this.flush();
+    if (this.writer.byteLength >= PACK_TARGET) this.send();
   }
 
-  async flush(): Promise<void> {
-    if (this.failure) throw this.failure;
+  private send(): void {
     if (this.writer.count === 0) return;
     const { data } = this.writer.finish();
     this.writer = new PackWriter();
+    const task = this.client.putPack(this.containerId, randomBytes(16).toString('hex'), data)
+      .then(() => { this.uploaded += data.length; }, (e: unknown) => { this.failure ??= e; })
+      .finally(() => { this.inflight.delete(task); });
+    this.inflight.add(task);
+  }
+
+  /** Backpressure: wait until fewer than UPLOADS_IN_FLIGHT packs are on the wire. */
+  async room(): Promise<void> {
     while (this.inflight.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.inflight);
     if (this.failure) throw this.failure;
-    const task = this.client.putPack(this.containerId, randomBytes(16).toString('hex'), data)
-      .then(() => { this.uploaded += data.length; }, (e: unknown) => { this.failure = e; })
+  }
+
+  async finish(): Promise<void> {
+    this.send();
+    await Promise.all(this.inflight);
+    if (this.failure) throw this.failure;
+  }
+}
+
+/** Batches new chunks for the encoding workers and hands sealed blobs to the uploader. */
+class ChunkSealer {
+  private ids: Buffer[] = [];
+  private data: Uint8Array[] = [];
+  private bytes = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown = null;
+
+  constructor(private readonly pool: () => EncodePool, private readonly uploader: PackUploader) {}
+
+  async add(id: Buffer, chunk: Uint8Array): Promise<void> {
+    // The read buffer is reused: keep a copy until the batch is posted (which copies again).
+    this.ids.push(id);
+    this.data.push(Uint8Array.prototype.slice.call(chunk));
+    this.bytes += chunk.length;
+    if (this.bytes >= SEAL_BATCH_BYTES || this.ids.length >= SEAL_BATCH_COUNT) await this.post();
+  }
+
+  private async post(): Promise<void> {
+    if (this.ids.length === 0) return;
+    const ids = this.ids;
+    const data = this.data;
+    this.ids = [];
+    this.data = [];
+    this.bytes = 0;
+    while (this.inflight.size >= SEALS_IN_FLIGHT) await Promise.race(this.inflight);
+    await this.uploader.room();
+    if (this.failure) throw this.failure;
+    const task = this.pool().encode(ids, data)
+      .then((stored) => { stored.forEach((s, i) => this.uploader.add(ids[i]!, s)); }, (e: unknown) => { this.failure ??= e; })
       .finally(() => { this.inflight.delete(task); });
     this.inflight.add(task);
   }
 
   async finish(): Promise<void> {
-    await this.flush();
+    await this.post();
     await Promise.all(this.inflight);
     if (this.failure) throw this.failure;
   }
@@ -90,6 +140,9 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
   const jobId = start.job.id;
   const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
   const uploader = new PackUploader(client, opts.containerId);
+  // Workers start on the first new chunk: an unchanged re-backup never pays for them.
+  let pool: EncodePool | null = null;
+  const sealer = new ChunkSealer(() => (pool ??= new EncodePool(keys)), uploader);
   const snapshot = () => ({ ...counters, bytesUploaded: uploader.uploaded });
   let lastReport = 0;
   let reporting: Promise<void> = Promise.resolve();
@@ -124,9 +177,50 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       if (!known.has(hex)) {
         known.add(hex);
         counters.bytesNew += data.length;
-        await uploader.add(id, encodeBlob(keys, id, data));
+        await sealer.add(id, data);
       }
       return [hex, data.length];
+    };
+
+    const changedWhileRead = (w: WalkEntry, after: BigIntStats) => {
+      if (after.mtimeNs !== w.stat.mtimeNs || after.size !== w.stat.size || after.ctimeNs !== w.stat.ctimeNs) {
+        warn({ code: 'FileChanged', message: `${w.display} changed while it was read; the point holds the bytes read, back it up again for a consistent copy`, path: w.display });
+      }
+    };
+
+    /** Small files are read with synchronous calls: four thread-pool round trips cost more than the read. */
+    const readSmallFile = async (w: WalkEntry): Promise<ChunkRef[] | null> => {
+      let fd: number;
+      let length = 0;
+      try {
+        fd = openSync(w.abs as unknown as string, 'r');
+      } catch (e) {
+        warn({ code: 'Unreadable', message: `cannot read ${w.display}: ${(e as Error).message}`, path: w.display });
+        return null;
+      }
+      try {
+        for (;;) {
+          const n = readSync(fd, buffer, length, buffer.length - length, null);
+          if (n === 0 || length + n >= buffer.length) { length += n; break; }
+          length += n;
+        }
+        changedWhileRead(w, fstatSync(fd, { bigint: true }));
+      } catch (e) {
+        warn({ code: 'Unreadable', message: `error reading ${w.display}: ${(e as Error).message}`, path: w.display });
+        return null;
+      } finally {
+        closeSync(fd);
+      }
+      if (length >= buffer.length) return readFile(w); // it grew past the small-file size meanwhile
+      counters.bytesScanned += length;
+      const chunks: ChunkRef[] = [];
+      for (let start = 0; start < length;) {
+        const len = chunker.cut(buffer, start, length, true);
+        chunks.push(await storeChunk(buffer.subarray(start, start + len)));
+        start += len;
+      }
+      tick();
+      return chunks;
     };
 
     const readFile = async (w: WalkEntry): Promise<ChunkRef[] | null> => {
@@ -159,10 +253,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
           filled -= start;
           tick();
         }
-        const after = await fh.stat({ bigint: true });
-        if (after.mtimeNs !== w.stat.mtimeNs || after.size !== w.stat.size || after.ctimeNs !== w.stat.ctimeNs) {
-          warn({ code: 'FileChanged', message: `${w.display} changed while it was read; the point holds the bytes read, back it up again for a consistent copy`, path: w.display });
-        }
+        changedWhileRead(w, await fh.stat({ bigint: true }));
       } catch (e) {
         warn({ code: 'Unreadable', message: `error reading ${w.display}: ${(e as Error).message}`, path: w.display });
         return null;
@@ -201,7 +292,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
           counters.bytesScanned += Number(s.size);
         } else {
           counters.filesChanged++;
-          chunks = await readFile(w);
+          chunks = await (s.size < SMALL_FILE ? readSmallFile(w) : readFile(w));
           if (!chunks) continue;
         }
         const size = chunks.reduce((n, c) => n + c[1], 0);
@@ -213,6 +304,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       }
       tick();
     }
+    await sealer.finish();
     await uploader.finish();
 
     const manifest: Manifest = { version: 1, item: opts.item, time: new Date().toISOString(), entries: manifestEntries };
@@ -239,5 +331,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     await client.finishJob(jobId, { status: 'Failed', counters: snapshot(), errors: [{ code: err.code, message: err.message }], warnings })
       .catch(() => undefined); // the vault marks a silent job failed on its own if this report is lost
     throw e;
+  } finally {
+    await (pool as EncodePool | null)?.close();
   }
 }

@@ -3,60 +3,80 @@
  * back as CoffreError with the same code; a server that cannot be reached is ServerUnreachable.
  */
 import type { BackupStart, BlobLocation, JobCounters, JobInfo, JobProblem, PointInfo, RegisterResult, VaultInfo, Consistency, PointKind } from '../core/api.js';
+import http from 'node:http';
+import https from 'node:https';
 import { CoffreError, isErrorCode } from '../core/errors.js';
+
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 import type { PolicyInfo, RetentionChange } from '../core/api.js';
 
 export class VaultClient {
   constructor(readonly server: string, private readonly token?: string) {}
 
-  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array): Promise<Response> {
-    const headers: Record<string, string> = {};
+  /**
+   * One request over node:http with keep-alive. Binary bodies go out as they are (no copy):
+   * packs are 16 MiB and fetch() would clone them. Only a refused connection is retried,
+   * since then the server cannot have acted on the request.
+   */
+  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array): Promise<Buffer> {
+    const url = new URL(this.server.replace(/\/+$/, '') + path);
+    const headers: Record<string, string | number> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    let payload: BodyInit | undefined;
+    let payload: Uint8Array | undefined;
     if (binary) {
       headers['content-type'] = 'application/octet-stream';
-      // Node's fetch sends a Uint8Array as is; the DOM typings just do not list it.
-      payload = binary as unknown as BodyInit;
+      payload = binary;
     } else if (body !== undefined) {
       headers['content-type'] = 'application/json';
-      payload = JSON.stringify(body);
+      payload = Buffer.from(JSON.stringify(body));
     }
-    let res: Response;
+    if (payload) headers['content-length'] = payload.length;
+    const lib = url.protocol === 'https:' ? https : http;
+    const agent = url.protocol === 'https:' ? httpsAgent : httpAgent;
     for (let attempt = 0; ; attempt++) {
       try {
-        res = await fetch(this.server.replace(/\/+$/, '') + path, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
-        break;
-      } catch (e) {
-        // Connection errors are retried briefly (a server restarting); then reported clearly.
-        if (attempt >= 3) {
-          throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}); is \`coffre server\` running? set --server or COFFRE_SERVER`);
+        const { status, data } = await new Promise<{ status: number; data: Buffer }>((resolve, reject) => {
+          const req = lib.request(url, { method, headers, agent }, (res) => {
+            const parts: Buffer[] = [];
+            res.on('data', (d: Buffer) => parts.push(d));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }));
+            res.on('error', reject);
+          });
+          req.on('error', reject);
+          req.end(payload);
+        });
+        if (status >= 200 && status < 300) return data;
+        let code = 'Internal';
+        let message = `the vault answered ${status} to ${method} ${path}`;
+        let details: unknown;
+        try {
+          const j = JSON.parse(data.toString('utf8')) as { error?: { code?: string; message?: string; details?: unknown } };
+          if (j.error?.code) code = j.error.code;
+          if (j.error?.message) message = j.error.message;
+          details = j.error?.details;
+        } catch {
+          // Not JSON (a proxy's error page): keep the generic message built above.
         }
-        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+        throw new CoffreError(isErrorCode(code) ? code : 'Internal', message, details);
+      } catch (e) {
+        if (e instanceof CoffreError) throw e;
+        const errno = (e as NodeJS.ErrnoException).code;
+        if (errno === 'ECONNREFUSED' && attempt < 3) {
+          await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+          continue;
+        }
+        throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${errno ?? (e as Error).message}); is \`coffre server\` running? set --server or COFFRE_SERVER`);
       }
     }
-    if (!res.ok) {
-      let code = 'Internal';
-      let message = `the vault answered ${res.status} to ${method} ${path}`;
-      let details: unknown;
-      try {
-        const j = await res.json() as { error?: { code?: string; message?: string; details?: unknown } };
-        if (j.error?.code) code = j.error.code;
-        if (j.error?.message) message = j.error.message;
-        details = j.error?.details;
-      } catch {
-        // Not JSON (a proxy's error page): keep the generic message built above.
-      }
-      throw new CoffreError(isErrorCode(code) ? code : 'Internal', message, details);
-    }
-    return res;
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return await (await this.request(method, path, body)).json() as T;
+    return JSON.parse((await this.request(method, path, body)).toString('utf8')) as T;
   }
 
-  private async bytes(method: string, path: string): Promise<Buffer> {
-    return Buffer.from(await (await this.request(method, path)).arrayBuffer());
+  private bytes(method: string, path: string): Promise<Buffer> {
+    return this.request(method, path);
   }
 
   health(): Promise<{ status: string }> { return this.json('GET', '/v1/health'); }
@@ -71,16 +91,16 @@ export class VaultClient {
   blobIds(container: string): Promise<Buffer> { return this.bytes('GET', `/v1/containers/${container}/blobs`); }
   locate(container: string, ids: string[]): Promise<BlobLocation[]> { return this.json('POST', `/v1/containers/${container}/blobs/locate`, { ids }); }
   async putPack(container: string, packId: string, data: Uint8Array): Promise<void> {
-    await (await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data)).arrayBuffer();
+    await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data);
   }
   readPack(container: string, packId: string, offset: number, length: number): Promise<Buffer> {
     return this.bytes('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}`);
   }
   startBackup(item: string, kind: string, source: unknown): Promise<BackupStart> { return this.json('POST', '/v1/backups', { item, kind, source }); }
   async putPointObject(point: string, job: string, object: 'manifest' | 'refs', data: Uint8Array): Promise<void> {
-    await (await this.request('PUT', `/v1/points/${point}/${object}?job=${job}`, undefined, data)).arrayBuffer();
+    await this.request('PUT', `/v1/points/${point}/${object}?job=${job}`, undefined, data);
   }
-  commit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; consistency: Consistency; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[] }): Promise<PointInfo> {
+  commit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; consistency: Consistency; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[]; details?: Record<string, unknown> }): Promise<PointInfo> {
     return this.json('POST', `/v1/points/${point}/commit`, body);
   }
   listPoints(filter: { vault?: string; item?: string }): Promise<PointInfo[]> {

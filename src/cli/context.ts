@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { VaultClient } from '../agent/client.js';
 import { defaultAgentDir, requireState, loadState } from '../agent/state.js';
 import { CoffreError } from '../core/errors.js';
-import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN } from '../vault/server.js';
+import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN } from '../core/defaults.js';
 
 export interface GlobalOptions { server?: string; token?: string; agentDir?: string; debug?: boolean }
 

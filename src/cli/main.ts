@@ -7,11 +7,10 @@ import { parseCredentials, registerAgent } from '../agent/register.js';
 import { restore, type OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
 import { CoffreError, exitCodeFor } from '../core/errors.js';
-import { startServer } from '../vault/server.js';
 import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
-import { quickstart } from './quickstart.js';
 import { registerPolicyCommands } from './policy-commands.js';
+import { registerVmCommands } from './vm-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -44,7 +43,10 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token', 'coffre-data')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7070')
     .action(async (o: { data: string; listen: string }) => {
+      // Loaded on demand: agent commands start faster without the server's modules.
+      const { startServer } = await import('../vault/server.js');
       const s = await startServer({ dataDir: o.data, listen: o.listen });
+      serving = true;
       process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n`);
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);
@@ -233,32 +235,42 @@ export function buildProgram(): Command {
 
   program.command('quickstart [folder]')
     .description('try everything on a temporary vault: back up a folder (or a generated one), restore it, verify it byte for byte')
-    .action(async (folder?: string) => { await quickstart(folder); });
+    .action(async (folder?: string) => { await (await import('./quickstart.js')).quickstart(folder); });
 
   registerPolicyCommands(program, g);
+  registerVmCommands(program, g);
   return program;
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** Set by commands that keep running after their action returns (the server). */
+let serving = false;
+
+/**
+ * Runs the command; returns true when the process must stay up (a server). Otherwise the
+ * caller exits at once rather than waiting for idle keep-alive sockets to time out.
+ */
+export async function main(argv: string[]): Promise<boolean> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
+    return serving;
   } catch (e) {
     const debug = argv.includes('--debug');
     const ce = e as { code?: string; exitCode?: number };
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
       // Commander already printed help or the usage error.
       process.exitCode = ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' || ce.code === 'commander.help' ? 0 : 2;
-      return;
+      return false;
     }
     if (e instanceof CoffreError) {
       process.stderr.write(`coffre: ${e.message} [${e.code}]\n`);
       if (debug) process.stderr.write(`${e.stack}\n`);
       process.exitCode = exitCodeFor(e.code);
-      return;
+      return false;
     }
     process.stderr.write(`coffre: unexpected error: ${(e as Error).message ?? String(e)} (run with --debug for details)\n`);
     if (debug) process.stderr.write(`${(e as Error).stack}\n`);
     process.exitCode = 1;
+    return false;
   }
 }

@@ -2,9 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CoffreError } from '../core/errors.js';
-import { validatePolicy } from '../policy/policy.js';
-import { evaluateRetention, type RetentionPoint } from '../policy/retention.js';
-import { nextRuns } from '../policy/schedule.js';
+import type { RetentionPoint } from '../policy/retention.js';
 import { adminClient, type GlobalOptions } from './context.js';
 import type { RetentionChange } from '../core/api.js';
 import { printJson, table } from './output.js';
@@ -48,6 +46,13 @@ function changeText(change: RetentionChange): string {
   return lines.join('\n');
 }
 
+/** The policy engine (and zod) load only for policy commands, keeping other commands quick to start. */
+async function engine() {
+  const [{ validatePolicy }, { evaluateRetention }, { nextRuns }] = await Promise.all([
+    import('../policy/policy.js'), import('../policy/retention.js'), import('../policy/schedule.js')]);
+  return { validatePolicy, evaluateRetention, nextRuns };
+}
+
 export function registerPolicyCommands(program: Command, g: () => GlobalOptions): Command {
   const policy = program.command('policy').description('backup policies: schedules and retention');
   policy.command('create <name>')
@@ -57,7 +62,7 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .option('--json', 'print JSON')
     .action(async (name: string, o: { file: string; vault?: string; json?: boolean }) => {
       const body = readJson(o.file, 'policy');
-      validatePolicy({ ...(body as object), name }); // refuse bad input before contacting the server
+      (await engine()).validatePolicy({ ...(body as object), name }); // refuse bad input before contacting the server
       const info = await (await adminClient(g())).createPolicy(name, body, o.vault);
       if (o.json) printJson(info);
       else process.stdout.write(`created policy ${info.name} in vault ${info.vault}\n`);
@@ -70,7 +75,7 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .option('--json', 'print JSON')
     .action(async (name: string, o: { file: string; vault?: string; dryRun?: boolean; json?: boolean }) => {
       const body = readJson(o.file, 'policy');
-      validatePolicy({ ...(body as object), name });
+      (await engine()).validatePolicy({ ...(body as object), name });
       const r = await (await adminClient(g())).setPolicy(name, body, o.dryRun ?? false, o.vault);
       if (o.json) printJson(o.dryRun ? r.change : r);
       else process.stdout.write(`${o.dryRun ? 'dry run: ' : `changed policy ${name}: `}${changeText(r.change)}\n`);
@@ -109,7 +114,8 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .requiredOption('--points <points.json>', 'array of { id, time, kind: Scheduled|OnDemand, retainUntil? }')
     .option('--now <iso>', 'evaluate as of this instant (default: now)')
     .option('--json', 'print JSON')
-    .action((o: { file: string; points: string; now?: string; json?: boolean }) => {
+    .action(async (o: { file: string; points: string; now?: string; json?: boolean }) => {
+      const { validatePolicy, evaluateRetention } = await engine();
       const p = validatePolicy(readJson(o.file, 'policy'));
       const now = o.now ? instant(o.now, '--now') : new Date();
       const results = evaluateRetention(p, parsePoints(readJson(o.points, 'points')), now)
@@ -123,7 +129,8 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .option('--from <iso>', 'start after this instant (default: now)')
     .option('--count <n>', 'how many runs', '10')
     .option('--json', 'print JSON')
-    .action((o: { file: string; from?: string; count: string; json?: boolean }) => {
+    .action(async (o: { file: string; from?: string; count: string; json?: boolean }) => {
+      const { validatePolicy, nextRuns } = await engine();
       const p = validatePolicy(readJson(o.file, 'policy'));
       const count = Number(o.count);
       if (!Number.isInteger(count) || count < 1 || count > 10_000) throw new CoffreError('InvalidArgument', '--count must be an integer from 1 to 10000');

@@ -13,9 +13,9 @@ import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
 import type { DataContext } from './data.js';
 
-export const DEFAULT_DATA_DIR = 'coffre-data';
-export const DEFAULT_LISTEN = '127.0.0.1:7070';
-export const ADMIN_TOKEN_FILE = 'admin.token';
+import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN } from '../core/defaults.js';
+
+export { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN };
 
 export interface RunningServer {
   url: string;
