@@ -5,14 +5,14 @@
  * when the manifest is opened, folders are created by us (never followed if a symlink stands
  * in their place), and files are created with O_EXCL|O_NOFOLLOW.
  */
-import { constants as C } from 'node:fs';
-import { chmod, link, lchown, lstat, lutimes, mkdir, open, realpath, rename, rm, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants as C, openSync, writeSync } from 'node:fs';
+import { chmod, link, lchown, lstat, lutimes, mkdir, open, realpath, rename, rm, symlink, unlink, utimes } from 'node:fs/promises';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
-import { decodeBlob } from '../core/blob.js';
 import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
 import type { VaultClient } from './client.js';
+import { EncodePool } from './encode-pool.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -172,21 +172,24 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
     }
 
-    const open_ = new Map<number, FileHandle>();
+    // Writes are synchronous (into the page cache): no two fetches interleave inside a file's
+    // bookkeeping, and a descriptor is never closed under a write in flight.
+    const open_ = new Map<number, number>();
     const pending = new Map<number, number>();
     for (const ts of targets.values()) for (const t of ts) pending.set(t.file, (pending.get(t.file) ?? 0) + 1);
-    const handle = async (file: number): Promise<FileHandle> => {
-      let fh = open_.get(file);
-      if (fh) return fh;
+    const fdOf = (file: number): number => {
+      let fd = open_.get(file);
+      if (fd !== undefined) return fd;
       if (open_.size >= MAX_OPEN_FILES) {
-        const [oldest, h] = open_.entries().next().value as [number, FileHandle];
+        const [oldest, old] = open_.entries().next().value as [number, number];
         open_.delete(oldest);
-        await h.close();
+        closeSync(old);
       }
-      fh = await open(tmpName(dest[file]!) as unknown as string, C.O_WRONLY | C.O_NOFOLLOW);
-      open_.set(file, fh);
-      return fh;
+      fd = openSync(tmpName(dest[file]!) as unknown as string, C.O_WRONLY | C.O_NOFOLLOW);
+      open_.set(file, fd);
+      return fd;
     };
+    const pool = new EncodePool(keys);
     let lastTick = 0;
     const tick = () => {
       const now = Date.now();
@@ -212,31 +215,31 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           continue;
         }
         counters.bytesUploaded += data.length;
-        for (const b of r.blobs) {
-          const stored = data.subarray(b.offset - r.offset, b.offset - r.offset + b.length);
-          let plain: Buffer;
-          try {
-            plain = decodeBlob(keys, Buffer.from(b.id, 'hex'), stored);
-          } catch (err) {
-            if (!(err instanceof CoffreError)) throw err;
-            for (const t of targets.get(b.id)!) damaged.add(t.file);
-            continue;
-          }
+        // Opening, decompressing and checking every chunk happens in the worker pool.
+        const plains = await pool.decode(r.blobs.map((b) => Buffer.from(b.id, 'hex')),
+          r.blobs.map((b) => data.subarray(b.offset - r.offset, b.offset - r.offset + b.length)));
+        r.blobs.forEach((b, k) => {
+          const plain = plains[k];
           for (const t of targets.get(b.id)!) {
+            if (!plain) damaged.add(t.file);
             if (damaged.has(t.file)) continue;
-            const fh = await handle(t.file);
-            await writeSparse(fh, plain, t.offset);
-            counters.bytesScanned += plain.length;
+            writeSparse(fdOf(t.file), plain!, t.offset);
+            counters.bytesScanned += plain!.length;
             const left = pending.get(t.file)! - 1;
             pending.set(t.file, left);
-            if (left === 0) { await fh.close(); open_.delete(t.file); }
+            if (left === 0) { closeSync(open_.get(t.file)!); open_.delete(t.file); }
           }
-        }
+        });
         tick();
       }
     };
-    await Promise.all(Array.from({ length: Math.min(FETCHES_IN_FLIGHT, ranges.length) }, worker));
-    for (const fh of open_.values()) await fh.close();
+    try {
+      await Promise.all(Array.from({ length: Math.min(FETCHES_IN_FLIGHT, ranges.length) }, worker));
+    } finally {
+      for (const fd of open_.values()) closeSync(fd);
+      open_.clear();
+      await pool.close();
+    }
 
     // Finish files: size (holes stay holes), metadata, then the final name.
     for (const i of files) {
@@ -297,10 +300,10 @@ const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
  * Writes a chunk but leaves file-system blocks that are all zero unwritten: with the final
  * truncate they become holes, so sparse files (disk images) come back sparse.
  */
-async function writeSparse(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+function writeSparse(fd: number, data: Buffer, offset: number): void {
   let runStart = -1;
-  const flush = async (end: number) => {
-    if (runStart >= 0) await fh.write(data, runStart, end - runStart, offset + runStart);
+  const flush = (end: number) => {
+    if (runStart >= 0) writeAll(fd, data, runStart, end - runStart, offset + runStart);
     runStart = -1;
   };
   // Blocks are aligned on file offsets, so holes line up with the file system's blocks.
@@ -308,11 +311,15 @@ async function writeSparse(fh: FileHandle, data: Buffer, offset: number): Promis
   while (pos < data.length) {
     const end = Math.min(data.length, pos + HOLE_BLOCK - ((offset + pos) % HOLE_BLOCK));
     const zero = data.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
-    if (zero) await flush(pos);
+    if (zero) flush(pos);
     else if (runStart < 0) runStart = pos;
     pos = end;
   }
-  await flush(data.length);
+  flush(data.length);
+}
+
+function writeAll(fd: number, data: Buffer, from: number, length: number, position: number): void {
+  for (let done = 0; done < length;) done += writeSync(fd, data, from + done, length - done, position + done);
 }
 
 async function setMeta(p: string, e: Entry, isLink: boolean): Promise<void> {
