@@ -19,10 +19,16 @@ export class EncodePool {
   constructor(keys: KeySet, size = Math.max(1, Math.min(4, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./encode-worker.js', import.meta.url), { workerData: keysToJSON(keys) });
-      w.on('message', (m: { seq: number; out: (Uint8Array | null)[] }) => {
+      w.on('message', (m: { seq: number; all: Uint8Array; lengths: number[] }) => {
         const p = this.pending.get(m.seq);
         this.pending.delete(m.seq);
-        p?.resolve(m.out.map((s) => s && Buffer.from(s.buffer, s.byteOffset, s.byteLength)));
+        let at = m.all.byteOffset;
+        p?.resolve(m.lengths.map((l) => {
+          if (l < 0) return null;
+          const b = Buffer.from(m.all.buffer, at, l);
+          at += l;
+          return b;
+        }));
       });
       w.on('error', (e) => {
         this.failure = e;
@@ -33,23 +39,28 @@ export class EncodePool {
     }
   }
 
-  private run(op: 'encode' | 'decode', ids: Uint8Array[], data: Uint8Array[]): Promise<(Buffer | null)[]> {
+  private run(message: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<(Buffer | null)[]> {
     if (this.failure) return Promise.reject(this.failure);
     const seq = this.seq++;
     return new Promise((resolve, reject) => {
       this.pending.set(seq, { resolve, reject });
-      this.workers[seq % this.workers.length]!.postMessage({ seq, op, ids, data });
+      this.workers[seq % this.workers.length]!.postMessage({ ...message, seq }, transfer);
     });
   }
 
   /** Seals a batch of chunks; the data is copied to the worker, so callers may reuse their buffers. */
   async encode(ids: Buffer[], data: Uint8Array[]): Promise<Buffer[]> {
-    return (await this.run('encode', ids, data)) as Buffer[];
+    return (await this.run({ op: 'encode', ids: ids.map((i) => i.toString('hex')), data })) as Buffer[];
   }
 
-  /** Opens and verifies stored blobs; a damaged one comes back as null. */
-  decode(ids: Uint8Array[], stored: Uint8Array[]): Promise<(Buffer | null)[]> {
-    return this.run('decode', ids, stored);
+  /**
+   * Opens and verifies the blobs at `spans` ([offset, length]) of one fetched range; a damaged
+   * one comes back as null. The range travels once, moved rather than copied: posting views
+   * would clone the whole underlying buffer for each of them.
+   */
+  decode(ids: string[], range: Uint8Array, spans: [number, number][]): Promise<(Buffer | null)[]> {
+    const own = new Uint8Array(range); // a compact copy we may hand over
+    return this.run({ op: 'decode', ids, data: own, spans }, [own.buffer]);
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@
  * when the manifest is opened, folders are created by us (never followed if a symlink stands
  * in their place), and files are created with O_EXCL|O_NOFOLLOW.
  */
-import { closeSync, constants as C, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, lstatSync, openSync, writeSync } from 'node:fs';
 import { chmod, link, lchown, lstat, lutimes, mkdir, open, realpath, rename, rm, symlink, unlink, utimes } from 'node:fs/promises';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
 import type { KeySet } from '../core/crypto.js';
@@ -29,7 +29,8 @@ export interface RestoreOptions {
 export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProblem[]; warnings: JobProblem[] }
 
 const RANGE_GAP = 256 * 1024;
-const RANGE_MAX = 16 * 1024 * 1024;
+// Ranges in flight bound the memory of a restore: each is held fetched and decoded at once.
+const RANGE_MAX = 8 * 1024 * 1024;
 const FETCHES_IN_FLIGHT = 4;
 const MAX_OPEN_FILES = 128;
 const IS_ROOT = process.getuid?.() === 0;
@@ -54,8 +55,9 @@ export function selectEntries(entries: Entry[], paths: string[] | undefined): Se
   return chosen;
 }
 
+/** Synchronous and without an exception per missing file: called once per restored entry. */
 async function exists(p: Buffer): Promise<boolean> {
-  try { await lstat(p as unknown as string); return true; } catch { return false; }
+  return lstatSync(p as unknown as string, { throwIfNoEntry: false }) !== undefined;
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -216,8 +218,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         }
         counters.bytesUploaded += data.length;
         // Opening, decompressing and checking every chunk happens in the worker pool.
-        const plains = await pool.decode(r.blobs.map((b) => Buffer.from(b.id, 'hex')),
-          r.blobs.map((b) => data.subarray(b.offset - r.offset, b.offset - r.offset + b.length)));
+        const plains = await pool.decode(r.blobs.map((b) => b.id), data,
+          r.blobs.map((b): [number, number] => [b.offset - r.offset, b.length]));
         r.blobs.forEach((b, k) => {
           const plain = plains[k];
           for (const t of targets.get(b.id)!) {
