@@ -13,6 +13,7 @@ import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
 import type { VaultClient } from './client.js';
 import { EncodePool } from './encode-pool.js';
+import { planRanges } from './pack-ranges.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -28,10 +29,8 @@ export interface RestoreOptions {
 
 export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProblem[]; warnings: JobProblem[] }
 
-const RANGE_GAP = 256 * 1024;
-// Ranges in flight bound the memory of a restore: each is held fetched and decoded at once.
-const RANGE_MAX = 8 * 1024 * 1024;
-const FETCHES_IN_FLIGHT = 4;
+// With the range limits (pack-ranges.ts), this bounds the memory of a restore.
+const FETCHES_IN_FLIGHT = 3;
 const MAX_OPEN_FILES = 128;
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -143,12 +142,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
     // Which file offsets each chunk fills.
     const targets = new Map<string, { file: number; offset: number }[]>();
+    const plainSize = new Map<string, number>();
     for (const i of files) {
       let offset = 0;
       for (const [id, len] of (manifest.entries[i] as FileEntry).chunks) {
         if (id) {
           let t = targets.get(id);
-          if (!t) targets.set(id, (t = []));
+          if (!t) { targets.set(id, (t = [])); plainSize.set(id, len); }
           t.push({ file: i, offset });
         }
         offset += len;
@@ -161,18 +161,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (!found.has(id)) for (const t of targets.get(id)!) damaged.add(t.file);
     }
 
-    // Group chunks into ranged reads of each pack: few requests, bounded memory.
-    locations.sort((a, b) => a.pack.localeCompare(b.pack) || a.offset - b.offset);
-    const ranges: { pack: string; offset: number; length: number; blobs: typeof locations }[] = [];
-    for (const l of locations) {
-      const last = ranges[ranges.length - 1];
-      if (last && last.pack === l.pack && l.offset - (last.offset + last.length) <= RANGE_GAP && l.offset + l.length - last.offset <= RANGE_MAX) {
-        last.length = Math.max(last.length, l.offset + l.length - last.offset);
-        last.blobs.push(l);
-      } else {
-        ranges.push({ pack: l.pack, offset: l.offset, length: l.length, blobs: [l] });
-      }
-    }
+    const ranges = planRanges(locations, (id) => plainSize.get(id) ?? 0);
 
     // Writes are synchronous (into the page cache): no two fetches interleave inside a file's
     // bookkeeping, and a descriptor is never closed under a write in flight.

@@ -9,14 +9,22 @@ const SAMPLE = 64 * 1024;
 export interface Packed { codec: Codec; data: Buffer | Uint8Array }
 
 /**
- * Incompressible data (media, encrypted or already compressed files) is detected on a
- * sample first, so it costs almost nothing; stored bytes are kept only when they save >3%.
+ * Incompressible data (media, encrypted or already compressed files) is detected on samples
+ * first, so it costs little; a chunk is compressed if any sample compresses, since one chunk
+ * of a disk image can hold random bytes, text and zeros. Compressed bytes are kept only when
+ * they save more than 3%.
  */
 export function compressChunk(plain: Uint8Array): Packed {
   if (plain.length < 64) return { codec: Codec.None, data: plain };
-  if (plain.length > 4 * SAMPLE) {
-    const sample = zstdCompress(plain.subarray(0, SAMPLE), { compressionLevel: 1 });
-    if (sample.length > SAMPLE * 0.97) return { codec: Codec.None, data: plain };
+  if (plain.length > 8 * SAMPLE) {
+    const samples = 4;
+    const step = Math.floor((plain.length - SAMPLE) / (samples - 1));
+    let compressible = false;
+    for (let i = 0; i < samples && !compressible; i++) {
+      const at = i * step;
+      compressible = zstdCompress(plain.subarray(at, at + SAMPLE), { compressionLevel: 1 }).length < SAMPLE * 0.97;
+    }
+    if (!compressible) return { codec: Codec.None, data: plain };
   }
   const packed = zstdCompress(plain, { compressionLevel: LEVEL });
   return packed.length < plain.length * 0.97 ? { codec: Codec.Zstd, data: packed } : { codec: Codec.None, data: plain };
