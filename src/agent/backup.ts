@@ -21,7 +21,7 @@ import { EncodePool } from './encode-pool.js';
 
 export const DEFAULT_ON_DEMAND_DAYS = 30;
 export const PACK_TARGET = 16 * 1024 * 1024;
-const UPLOADS_IN_FLIGHT = 3;
+const UPLOADS_IN_FLIGHT = 2;
 /** Files below this size are read in one synchronous call. */
 const SMALL_FILE = 1024n * 1024n;
 const SEAL_BATCH_BYTES = 1024 * 1024;

@@ -16,7 +16,7 @@ export interface RangeLimits {
   maxPlain: number;
 }
 
-export const DEFAULT_RANGE_LIMITS: RangeLimits = { gap: 256 * 1024, maxStored: 8 * 1024 * 1024, maxPlain: 24 * 1024 * 1024 };
+export const DEFAULT_RANGE_LIMITS: RangeLimits = { gap: 256 * 1024, maxStored: 4 * 1024 * 1024, maxPlain: 12 * 1024 * 1024 };
 
 export function planRanges(locations: readonly BlobLocation[], plainSize: (id: string) => number, limits: RangeLimits = DEFAULT_RANGE_LIMITS): PackRange[] {
   const sorted = [...locations].sort((a, b) => a.pack.localeCompare(b.pack) || a.offset - b.offset);
