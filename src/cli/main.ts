@@ -10,6 +10,7 @@ import { CoffreError, exitCodeFor } from '../core/errors.js';
 import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
 import { registerPolicyCommands } from './policy-commands.js';
+import { registerVmCommands } from './vm-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -237,6 +238,7 @@ export function buildProgram(): Command {
     .action(async (folder?: string) => { await (await import('./quickstart.js')).quickstart(folder); });
 
   registerPolicyCommands(program, g);
+  registerVmCommands(program, g);
   return program;
 }
 

@@ -117,6 +117,8 @@ export interface CommitInput {
   retainUntil?: string | null;
   counters: JobCounters;
   warnings: JobProblem[];
+  /** Recorded on the job, e.g. a VM backup's per-disk counters and snapshot steps. */
+  details?: Record<string, unknown>;
 }
 
 /** Makes a point visible, after checking that everything it references is stored. */
@@ -146,6 +148,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   });
   await finishJob(ctx, input.jobId, {
     status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
+    ...(input.details ? { details: input.details } : {}),
   });
   return describePoint(ctx, pointId);
 }

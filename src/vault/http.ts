@@ -117,6 +117,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       jobId: z.string(), files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative(),
       kind: z.enum(['Scheduled', 'OnDemand']), consistency: z.enum(['app', 'filesystem', 'crash']),
       retainUntil: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).nullable().optional(), counters, warnings: z.array(problem),
+      details: z.record(z.string(), z.unknown()).optional(),
     }), req.body);
     return data.commitPoint(ctx, await who(req), params(req).point!, body);
   });

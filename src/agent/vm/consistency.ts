@@ -1,0 +1,108 @@
+/**
+ * Taking a VM's snapshot as consistently as the machine allows, and saying which it got:
+ *
+ *   pre-script (quiesce) → fsfreeze (if --freeze) → snapshot → thaw → post-script (resume)
+ *
+ * - `app`: a pre-script ran and succeeded, and the post-script (if any) succeeded.
+ * - `filesystem`: otherwise, if the file system was frozen during the snapshot.
+ * - `crash`: otherwise (the disks as they were at one instant, like after a power cut).
+ *
+ * A failing or hanging script never fails the backup: it lowers the consistency and adds a
+ * warning. Once the pre-script ran, the post-script always runs, even when the snapshot
+ * fails, so an application is never left quiesced; a frozen file system is always thawed.
+ */
+import type { Consistency, JobProblem } from '../../core/api.js';
+import { describeEnd, runCommand, type CommandResult } from './scripts.js';
+
+export interface QuiescePlan {
+  preScript?: string;
+  postScript?: string;
+  freezePath?: string;
+  /** Limit for each script, and for each freeze and thaw. */
+  timeoutMs: number;
+  /** Given to the scripts as environment variables (COFFRE_VM, COFFRE_POINT, ...). */
+  env?: Record<string, string>;
+}
+
+/** The side effects, so tests can run the sequence without root or a mounted file system. */
+export interface Quiescer {
+  script(file: string, timeoutMs: number, env: Record<string, string>): Promise<CommandResult>;
+  freeze(path: string, timeoutMs: number): Promise<CommandResult>;
+  thaw(path: string, timeoutMs: number): Promise<CommandResult>;
+}
+
+export const systemQuiescer: Quiescer = {
+  script: (file, timeoutMs, env) => runCommand(file, [], { timeoutMs, env }),
+  freeze: (path, timeoutMs) => runCommand('fsfreeze', ['--freeze', path], { timeoutMs }),
+  thaw: (path, timeoutMs) => runCommand('fsfreeze', ['--unfreeze', path], { timeoutMs }),
+};
+
+export type StepName = 'pre-script' | 'freeze' | 'snapshot' | 'thaw' | 'post-script';
+export interface StepRecord { step: StepName; ok: boolean; durationMs: number; detail?: string }
+
+export type QuiesceOutcome<T> =
+  | { ok: true; result: T; consistency: Consistency; warnings: JobProblem[]; steps: StepRecord[] }
+  | { ok: false; error: unknown; warnings: JobProblem[]; steps: StepRecord[] };
+
+export async function snapshotConsistently<T>(plan: QuiescePlan, q: Quiescer, take: () => Promise<T>): Promise<QuiesceOutcome<T>> {
+  const warnings: JobProblem[] = [];
+  const steps: StepRecord[] = [];
+  const env = plan.env ?? {};
+  const record = (step: StepName, r: CommandResult, what: string) => {
+    steps.push({ step, ok: r.ok, durationMs: r.durationMs, ...(r.ok ? {} : { detail: describeEnd(what, r, plan.timeoutMs) }) });
+    return r.ok;
+  };
+
+  let preOk = false;
+  if (plan.preScript) {
+    const r = await q.script(plan.preScript, plan.timeoutMs, { ...env, COFFRE_PHASE: 'pre' });
+    preOk = record('pre-script', r, `pre-script ${plan.preScript}`);
+    if (!preOk) {
+      warnings.push({ code: r.timedOut ? 'PreScriptTimeout' : 'PreScriptFailed',
+        message: `${describeEnd(`pre-script ${plan.preScript}`, r, plan.timeoutMs)}; the point is not application-consistent` });
+    }
+  }
+
+  let frozen = false;
+  if (plan.freezePath) {
+    const r = await q.freeze(plan.freezePath, plan.timeoutMs);
+    frozen = record('freeze', r, `fsfreeze --freeze ${plan.freezePath}`);
+    if (!frozen) warnings.push({ code: 'FreezeFailed', message: `${describeEnd(`fsfreeze --freeze ${plan.freezePath}`, r, plan.timeoutMs)}; the file system was not frozen` });
+  }
+
+  let result: T | undefined;
+  let error: unknown = null;
+  let snapshotOk = false;
+  const started = Date.now();
+  try {
+    result = await take();
+    snapshotOk = true;
+    steps.push({ step: 'snapshot', ok: true, durationMs: Date.now() - started });
+  } catch (e) {
+    error = e;
+    steps.push({ step: 'snapshot', ok: false, durationMs: Date.now() - started, detail: (e as Error).message });
+  }
+
+  if (frozen) {
+    const r = await q.thaw(plan.freezePath!, plan.timeoutMs);
+    if (!record('thaw', r, `fsfreeze --unfreeze ${plan.freezePath}`)) {
+      warnings.push({ code: 'ThawFailed', message: `${describeEnd(`fsfreeze --unfreeze ${plan.freezePath}`, r, plan.timeoutMs)}; run \`fsfreeze --unfreeze ${plan.freezePath}\` now` });
+    }
+  }
+
+  let postOk = true;
+  if (plan.postScript) {
+    const r = await q.script(plan.postScript, plan.timeoutMs, {
+      ...env, COFFRE_PHASE: 'post', COFFRE_PRE_SCRIPT: plan.preScript ? (preOk ? 'ok' : 'failed') : 'none', COFFRE_SNAPSHOT: snapshotOk ? 'ok' : 'failed',
+    });
+    postOk = record('post-script', r, `post-script ${plan.postScript}`);
+    if (!postOk) {
+      warnings.push({ code: r.timedOut ? 'PostScriptTimeout' : 'PostScriptFailed',
+        message: `${describeEnd(`post-script ${plan.postScript}`, r, plan.timeoutMs)}; the point is not application-consistent and the application may still be quiesced` });
+    }
+  }
+
+  if (!snapshotOk) return { ok: false, error, warnings, steps };
+  const consistency: Consistency = plan.preScript && preOk && postOk ? 'app' : frozen ? 'filesystem' : 'crash';
+  return { ok: true, result: result as T, consistency, warnings, steps };
+}

@@ -1,0 +1,365 @@
+/**
+ * The VM restore engine: writes each disk of a point as a raw image (sparse: blocks of zeros
+ * stay holes) or a fixed VHD, into a folder — never over a live disk unless `replace`.
+ *
+ * Blocks come from the instant-restore snapshot while this machine holds it (no network; each
+ * block is hashed and compared with the point's manifest first), and from the vault otherwise
+ * or for any block the snapshot no longer matches. The job says which: `source: snapshot`,
+ * `vault`, or `snapshot+vault`. Every vault block is authenticated and its hash checked.
+ */
+import { constants as C } from 'node:fs';
+import { mkdir, open, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../../core/api.js';
+import { decodeBlob } from '../../core/blob.js';
+import { chunkId, type KeySet } from '../../core/crypto.js';
+import { CoffreError } from '../../core/errors.js';
+import { openManifest } from '../../core/manifest.js';
+import type { VaultClient } from '../client.js';
+import { isZeroBlock, readBlocks } from './block-reader.js';
+import { blockCount, blockIdAt, isZeroId, openVmManifest, type VmDisk, type VmManifest } from './disk-manifest.js';
+import { findSnapshot, type HeldSnapshot } from './snapshot-store.js';
+import { buildVhdFooter, vhdDataSize } from './vhd.js';
+
+export type RestoreFormat = 'raw' | 'vhd';
+export type BlockSource = 'snapshot' | 'vault' | 'snapshot+vault';
+
+export interface VmRestoreOptions {
+  client: VaultClient;
+  keys: KeySet;
+  agentDir: string;
+  pointId: string;
+  /** Folder to write the disks into; without it, the disks' original paths (needs `replace`). */
+  target?: string;
+  /** Default: each disk as it was (a VHD as VHD, an image or device as raw). */
+  format?: RestoreFormat;
+  /** Disk indexes to restore (default: all). */
+  disks?: number[];
+  replace?: boolean;
+  /** `auto` (default): the snapshot while it exists, else the vault. */
+  source?: 'auto' | 'snapshot' | 'vault';
+  /** Added to the restore job's details. */
+  jobDetails?: Record<string, unknown>;
+  /** Work under this running job instead of a new one, and leave it to the caller to finish (file recovery). */
+  useJob?: string;
+  onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+}
+
+export interface RestoredDisk {
+  index: number;
+  name: string;
+  file: string;
+  format: RestoreFormat;
+  size: number;
+  source: BlockSource;
+  blocksFromSnapshot: number;
+  blocksFromVault: number;
+}
+
+export interface VmRestoreResult { job: JobInfo | null; point: PointInfo; source: BlockSource; disks: RestoredDisk[]; errors: JobProblem[]; warnings: JobProblem[] }
+
+const RANGE_GAP = 256 * 1024;
+const RANGE_MAX = 16 * 1024 * 1024;
+const FETCHES_IN_FLIGHT = 4;
+const LOCATE_BATCH = 50_000;
+const PAGE = 4096;
+const ZERO_PAGE = Buffer.alloc(PAGE);
+
+/** A point's VM manifest, with a clear error for a point that is a file backup. */
+export async function loadVmPoint(client: VaultClient, keys: KeySet, pointId: string): Promise<{ point: PointInfo & { containerId: string }; manifest: VmManifest }> {
+  const point = await client.getPoint(pointId);
+  const stored = await client.manifest(point.id);
+  const manifest = openVmManifest(keys, point.id, stored);
+  if (manifest) return { point, manifest };
+  let isFiles = false;
+  try {
+    openManifest(keys, point.id, stored);
+    isFiles = true;
+  } catch {
+    // Not a file manifest either: damaged, or sealed with other keys; reported below.
+  }
+  if (isFiles) throw new CoffreError('InvalidArgument', `point ${point.id} of ${point.item} is a file backup, not a VM; restore it with \`coffre restore ${point.id}\``);
+  throw new CoffreError('ChecksumMismatch', `the manifest of point ${point.id} is damaged or was not written with this machine's keys`);
+}
+
+export function selectDisks(manifest: VmManifest, wanted?: number[]): VmDisk[] {
+  if (!wanted?.length) return manifest.disks;
+  return [...new Set(wanted)].sort((a, b) => a - b).map((i) => {
+    const d = manifest.disks[i];
+    if (!d) throw new CoffreError('InvalidArgument', `point has no disk ${i}: its disks are 0 to ${manifest.disks.length - 1}`);
+    return d;
+  });
+}
+
+/** Writes `data` at `offset`, leaving 4 KiB pages of zeros unwritten (holes in a new file). */
+async function writeSparse(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+  let runStart = -1;
+  for (let pos = 0; pos <= data.length; pos += PAGE) {
+    const end = Math.min(data.length, pos + PAGE);
+    const zero = pos === data.length || data.subarray(pos, end).equals(ZERO_PAGE.subarray(0, end - pos));
+    if (!zero && runStart < 0) runStart = pos;
+    if (zero && runStart >= 0) {
+      await fh.write(data, runStart, pos - runStart, offset + runStart);
+      runStart = -1;
+    }
+  }
+  if (runStart >= 0) await fh.write(data, runStart, data.length - runStart, offset + runStart);
+}
+
+interface Output {
+  disk: VmDisk;
+  format: RestoreFormat;
+  dest: string;
+  /** Where bytes go while restoring: a temporary name beside `dest`, or the device itself. */
+  work: string;
+  device: boolean;
+  fh: FileHandle | null;
+  snapshotUsed: boolean;
+  fromSnapshot: number;
+  fromVault: number;
+  failed: JobProblem | null;
+}
+
+async function pathKind(p: string): Promise<'none' | 'file' | 'device' | 'other'> {
+  try {
+    const s = await stat(p);
+    return s.isFile() ? 'file' : s.isBlockDevice() ? 'device' : 'other';
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+    throw e;
+  }
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  try {
+    return (await realpath(a)) === (await realpath(b));
+  } catch {
+    // One of them does not exist: they are not the same file.
+    return false;
+  }
+}
+
+/**
+ * The kept snapshot of a point, with only the disk files that are as they were when the point
+ * was committed (same size and time): a disk file changed since is not used at all.
+ */
+export async function usableSnapshot(agentDir: string, manifest: VmManifest, pointId: string): Promise<HeldSnapshot | null> {
+  const snap = await findSnapshot(agentDir, manifest.item, pointId);
+  if (!snap) return null;
+  const disks = [];
+  for (const d of snap.disks) {
+    try {
+      const s = await stat(join(snap.dir, d.file));
+      // Within a millisecond: times pass through floating-point seconds on their way to and from the file system.
+      if (s.size === d.fileSize && Math.abs(s.mtimeMs - d.mtimeMs) < 1) disks.push(d);
+    } catch {
+      // This disk's file is gone from the snapshot: that disk comes from the vault.
+    }
+  }
+  return disks.length ? { ...snap, disks } : null;
+}
+
+export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult> {
+  const { client, keys } = opts;
+  const { point, manifest } = await loadVmPoint(client, keys, opts.pointId);
+  const disks = selectDisks(manifest, opts.disks);
+  const requested = opts.source ?? 'auto';
+  const snapshot = requested === 'vault' ? null : await usableSnapshot(opts.agentDir, manifest, point.id);
+  const missing = disks.filter((d) => !snapshot?.disks.some((x) => x.index === d.index));
+  if (requested === 'snapshot' && missing.length) {
+    throw new CoffreError('NotFound', `this machine holds no usable instant-restore snapshot of ${snapshot ? `disk ${missing.map((d) => d.index).join(', ')} of ` : ''}point ${point.id} (expired, changed, or taken on another machine); restore from the vault with --source vault`);
+  }
+
+  // Where each disk goes, refused before anything is written.
+  const outputs: Output[] = [];
+  const target = opts.target ? await mkdir(opts.target, { recursive: true }).then(() => realpath(opts.target!)) : null;
+  for (const d of disks) {
+    const format: RestoreFormat = opts.format ?? (d.format === 'vhd' ? 'vhd' : 'raw');
+    const dest = target ? join(target, `${d.name}.${format === 'vhd' ? 'vhd' : 'img'}`) : d.path;
+    const kind = await pathKind(dest);
+    const live = manifest.disks.some((x) => x.path === dest) || (await Promise.all(manifest.disks.map((x) => sameFile(x.path, dest)))).some(Boolean);
+    if (!opts.replace) {
+      if (live) throw new CoffreError('InvalidArgument', `${dest} is a live disk of ${manifest.item}; restore elsewhere with --target DIR, or overwrite it with --replace (stop the VM first)`);
+      if (kind !== 'none') throw new CoffreError('InvalidArgument', `${dest} already exists; choose another --target or pass --replace`);
+    }
+    if (kind === 'other') throw new CoffreError('InvalidArgument', `${dest} exists and is neither a file nor a block device`);
+    const device = kind === 'device';
+    if (device && format === 'vhd') throw new CoffreError('InvalidArgument', `${dest} is a block device: restore it as raw (--format raw)`);
+    outputs.push({ disk: d, format, dest, work: device ? dest : '', device, fh: null, snapshotUsed: false, fromSnapshot: 0, fromVault: 0, failed: null });
+  }
+
+  const job = opts.useJob ? { id: opts.useJob } : await client.startRestore(point.id, {
+    kind: 'vm', target: target ?? 'original disks', format: opts.format ?? 'as backed up', disks: disks.map((d) => d.index), source: requested, ...opts.jobDetails,
+  });
+  for (const o of outputs) if (!o.device) o.work = `${o.dest}.coffre-part-${job.id}`;
+  const errors: JobProblem[] = [];
+  const warnings: JobProblem[] = [];
+  const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
+  const bytesTotal = disks.reduce((n, d) => n + d.size, 0);
+  let lastTick = 0;
+  const tick = () => {
+    opts.onProgress?.({ ...counters, bytesTotal, filesTotal: disks.length });
+    const now = Date.now();
+    if (now - lastTick >= 1000) {
+      lastTick = now;
+      void client.progress(job.id, counters).catch(() => undefined); // best effort, the next report replaces it
+    }
+  };
+
+  try {
+    for (const o of outputs) {
+      // A new file is created exclusively and never through a symlink; a device is written in place.
+      o.fh = o.device ? await open(o.work, 'r+') : await open(o.work, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    }
+    /** Blocks still to fetch from the vault: id → where it goes. */
+    const needed = new Map<string, { out: Output; offset: number }[]>();
+    const need = (o: Output, i: number) => {
+      const hex = blockIdAt(o.disk, i).toString('hex');
+      let t = needed.get(hex);
+      if (!t) needed.set(hex, (t = []));
+      t.push({ out: o, offset: i * o.disk.blockSize });
+    };
+
+    await Promise.all(outputs.map(async (o) => {
+      const d = o.disk;
+      const snapDisk = snapshot?.disks.find((x) => x.index === d.index && x.dataSize === d.size);
+      const n = blockCount(d.size, d.blockSize);
+      const fromSnapshot = new Uint8Array(n);
+      if (snapDisk) {
+        o.snapshotUsed = true;
+        for await (const b of readBlocks(join(snapshot!.dir, snapDisk.file), d.size, d.blockSize)) {
+          const expected = blockIdAt(d, b.index);
+          const ok = isZeroId(expected) ? isZeroBlock(b.data) : chunkId(keys.idKey, b.data).equals(expected);
+          if (!ok) continue;
+          fromSnapshot[b.index] = 1;
+          if (!isZeroId(expected) || o.device) {
+            if (o.device) await o.fh!.write(b.data, 0, b.data.length, b.offset);
+            else await writeSparse(o.fh!, b.data, b.offset);
+          }
+          o.fromSnapshot++;
+          counters.bytesScanned += b.data.length;
+          tick();
+        }
+      }
+      for (let i = 0; i < n; i++) {
+        if (fromSnapshot[i]) continue;
+        if (isZeroId(blockIdAt(d, i))) {
+          // A new file reads zeros where nothing is written; a device must get the zeros.
+          const len = Math.min(d.blockSize, d.size - i * d.blockSize);
+          if (o.device) await o.fh!.write(Buffer.alloc(len), 0, len, i * d.blockSize);
+          counters.bytesScanned += len;
+          continue;
+        }
+        need(o, i);
+      }
+    }));
+    if (snapshot && needed.size) {
+      const n = [...needed.values()].reduce((k, t) => k + t.length, 0);
+      warnings.push({ code: 'SnapshotChanged', message: `${n} block(s) of the instant-restore snapshot no longer match point ${point.id}; they were read from the vault` });
+    }
+
+    // Vault blocks: located, then read in ranges of packs, a few at a time.
+    const ids = [...needed.keys()];
+    const locations = [];
+    for (let i = 0; i < ids.length; i += LOCATE_BATCH) locations.push(...await client.locate(point.containerId, ids.slice(i, i + LOCATE_BATCH)));
+    const found = new Set(locations.map((l) => l.id));
+    const fail = (o: Output, message: string) => { o.failed ??= { code: 'ChecksumMismatch', message, path: o.dest }; };
+    for (const id of ids) if (!found.has(id)) for (const t of needed.get(id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: block ${id.slice(0, 16)} is missing from the vault`);
+    locations.sort((a, b) => a.pack.localeCompare(b.pack) || a.offset - b.offset);
+    const ranges: { pack: string; offset: number; length: number; blobs: typeof locations }[] = [];
+    for (const l of locations) {
+      const last = ranges[ranges.length - 1];
+      if (last && last.pack === l.pack && l.offset - (last.offset + last.length) <= RANGE_GAP && l.offset + l.length - last.offset <= RANGE_MAX) {
+        last.length = Math.max(last.length, l.offset + l.length - last.offset);
+        last.blobs.push(l);
+      } else {
+        ranges.push({ pack: l.pack, offset: l.offset, length: l.length, blobs: [l] });
+      }
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < ranges.length) {
+        const r = ranges[next++]!;
+        let data: Buffer;
+        try {
+          data = await client.readPack(point.containerId, r.pack, r.offset, r.length);
+        } catch (err) {
+          // A pack missing or short is damage, like a bad block: the disks needing it fail, the others go on.
+          if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
+          for (const b of r.blobs) for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`);
+          continue;
+        }
+        counters.bytesUploaded += data.length;
+        for (const b of r.blobs) {
+          let plain: Buffer;
+          try {
+            plain = decodeBlob(keys, Buffer.from(b.id, 'hex'), data.subarray(b.offset - r.offset, b.offset - r.offset + b.length));
+          } catch (err) {
+            if (!(err instanceof CoffreError)) throw err;
+            for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`);
+            continue;
+          }
+          for (const t of needed.get(b.id)!) {
+            if (t.out.failed) continue;
+            if (t.out.device) await t.out.fh!.write(plain, 0, plain.length, t.offset);
+            else await writeSparse(t.out.fh!, plain, t.offset);
+            t.out.fromVault++;
+            counters.bytesScanned += plain.length;
+          }
+        }
+        tick();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FETCHES_IN_FLIGHT, ranges.length) }, worker));
+
+    // Finish each disk: its size (holes stay holes), a VHD footer, durable, then its final name.
+    const restored: RestoredDisk[] = [];
+    for (const o of outputs) {
+      const fh = o.fh!;
+      o.fh = null;
+      if (o.failed) {
+        await fh.close();
+        if (!o.device) await rm(o.work, { force: true });
+        errors.push(o.failed);
+        continue;
+      }
+      try {
+        if (o.format === 'vhd') {
+          const footer = o.disk.vhdFooter && vhdDataSize(o.disk.size) === o.disk.size ? Buffer.from(o.disk.vhdFooter, 'base64') : buildVhdFooter(o.disk.size);
+          await fh.truncate(vhdDataSize(o.disk.size));
+          await fh.write(footer, 0, footer.length, vhdDataSize(o.disk.size));
+        } else if (!o.device) {
+          await fh.truncate(o.disk.size);
+        }
+        // The image must be on disk before it takes the final name (or the device is reported restored).
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (!o.device) await rename(o.work, o.dest);
+      counters.filesScanned++;
+      counters.filesChanged++;
+      restored.push({
+        index: o.disk.index, name: o.disk.name, file: o.dest, format: o.format, size: o.disk.size,
+        source: !o.snapshotUsed || o.fromSnapshot === 0 ? 'vault' : o.fromVault === 0 ? 'snapshot' : 'snapshot+vault', blocksFromSnapshot: o.fromSnapshot, blocksFromVault: o.fromVault,
+      });
+    }
+    const source: BlockSource = restored.length && restored.every((r) => r.source === 'snapshot') ? 'snapshot'
+      : restored.every((r) => r.source === 'vault') ? 'vault' : 'snapshot+vault';
+    tick();
+    const status = errors.length ? 'Failed' : warnings.length ? 'CompletedWithWarnings' : 'Completed';
+    const done = opts.useJob ? null : await client.finishJob(job.id, {
+      status, counters, errors, warnings,
+      details: { source, disks: restored.map((r) => ({ index: r.index, file: r.file, format: r.format, size: r.size, source: r.source, blocksFromSnapshot: r.blocksFromSnapshot, blocksFromVault: r.blocksFromVault })) },
+    });
+    return { job: done, point, source, disks: restored, errors, warnings };
+  } catch (e) {
+    for (const o of outputs) {
+      await o.fh?.close().catch(() => undefined); // closing after a failed write: the file is removed next
+      if (!o.device && o.work) await rm(o.work, { force: true });
+    }
+    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
+    if (!opts.useJob) await client.finishJob(job.id, { status: 'Failed', counters, errors: [...errors, { code: err.code, message: err.message }], warnings }).catch(() => undefined);
+    throw e;
+  }
+}
