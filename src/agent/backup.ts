@@ -6,22 +6,19 @@
 import { open, readlink } from 'node:fs/promises';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
 import { chunkId, ID_BYTES, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { Chunker } from '../core/fastcdc.js';
 import { encodeName, referencedChunks, type ChunkRef, type Entry, type Manifest, sealManifest } from '../core/manifest.js';
-import { PackWriter } from '../core/pack.js';
 import { loadCache, saveCache, statKey, type MetadataCache } from './cache.js';
 import type { VaultClient } from './client.js';
 import { walk, type WalkEntry } from './walk.js';
 import { EncodePool } from './encode-pool.js';
+import { PackUploader } from './pack-uploader.js';
 
 export const DEFAULT_ON_DEMAND_DAYS = 30;
-export const PACK_TARGET = 16 * 1024 * 1024;
-const UPLOADS_IN_FLIGHT = 2;
 /** Files below this size are read in one synchronous call. */
 const SMALL_FILE = 1024n * 1024n;
 const SEAL_BATCH_BYTES = 1024 * 1024;
@@ -43,43 +40,6 @@ export interface BackupOptions {
 }
 
 export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
-
-/** Sends packs as they fill, a bounded number at a time, while reading goes on. */
-class PackUploader {
-  private writer = new PackWriter();
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: unknown = null;
-  uploaded = 0;
-
-  constructor(private readonly client: VaultClient, private readonly containerId: string) {}
-
-  add(id: Buffer, stored: Buffer): void {
-    this.writer.add(id, stored);
-    if (this.writer.byteLength >= PACK_TARGET) this.send();
-  }
-
-  private send(): void {
-    if (this.writer.count === 0) return;
-    const { data } = this.writer.finish();
-    this.writer = new PackWriter();
-    const task = this.client.putPack(this.containerId, randomBytes(16).toString('hex'), data)
-      .then(() => { this.uploaded += data.length; }, (e: unknown) => { this.failure ??= e; })
-      .finally(() => { this.inflight.delete(task); });
-    this.inflight.add(task);
-  }
-
-  /** Backpressure: wait until fewer than UPLOADS_IN_FLIGHT packs are on the wire. */
-  async room(): Promise<void> {
-    while (this.inflight.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.inflight);
-    if (this.failure) throw this.failure;
-  }
-
-  async finish(): Promise<void> {
-    this.send();
-    await Promise.all(this.inflight);
-    if (this.failure) throw this.failure;
-  }
-}
 
 /** Batches new chunks for the encoding workers and hands sealed blobs to the uploader. */
 class ChunkSealer {

@@ -7,7 +7,7 @@ import { encodeBlob } from '../../core/blob.js';
 import { chunkId, ID_BYTES, type KeySet } from '../../core/crypto.js';
 import { isZeroBlock, readBlocks } from './block-reader.js';
 import { blockCount } from './disk-manifest.js';
-import type { PackUploader } from './pack-uploader.js';
+import type { PackUploader } from '../pack-uploader.js';
 
 export interface DiskCounters {
   /** Bytes read from the disk's snapshot. */
@@ -63,7 +63,7 @@ export async function scanDisk(input: ScanInput): Promise<Buffer> {
         known.add(hex);
         counters.newBlocks++;
         counters.bytesNew += block.data.length;
-        await input.uploader.add(id, encodeBlob(keys, id, block.data));
+        await input.uploader.addPaced(id, encodeBlob(keys, id, block.data));
       }
     }
     counters.bytesUploaded = input.uploader.uploaded;

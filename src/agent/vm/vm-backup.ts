@@ -22,7 +22,7 @@ import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } 
 import { sealVmManifest, vmReferences, type DiskFormat, type VmDisk, type VmManifest } from './disk-manifest.js';
 import { emptyDiskCounters, scanDisk, type DiskCounters } from './disk-scan.js';
 import { diskNames, probeDisk, probeSnapshot, type DiskProbe } from './disk-source.js';
-import { PackUploader } from './pack-uploader.js';
+import { PackUploader } from '../pack-uploader.js';
 import { cloneDisk, defaultSnapshotRoot, keepSnapshot, prepareStaging, type CloneMethod } from './snapshot-store.js';
 
 export const DEFAULT_ON_DEMAND_DAYS = 30;

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../../core/api.js';
 import { decodeBlob } from '../../core/blob.js';
 import { chunkId, type KeySet } from '../../core/crypto.js';
+import { planRanges } from '../pack-ranges.js';
 import { CoffreError } from '../../core/errors.js';
 import { openManifest } from '../../core/manifest.js';
 import type { VaultClient } from '../client.js';
@@ -58,8 +59,6 @@ export interface RestoredDisk {
 
 export interface VmRestoreResult { job: JobInfo | null; point: PointInfo; source: BlockSource; disks: RestoredDisk[]; errors: JobProblem[]; warnings: JobProblem[] }
 
-const RANGE_GAP = 256 * 1024;
-const RANGE_MAX = 16 * 1024 * 1024;
 const FETCHES_IN_FLIGHT = 4;
 const LOCATE_BATCH = 50_000;
 const PAGE = 4096;
@@ -265,17 +264,7 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     const found = new Set(locations.map((l) => l.id));
     const fail = (o: Output, message: string) => { o.failed ??= { code: 'ChecksumMismatch', message, path: o.dest }; };
     for (const id of ids) if (!found.has(id)) for (const t of needed.get(id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: block ${id.slice(0, 16)} is missing from the vault`);
-    locations.sort((a, b) => a.pack.localeCompare(b.pack) || a.offset - b.offset);
-    const ranges: { pack: string; offset: number; length: number; blobs: typeof locations }[] = [];
-    for (const l of locations) {
-      const last = ranges[ranges.length - 1];
-      if (last && last.pack === l.pack && l.offset - (last.offset + last.length) <= RANGE_GAP && l.offset + l.length - last.offset <= RANGE_MAX) {
-        last.length = Math.max(last.length, l.offset + l.length - last.offset);
-        last.blobs.push(l);
-      } else {
-        ranges.push({ pack: l.pack, offset: l.offset, length: l.length, blobs: [l] });
-      }
-    }
+    const ranges = planRanges(locations, (id) => needed.get(id)![0]!.out.disk.blockSize);
     let next = 0;
     const worker = async () => {
       while (next < ranges.length) {
