@@ -61,6 +61,10 @@ test('coffre vm: protect, backup, snapshots, restore and files from the command 
     assert.deepEqual(points.map((p) => [p.consistency, p.files]), [['crash', 2], ['crash', 2]]);
     const point = points[1]!.id;
 
+    // The file restore command recognises a VM point and says which command restores it.
+    const wrongTool = await coffre(['restore', point, '--target', join(h.dir, 'wrong')]);
+    assert.equal(wrongTool.code, 2);
+    assert.match(wrongTool.stderr, /coffre vm restore/);
     const restored = await coffre(['vm', 'restore', point, '--target', join(h.dir, 'out'), '--json']);
     assert.equal(restored.code, 0, restored.stderr);
     assert.equal((JSON.parse(restored.stdout) as JobInfo).details.source, 'snapshot');

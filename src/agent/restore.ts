@@ -62,6 +62,9 @@ async function exists(p: Buffer): Promise<boolean> {
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const { client, keys } = opts;
   const point = await client.getPoint(opts.pointId);
+  if (point.itemKind !== 'files') {
+    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`coffre vm restore ${point.id} --target DIR\``);
+  }
   const manifest = openManifest(keys, point.id, await client.manifest(point.id));
   const chosen = selectEntries(manifest.entries, opts.paths);
   const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });

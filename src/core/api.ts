@@ -15,6 +15,8 @@ export interface PointInfo {
   item: string;
   vault: string;
   machine: string;
+  /** What the item protects: "files" (file agent) or "vm" (disk/VM agent). */
+  itemKind: string;
   time: string;
   kind: PointKind;
   consistency: Consistency;

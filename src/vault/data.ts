@@ -175,16 +175,16 @@ export async function failBackup(ctx: DataContext, p: Principal, jobId: string, 
 
 async function pointInfoRows(ctx: DataContext, rows: Selectable<PointRow>[]): Promise<PointInfo[]> {
   const out: PointInfo[] = [];
-  const names = new Map<string, { item: string; vault: string; machine: string }>();
+  const names = new Map<string, { item: string; vault: string; machine: string; itemKind: string }>();
   for (const r of rows) {
     let n = names.get(r.item_id);
     if (!n) {
       n = await ctx.db.selectFrom('items').innerJoin('vaults', 'vaults.id', 'items.vault_id').innerJoin('containers', 'containers.id', 'items.container_id')
-        .select(['items.name as item', 'vaults.name as vault', 'containers.name as machine']).where('items.id', '=', r.item_id).executeTakeFirstOrThrow();
+        .select(['items.name as item', 'vaults.name as vault', 'containers.name as machine', 'items.kind as itemKind']).where('items.id', '=', r.item_id).executeTakeFirstOrThrow();
       names.set(r.item_id, n);
     }
     out.push({
-      id: r.id, item: n.item, vault: n.vault, machine: n.machine, time: r.time, kind: r.kind as PointKind,
+      id: r.id, item: n.item, vault: n.vault, machine: n.machine, itemKind: n.itemKind, time: r.time, kind: r.kind as PointKind,
       consistency: r.consistency as Consistency, expiresAt: r.expires_at, retainUntil: r.retain_until, files: r.files, bytes: Number(r.bytes),
     });
   }
