@@ -5,8 +5,11 @@
  * when the manifest is opened, folders are created by us (never followed if a symlink stands
  * in their place), and files are created with O_EXCL|O_NOFOLLOW.
  */
-import { closeSync, constants as C, lstatSync, openSync, writeSync } from 'node:fs';
-import { chmod, link, lchown, lstat, lutimes, mkdir, open, realpath, rename, rm, symlink, unlink, utimes } from 'node:fs/promises';
+import {
+  chmodSync, closeSync, constants as C, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
+  mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeSync,
+} from 'node:fs';
+import { mkdir, realpath, rm } from 'node:fs/promises';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
 import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
@@ -54,8 +57,8 @@ export function selectEntries(entries: Entry[], paths: string[] | undefined): Se
   return chosen;
 }
 
-/** Synchronous and without an exception per missing file: called once per restored entry. */
-async function exists(p: Buffer): Promise<boolean> {
+/** Without an exception per missing file: called once per restored entry. */
+function exists(p: Buffer): boolean {
   return lstatSync(p as unknown as string, { throwIfNoEntry: false }) !== undefined;
 }
 
@@ -92,11 +95,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       let p: Buffer = Buffer.concat([parent, Buffer.from('/'), decodeName(e.path[e.path.length - 1]!)]);
       if (e.type === 'dir') {
         try {
-          await mkdir(p as unknown as string, { mode: 0o700 });
+          mkdirSync(p as unknown as string, { mode: 0o700 });
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
           // An existing folder is reused only if it is a real folder, never a symlink.
-          const s = await lstat(p as unknown as string);
+          const s = lstatSync(p as unknown as string);
           if (!s.isDirectory()) {
             errors.push({ code: 'PathConflict', message: `${display(e.path)} exists and is not a folder; its contents were not restored`, path: display(e.path) });
             continue;
@@ -106,13 +109,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         dest[i] = p;
         continue;
       }
-      if (await exists(p)) {
+      if (exists(p)) {
         if (overwrite === 'skip') {
           warnings.push({ code: 'Skipped', message: `${display(e.path)} exists and was kept (--overwrite skip)`, path: display(e.path) });
           continue;
         }
         if (overwrite === 'replace') {
-          const s = await lstat(p as unknown as string);
+          const s = lstatSync(p as unknown as string);
           if (s.isDirectory()) {
             errors.push({ code: 'PathConflict', message: `${display(e.path)} is a folder on disk; not replaced`, path: display(e.path) });
             continue;
@@ -123,7 +126,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           do {
             candidate = Buffer.concat([p, Buffer.from(`.restored-${n === 1 ? '' : n + '-'}${point.id.slice(0, 8)}`)]);
             n++;
-          } while (await exists(candidate));
+          } while (exists(candidate));
           p = candidate;
         }
       }
@@ -138,9 +141,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const tmpName = (p: Buffer) => Buffer.concat([p, Buffer.from(`.coffre-part-${job.id}`)]);
     for (const i of files) {
       const p = tmpName(dest[i]!);
-      const fh = await open(p as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      closeSync(openSync(p as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600));
       partial.add(p.toString('latin1'));
-      await fh.close();
     }
 
     // Which file offsets each chunk fills.
@@ -241,16 +243,20 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const tmp = tmpName(dest[i]!) as unknown as string;
       partial.delete(Buffer.from(tmp).toString('latin1'));
       if (damaged.has(i)) {
-        await rm(tmp, { force: true });
+        rmSync(tmp, { force: true });
         errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
         dest[i] = null;
         continue;
       }
-      const fh = await open(tmp, C.O_WRONLY | C.O_NOFOLLOW);
-      try { await fh.truncate(e.size); } finally { await fh.close(); }
-      await setMeta(tmp, e, false);
+      const fd = openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
+      try {
+        ftruncateSync(fd, e.size);
+        setFileMeta(fd, e);
+      } finally {
+        closeSync(fd);
+      }
       // rename() replaces an existing file atomically (and never follows a symlink there).
-      await rename(tmp, dest[i]! as unknown as string);
+      renameSync(tmp, dest[i]! as unknown as string);
       counters.filesChanged++;
       counters.filesScanned++;
     }
@@ -261,18 +267,18 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (e.type === 'hardlink') {
         const first = dest[e.link];
         if (!first) { errors.push({ code: 'LinkTargetMissing', message: `${display(e.path)} links to a file that was not restored`, path: display(e.path) }); continue; }
-        if (overwrite === 'replace' && await exists(p)) await unlink(p as unknown as string);
-        await link(first as unknown as string, p as unknown as string);
+        if (overwrite === 'replace' && exists(p)) unlinkSync(p as unknown as string);
+        linkSync(first as unknown as string, p as unknown as string);
       } else if (e.type === 'symlink') {
-        if (overwrite === 'replace' && await exists(p)) await unlink(p as unknown as string);
-        await symlink(decodeName(e.target) as unknown as string, p as unknown as string);
-        await setMeta(p as unknown as string, e, true);
+        if (overwrite === 'replace' && exists(p)) unlinkSync(p as unknown as string);
+        symlinkSync(decodeName(e.target) as unknown as string, p as unknown as string);
+        setLinkMeta(p as unknown as string, e);
       }
     }
     // Folders last, deepest first, so writing their contents does not change their mtime again.
     for (let i = manifest.entries.length - 1; i >= 0; i--) {
       const e = manifest.entries[i]!;
-      if (e.type === 'dir' && dest[i]) await setMeta(dest[i]! as unknown as string, e, false);
+      if (e.type === 'dir' && dest[i]) setDirMeta(dest[i]! as unknown as string, e);
     }
     tick();
     const status = errors.length ? 'Failed' : warnings.length ? 'CompletedWithWarnings' : 'Completed';
@@ -316,14 +322,36 @@ function writeAll(fd: number, data: Buffer, from: number, length: number, positi
   for (let done = 0; done < length;) done += writeSync(fd, data, from + done, length - done, position + done);
 }
 
-async function setMeta(p: string, e: Entry, isLink: boolean): Promise<void> {
+/**
+ * Metadata through the open descriptor (never a path that could have been swapped), with
+ * synchronous calls: per-file thread-pool round trips dominated restores of many small files.
+ */
+function setFileMeta(fd: number, e: Entry): void {
   const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
-  if (IS_ROOT) await lchown(p, e.uid, e.gid);
-  if (isLink) {
-    await lutimes(p, secs, secs);
+  if (IS_ROOT) fchownSync(fd, e.uid, e.gid);
+  // After chown, which clears set-id bits.
+  fchmodSync(fd, e.mode);
+  futimesSync(fd, secs, secs);
+}
+
+function setDirMeta(p: string, e: Entry): void {
+  let fd: number;
+  try {
+    fd = openSync(p, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+  } catch (err) {
+    // A folder we may not read (not root) still takes its metadata by path; we created it.
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+    const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
+    chmodSync(p, e.mode);
+    utimesSync(p, secs, secs);
     return;
   }
-  await chmod(p, e.mode);
-  await utimes(p, secs, secs);
+  try { setFileMeta(fd, e); } finally { closeSync(fd); }
+}
+
+function setLinkMeta(p: string, e: Entry): void {
+  const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
+  if (IS_ROOT) lchownSync(p, e.uid, e.gid);
+  lutimesSync(p, secs, secs);
 }
 
