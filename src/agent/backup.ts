@@ -70,7 +70,7 @@ class ChunkSealer {
     await this.uploader.room();
     if (this.failure) throw this.failure;
     const task = this.pool().encode(ids, data)
-      .then((stored) => { stored.forEach((s, i) => this.uploader.add(ids[i]!, s)); }, (e: unknown) => { this.failure ??= e; })
+      .then((sealed) => { sealed.forEach((s, i) => this.uploader.add(ids[i]!, s.stored, s.checksum)); }, (e: unknown) => { this.failure ??= e; })
       .finally(() => { this.inflight.delete(task); });
     this.inflight.add(task);
   }

@@ -19,19 +19,19 @@ export class VaultClient {
    * packs are 16 MiB and fetch() would clone them. Only a refused connection is retried,
    * since then the server cannot have acted on the request.
    */
-  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array): Promise<Buffer> {
+  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array | Uint8Array[]): Promise<Buffer> {
     const url = new URL(this.server.replace(/\/+$/, '') + path);
     const headers: Record<string, string | number> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    let payload: Uint8Array | undefined;
+    let payload: Uint8Array[] | undefined;
     if (binary) {
       headers['content-type'] = 'application/octet-stream';
-      payload = binary;
+      payload = Array.isArray(binary) ? binary : [binary];
     } else if (body !== undefined) {
       headers['content-type'] = 'application/json';
-      payload = Buffer.from(JSON.stringify(body));
+      payload = [Buffer.from(JSON.stringify(body))];
     }
-    if (payload) headers['content-length'] = payload.length;
+    if (payload) headers['content-length'] = payload.reduce((n, p) => n + p.length, 0);
     const lib = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? httpsAgent : httpAgent;
     for (let attempt = 0; ; attempt++) {
@@ -44,7 +44,8 @@ export class VaultClient {
             res.on('error', reject);
           });
           req.on('error', reject);
-          req.end(payload);
+          for (const part of payload ?? []) req.write(part);
+          req.end();
         });
         if (status >= 200 && status < 300) return data;
         let code = 'Internal';
@@ -90,7 +91,8 @@ export class VaultClient {
   async putKeys(container: string, wrapped: unknown): Promise<void> { await this.json('PUT', `/v1/containers/${container}/keys`, wrapped); }
   blobIds(container: string): Promise<Buffer> { return this.bytes('GET', `/v1/containers/${container}/blobs`); }
   locate(container: string, ids: string[]): Promise<BlobLocation[]> { return this.json('POST', `/v1/containers/${container}/blobs/locate`, { ids }); }
-  async putPack(container: string, packId: string, data: Uint8Array): Promise<void> {
+  /** A pack may be given as its pieces (blobs and footer), sent back to back. */
+  async putPack(container: string, packId: string, data: Uint8Array | Uint8Array[]): Promise<void> {
     await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data);
   }
   readPack(container: string, packId: string, offset: number, length: number): Promise<Buffer> {

@@ -48,9 +48,13 @@ export class EncodePool {
     });
   }
 
-  /** Seals a batch of chunks; the data is copied to the worker, so callers may reuse their buffers. */
-  async encode(ids: Buffer[], data: Uint8Array[]): Promise<Buffer[]> {
-    return (await this.run({ op: 'encode', ids: ids.map((i) => i.toString('hex')), data })) as Buffer[];
+  /**
+   * Seals a batch of chunks, with each stored blob's checksum; the data is copied to the
+   * worker, so callers may reuse their buffers.
+   */
+  async encode(ids: Buffer[], data: Uint8Array[]): Promise<{ stored: Buffer; checksum: Buffer }[]> {
+    const out = (await this.run({ op: 'encode', ids: ids.map((i) => i.toString('hex')), data })) as Buffer[];
+    return out.map((b) => ({ stored: b.subarray(0, b.length - 16), checksum: b.subarray(b.length - 16) }));
   }
 
   /**

@@ -1,7 +1,7 @@
 /** Worker thread: the CPU-heavy part of the data path (compress + seal, open + decompress + verify). */
 import { parentPort, workerData } from 'node:worker_threads';
 import { decodeBlob, encodeBlob } from '../core/blob.js';
-import { keysFromJSON, type KeySet } from '../core/crypto.js';
+import { keysFromJSON, storedChecksum, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 
 const keys: KeySet = keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]);
@@ -25,7 +25,11 @@ function reply(seq: number, out: (Uint8Array | null)[]): void {
 parentPort!.on('message', (msg: Request) => {
   const id = (i: number) => Buffer.from(msg.ids[i]!, 'hex');
   if (msg.op === 'encode') {
-    reply(msg.seq, msg.data.map((d, i) => encodeBlob(keys, id(i), d)));
+    // Each sealed blob is followed by its 16-byte stored checksum, for the pack footer.
+    reply(msg.seq, msg.data.map((d, i) => {
+      const stored = encodeBlob(keys, id(i), d);
+      return Buffer.concat([stored, storedChecksum(stored)]);
+    }));
     return;
   }
   // A blob that fails to open or to match its hash comes back as null: damage, not a crash.

@@ -18,8 +18,8 @@ export class PackUploader {
   constructor(private readonly client: VaultClient, private readonly containerId: string) {}
 
   /** Adds a blob; a full pack starts uploading at once. Callers pace themselves with `room()`. */
-  add(id: Buffer, stored: Buffer): void {
-    this.writer.add(id, stored);
+  add(id: Buffer, stored: Buffer, checksum?: Buffer): void {
+    this.writer.add(id, stored, checksum);
     if (this.writer.byteLength >= PACK_TARGET) this.send();
   }
 
@@ -31,10 +31,10 @@ export class PackUploader {
 
   private send(): void {
     if (this.writer.count === 0) return;
-    const { data } = this.writer.finish();
+    const { parts, size } = this.writer.finishParts();
     this.writer = new PackWriter();
-    const task = this.client.putPack(this.containerId, randomBytes(16).toString('hex'), data)
-      .then(() => { this.uploaded += data.length; }, (e: unknown) => { this.failure ??= e; })
+    const task = this.client.putPack(this.containerId, randomBytes(16).toString('hex'), parts)
+      .then(() => { this.uploaded += size; }, (e: unknown) => { this.failure ??= e; })
       .finally(() => { this.inflight.delete(task); });
     this.inflight.add(task);
   }

@@ -23,13 +23,20 @@ export class PackWriter {
   get byteLength(): number { return this.size; }
   get count(): number { return this.entries.length; }
 
-  add(id: Buffer, stored: Uint8Array): void {
-    this.entries.push({ id, offset: this.size, length: stored.length, checksum: storedChecksum(stored) });
+  /** `checksum` may come precomputed (by the worker that sealed the blob). */
+  add(id: Buffer, stored: Uint8Array, checksum: Buffer = storedChecksum(stored)): void {
+    this.entries.push({ id, offset: this.size, length: stored.length, checksum });
     this.parts.push(stored);
     this.size += stored.length;
   }
 
   finish(): { data: Buffer; entries: PackEntry[] } {
+    const { parts, entries } = this.finishParts();
+    return { data: Buffer.concat(parts), entries };
+  }
+
+  /** The pack as its pieces, blobs then footer: sent as they are, without one more 16 MiB copy. */
+  finishParts(): { parts: Uint8Array[]; size: number; entries: PackEntry[] } {
     const footer = Buffer.allocUnsafe(this.entries.length * ENTRY_BYTES + 8);
     let o = 0;
     for (const e of this.entries) {
@@ -40,7 +47,7 @@ export class PackWriter {
     }
     footer.writeUInt32LE(this.entries.length, o); o += 4;
     MAGIC.copy(footer, o);
-    return { data: Buffer.concat([...this.parts, footer]), entries: this.entries };
+    return { parts: [...this.parts, footer], size: this.size + footer.length, entries: this.entries };
   }
 }
 
