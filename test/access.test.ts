@@ -11,7 +11,7 @@ import { keysFromJSON } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { ManualClock } from '../src/core/clock.js';
 import { startServer } from '../src/vault/server.js';
-import { backupOptions, harness, PASSPHRASE, tempDir } from './harness.js';
+import { backupOptions, harness, PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 const code = (c: string) => (e: unknown) => e instanceof CoffreError && e.code === c;
 

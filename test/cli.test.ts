@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { mkdir, writeFile, readFile, stat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareTrees } from '../src/agent/tree-compare.js';
-import { BIN, cli, tempDir } from './harness.js';
+import { BIN, cli, tempDir } from '../testkit/harness.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -16,7 +16,7 @@ import { encodeBlob } from '../src/core/blob.js';
 import { chunkId, ID_BYTES } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { PackWriter } from '../src/core/pack.js';
-import { backupOptions, cli, harness, type Harness, type TestAgent } from './harness.js';
+import { backupOptions, cli, harness, type Harness, type TestAgent } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 

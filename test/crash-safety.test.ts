@@ -18,7 +18,7 @@ import type { CredentialsFile, JobInfo } from '../src/core/api.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { sealManifest } from '../src/core/manifest.js';
 import { CoffreError } from '../src/core/errors.js';
-import { backupOptions, cli, harness, PASSPHRASE, tempDir, type CliResult } from './harness.js';
+import { backupOptions, cli, harness, PASSPHRASE, tempDir, type CliResult } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 const BIG_FILES = 8;

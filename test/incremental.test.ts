@@ -12,7 +12,7 @@ import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
 import { Chunker } from '../src/core/fastcdc.js';
 import { chunkId, type KeySet } from '../src/core/crypto.js';
-import { backupOptions, harness } from './harness.js';
+import { backupOptions, harness } from '../testkit/harness.js';
 
 /** The chunks the agent cuts from these bytes: an independent model of what must be sent. */
 function chunksOf(keys: KeySet, data: Buffer): { id: string; offset: number; length: number }[] {

@@ -18,7 +18,7 @@ import { chunkId } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { sealManifest, type Manifest } from '../src/core/manifest.js';
 import { PackWriter } from '../src/core/pack.js';
-import { backupOptions, cli, harness, tempDir, type TestAgent } from './harness.js';
+import { backupOptions, cli, harness, tempDir, type TestAgent } from '../testkit/harness.js';
 
 const PAYLOAD = Buffer.from('#!/bin/sh\necho pwned by a forged manifest\n');
 const MTIME = '1700000000000000000';

@@ -11,7 +11,7 @@ import { keysFromJSON } from '../src/core/crypto.js';
 import { ManualClock } from '../src/core/clock.js';
 import { CoffreError } from '../src/core/errors.js';
 import { startServer } from '../src/vault/server.js';
-import { PASSPHRASE, tempDir } from './harness.js';
+import { PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 

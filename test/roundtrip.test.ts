@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
-import { backupOptions, harness } from './harness.js';
+import { backupOptions, harness } from '../testkit/harness.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 

@@ -21,7 +21,7 @@ import { startServer } from '../src/vault/server.js';
 import { collectGarbage } from '../src/vault/gc.js';
 import { LocalFolderStore } from '../src/store/local-folder.js';
 import type { ObjectStore } from '../src/store/object-store.js';
-import { PASSPHRASE, tempDir } from './harness.js';
+import { PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobInfo, PointInfo, PolicyInfo } from '../src/core/api.js';
-import { cli, harness } from './harness.js';
-import { cmp, MiB, mkfsExt4, seededBytes, writeTree } from './vm-fixtures.js';
+import { cli, harness } from '../testkit/harness.js';
+import { cmp, MiB, mkfsExt4, seededBytes, writeTree } from '../testkit/vm-fixtures.js';
 
 test('coffre vm: protect, backup, snapshots, restore and files from the command line', async () => {
   const h = await harness();

@@ -15,8 +15,8 @@ import type { CommandResult } from '../src/agent/vm/scripts.js';
 import { defaultSnapshotRoot, listSnapshots, sweepSnapshots } from '../src/agent/vm/snapshot-store.js';
 import { backupVm } from '../src/agent/vm/vm-backup.js';
 import { restoreVm } from '../src/agent/vm/vm-restore.js';
-import { harness, type Harness, type TestAgent } from './harness.js';
-import { MiB, seededBytes } from './vm-fixtures.js';
+import { harness, type Harness, type TestAgent } from '../testkit/harness.js';
+import { MiB, seededBytes } from '../testkit/vm-fixtures.js';
 
 function vmConfig(name: string, disks: string[], extra: Partial<VmConfig> = {}): VmConfig {
   const now = new Date().toISOString();

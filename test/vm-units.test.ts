@@ -15,8 +15,8 @@ import { hasExtSuperblock, parsePartitions } from '../src/agent/vm/partitions.js
 import { parseLsP } from '../src/agent/vm/file-recovery.js';
 import { diskNames } from '../src/agent/vm/disk-source.js';
 import { runCommand } from '../src/agent/vm/scripts.js';
-import { tempDir } from './harness.js';
-import { MiB, run } from './vm-fixtures.js';
+import { tempDir } from '../testkit/harness.js';
+import { MiB, run } from '../testkit/vm-fixtures.js';
 
 test('VHD footer: geometry and checksum as qemu-img writes them; exact sizes read back by qemu-img', async () => {
   const dir = await tempDir();

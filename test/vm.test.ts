@@ -14,8 +14,8 @@ import { backupVm } from '../src/agent/vm/vm-backup.js';
 import { restoreVm } from '../src/agent/vm/vm-restore.js';
 import { extractFiles, listFiles } from '../src/agent/vm/file-recovery.js';
 import { listSnapshots } from '../src/agent/vm/snapshot-store.js';
-import { harness, type TestAgent } from './harness.js';
-import { cmp, debugfsWrite, differingBlocks, MiB, mkfsExt4, partitionedDisk, qemuCompare, run, seededBytes, seededText, writeTree } from './vm-fixtures.js';
+import { harness, type TestAgent } from '../testkit/harness.js';
+import { cmp, debugfsWrite, differingBlocks, MiB, mkfsExt4, partitionedDisk, qemuCompare, run, seededBytes, seededText, writeTree } from '../testkit/vm-fixtures.js';
 
 const BLOCK = MiB;
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
-import { backupOptions, cli, harness } from './harness.js';
+import { backupOptions, cli, harness } from '../testkit/harness.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 
