@@ -16,7 +16,8 @@ import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
 import type { VaultClient } from './client.js';
 import { EncodePool } from './encode-pool.js';
-import { planRanges } from './pack-ranges.js';
+import { planRanges, type PackRange } from './pack-ranges.js';
+import { fetchRanges } from './range-fetch.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -196,41 +197,28 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
     };
 
-    let next = 0;
-    const worker = async () => {
-      while (next < ranges.length) {
-        const r = ranges[next++]!;
-        let data: Buffer;
-        try {
-          data = await client.readPack(point.containerId, r.pack, r.offset, r.length);
-        } catch (err) {
-          // A pack missing from the store or shorter than its index says is damage, like a bad
-          // blob: the files needing it are left out and named; the rest is still restored.
-          if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
-          for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file);
-          continue;
+    const onRange = async (r: PackRange, data: Buffer) => {
+      counters.bytesUploaded += data.length;
+      // Opening, decompressing and checking every chunk happens in the worker pool.
+      const plains = await pool.decode(r.blobs.map((b) => b.id), data,
+        r.blobs.map((b): [number, number] => [b.offset - r.offset, b.length]));
+      r.blobs.forEach((b, k) => {
+        const plain = plains[k];
+        for (const t of targets.get(b.id)!) {
+          if (!plain) damaged.add(t.file);
+          if (damaged.has(t.file)) continue;
+          writeSparse(fdOf(t.file), plain!, t.offset);
+          counters.bytesScanned += plain!.length;
+          const left = pending.get(t.file)! - 1;
+          pending.set(t.file, left);
+          if (left === 0) { closeSync(open_.get(t.file)!); open_.delete(t.file); }
         }
-        counters.bytesUploaded += data.length;
-        // Opening, decompressing and checking every chunk happens in the worker pool.
-        const plains = await pool.decode(r.blobs.map((b) => b.id), data,
-          r.blobs.map((b): [number, number] => [b.offset - r.offset, b.length]));
-        r.blobs.forEach((b, k) => {
-          const plain = plains[k];
-          for (const t of targets.get(b.id)!) {
-            if (!plain) damaged.add(t.file);
-            if (damaged.has(t.file)) continue;
-            writeSparse(fdOf(t.file), plain!, t.offset);
-            counters.bytesScanned += plain!.length;
-            const left = pending.get(t.file)! - 1;
-            pending.set(t.file, left);
-            if (left === 0) { closeSync(open_.get(t.file)!); open_.delete(t.file); }
-          }
-        });
-        tick();
-      }
+      });
+      tick();
     };
+    const onDamage = (r: PackRange) => { for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file); };
     try {
-      await Promise.all(Array.from({ length: Math.min(FETCHES_IN_FLIGHT, ranges.length) }, worker));
+      await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage });
     } finally {
       for (const fd of open_.values()) closeSync(fd);
       open_.clear();

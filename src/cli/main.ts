@@ -1,5 +1,5 @@
 /** The `coffre` command: parses arguments, calls the agent or the vault API, prints. No business logic. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { backup } from '../agent/backup.js';
 import { runDaemon, runDueOnce } from '../agent/daemon.js';
@@ -10,6 +10,7 @@ import { CoffreError, exitCodeFor } from '../core/errors.js';
 import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
 import { registerPolicyCommands } from './policy-commands.js';
+import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
@@ -17,13 +18,6 @@ export const EXIT_WARNINGS = 4;
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-function retainUntil(value: string): string {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
-  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
-  if (!d || d.toISOString().slice(0, 10) !== value) throw new InvalidArgumentError('use a date as YYYY-MM-DD');
-  if (value <= new Date().toISOString().slice(0, 10)) throw new InvalidArgumentError('the date must be in the future');
-  return value;
-}
 
 export function buildProgram(): Command {
   const program = new Command('coffre')

@@ -15,6 +15,7 @@ import { backupVm } from '../agent/vm/vm-backup.js';
 import { restoreVm, type RestoreFormat } from '../agent/vm/vm-restore.js';
 import { adminClient, agentDirOf, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, printJson, progressBar, table } from './output.js';
+import { retainUntil } from './arguments.js';
 
 /** Exit status of a job that completed with warnings (as `coffre backup`). */
 const EXIT_WARNINGS = 4;
@@ -44,13 +45,6 @@ function blockSize(v: string): number {
   return n;
 }
 
-function retainUntil(value: string): string {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
-  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
-  if (!d || d.toISOString().slice(0, 10) !== value) throw new InvalidArgumentError('use a date as YYYY-MM-DD');
-  if (value <= new Date().toISOString().slice(0, 10)) throw new InvalidArgumentError('the date must be in the future');
-  return value;
-}
 
 async function executable(file: string, flag: string): Promise<string> {
   const abs = resolve(file);

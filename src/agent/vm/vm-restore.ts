@@ -14,6 +14,7 @@ import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../../core/api
 import { decodeBlob } from '../../core/blob.js';
 import { chunkId, type KeySet } from '../../core/crypto.js';
 import { planRanges } from '../pack-ranges.js';
+import { fetchRanges } from '../range-fetch.js';
 import { CoffreError } from '../../core/errors.js';
 import { openManifest } from '../../core/manifest.js';
 import type { VaultClient } from '../client.js';
@@ -265,19 +266,11 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     const fail = (o: Output, message: string) => { o.failed ??= { code: 'ChecksumMismatch', message, path: o.dest }; };
     for (const id of ids) if (!found.has(id)) for (const t of needed.get(id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: block ${id.slice(0, 16)} is missing from the vault`);
     const ranges = planRanges(locations, (id) => needed.get(id)![0]!.out.disk.blockSize);
-    let next = 0;
-    const worker = async () => {
-      while (next < ranges.length) {
-        const r = ranges[next++]!;
-        let data: Buffer;
-        try {
-          data = await client.readPack(point.containerId, r.pack, r.offset, r.length);
-        } catch (err) {
-          // A pack missing or short is damage, like a bad block: the disks needing it fail, the others go on.
-          if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
-          for (const b of r.blobs) for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`);
-          continue;
-        }
+    await fetchRanges({
+      client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
+      // A pack missing or short is damage, like a bad block: the disks needing it fail, the others go on.
+      onDamage: (r, err) => { for (const b of r.blobs) for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`); },
+      onRange: async (r, data) => {
         counters.bytesUploaded += data.length;
         for (const b of r.blobs) {
           let plain: Buffer;
@@ -297,9 +290,8 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
           }
         }
         tick();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(FETCHES_IN_FLIGHT, ranges.length) }, worker));
+      },
+    });
 
     // Finish each disk: its size (holes stay holes), a VHD footer, durable, then its final name.
     const restored: RestoredDisk[] = [];

@@ -1,0 +1,35 @@
+/** Fetches planned pack ranges a few at a time, for the file and the disk restore engines. */
+import { CoffreError } from '../core/errors.js';
+import type { VaultClient } from './client.js';
+import type { PackRange } from './pack-ranges.js';
+
+/**
+ * A range the vault reports missing or shorter than its index says is damage, like a bad
+ * blob: it goes to `onDamage` (the caller leaves out what needed it) and the rest goes on.
+ * Any other error stops the fetch.
+ */
+export async function fetchRanges(opts: {
+  client: VaultClient;
+  containerId: string;
+  ranges: readonly PackRange[];
+  inFlight: number;
+  onRange(range: PackRange, data: Buffer): Promise<void> | void;
+  onDamage(range: PackRange, error: CoffreError): void;
+}): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < opts.ranges.length) {
+      const r = opts.ranges[next++]!;
+      let data: Buffer;
+      try {
+        data = await opts.client.readPack(opts.containerId, r.pack, r.offset, r.length);
+      } catch (err) {
+        if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
+        opts.onDamage(r, err);
+        continue;
+      }
+      await opts.onRange(r, data);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.inFlight, opts.ranges.length) }, worker));
+}
