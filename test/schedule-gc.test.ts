@@ -253,3 +253,34 @@ test('a GC that crashes at any step loses no live data, and the next GC finishes
   // Rewriting the shared pack takes a write and a delete: both crash points were exercised.
   assert.ok(finishedAt >= 2, `GC finished with a budget of ${finishedAt}`);
 });
+
+test('the daemon runs a protected VM on its policy schedule too', async () => {
+  const env = await setup('2026-07-01T03:00:00Z');
+  try {
+    const { admin, clock } = env;
+    const m = await env.machine('hv01');
+    const disk = join(env.dir, 'web01.img');
+    await writeFile(disk, bytesFor(1, 'disk', 4 * 1024 * 1024));
+    const { saveVmConfig } = await import('../src/agent/vm/config.js');
+    const { backupVm } = await import('../src/agent/vm/vm-backup.js');
+    const now = clock.now().toISOString();
+    const config = { version: 1 as const, name: 'web01', disks: [{ path: disk }], scriptTimeoutSeconds: 30, blockSize: 1024 * 1024, policyAssigned: false, createdAt: now, updatedAt: now };
+    await saveVmConfig(m.agentDir, config);
+    const common = { client: m.client, containerId: m.state.containerId, keys: m.keys, agentDir: m.agentDir, vaultId: m.state.vaultId, clock };
+    await backupVm({ ...common, config });
+    await admin.createPolicy('VmNightly', { name: 'x', timeZone: 'UTC', schedule: { frequency: 'Daily', times: ['02:30'] }, retention: { daily: { count: 7 } } });
+    await admin.assignPolicy('VmNightly', 'web01');
+
+    await writeFile(disk, bytesFor(2, 'disk', 4 * 1024 * 1024));
+    clock.set(new Date('2026-07-02T02:31:00Z'));
+    const state = await requireState(m.agentDir);
+    const ran = await runDueOnce({ client: m.client, state, agentDir: m.agentDir });
+    assert.equal(ran.length, 1);
+    assert.equal(ran[0]!.error, undefined);
+    const points = await admin.listPoints({ item: 'web01' });
+    assert.deepEqual(points.map((p) => [p.kind, p.itemKind]), [['OnDemand', 'vm'], ['Scheduled', 'vm']]);
+    assert.equal(points[1]!.id, ran[0]!.result!.point.id);
+  } finally {
+    await env.close();
+  }
+});

@@ -1,10 +1,16 @@
 /**
  * `coffre agent run`: the agent daemon. It asks its vault what is due (the vault owns the
- * schedule; the agent only connects outwards), claims each run, and backs it up.
+ * schedule; the agent only connects outwards), claims each run, and backs it up: folders with
+ * the file engine, a protected VM with the disk engine and its local configuration.
  */
 import type { JobProblem } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
-import { backup, type BackupResult } from './backup.js';
+import { backup } from './backup.js';
+import { backupVm } from './vm/vm-backup.js';
+import { requireVmConfig } from './vm/config.js';
+
+/** What the daemon reports of each run, whichever engine made it. */
+interface BackupResult { point: { id: string }; jobId: string; counters: { bytesNew: number }; warnings: unknown[] }
 import type { VaultClient } from './client.js';
 import type { AgentState } from './state.js';
 import type { KeySet } from '../core/crypto.js';
@@ -30,10 +36,11 @@ export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; s
     }
     log(`backing up ${run.item} (scheduled at ${run.scheduledAt})`);
     try {
-      const result = await backup({
-        client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId,
-        item: run.item, paths: run.source.paths, excludes: run.source.excludes ?? [], kind: 'Scheduled',
-      });
+      const common = { client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId, kind: 'Scheduled' as const };
+      const source = run.source;
+      const result: BackupResult = 'vm' in source
+        ? await backupVm({ ...common, config: await requireVmConfig(opts.agentDir, source.vm) })
+        : await backup({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [] });
       log(`${run.item}: point ${result.point.id}, ${result.counters.bytesNew} new bytes, ${result.warnings.length} warning(s)`);
       out.push({ item: run.item, scheduledAt: run.scheduledAt, result });
     } catch (e) {

@@ -18,8 +18,8 @@ import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
 import { rememberSource, type BackupSource } from './scheduler.js';
 
-function isFileSource(s: unknown): s is BackupSource {
-  const src = s as BackupSource | null;
+function isFileSource(s: unknown): s is { paths: string[]; excludes?: string[] } {
+  const src = s as { paths?: unknown; excludes?: unknown } | null;
   return Array.isArray(src?.paths) && src.paths.every((p) => typeof p === 'string') && (src.excludes === undefined || Array.isArray(src.excludes));
 }
 
@@ -92,6 +92,8 @@ export async function startBackup(ctx: DataContext, p: Principal, input: { item:
   const pointId = newId();
   const jobId = await createJob(ctx, { vaultId: item.vault_id, itemId: item.id, containerId: item.container_id, operation: 'Backup', pointId, details: { source: input.source ?? null } });
   if (item.kind === 'files' && isFileSource(input.source)) await rememberSource(ctx, item.id, input.source);
+  // A VM's disks and scripts live on its machine: the schedule only names the VM.
+  if (item.kind === 'vm') await rememberSource(ctx, item.id, { vm: item.name });
   return { job: await describeJob(ctx, jobId), pointId, item: await itemInfo(ctx, item) };
 }
 

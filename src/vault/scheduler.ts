@@ -15,7 +15,8 @@ import { createJob, finishJob } from './jobs.js';
 /** How long after its scheduled time a run may still start. */
 export const RUN_WINDOW_MS = 4 * 60 * 60 * 1000;
 
-export interface BackupSource { paths: string[]; excludes?: string[] }
+/** What a scheduled run backs up: folders (file agent) or a protected VM, configured on the machine. */
+export type BackupSource = { paths: string[]; excludes?: string[] } | { vm: string };
 export interface DueRun { item: string; scheduledAt: string; source: BackupSource }
 
 interface SchedulerContext { db: Kysely<Database>; clock: Clock }
