@@ -17,8 +17,8 @@ import type { VaultClient } from './client.js';
 import { walk, type WalkEntry } from './walk.js';
 import { EncodePool } from './encode-pool.js';
 import { PackUploader } from './pack-uploader.js';
+import { JobReporter, defaultRetainUntil } from './job-report.js';
 
-export const DEFAULT_ON_DEMAND_DAYS = 30;
 /** Files below this size are read in one synchronous call. */
 const SMALL_FILE = 1024n * 1024n;
 const SEAL_BATCH_BYTES = 1024 * 1024;
@@ -104,16 +104,10 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
   let pool: EncodePool | null = null;
   const sealer = new ChunkSealer(() => (pool ??= new EncodePool(keys)), uploader);
   const snapshot = () => ({ ...counters, bytesUploaded: uploader.uploaded });
-  let lastReport = 0;
-  let reporting: Promise<void> = Promise.resolve();
+  const reporter = new JobReporter(client, jobId, snapshot);
   const tick = (force = false) => {
     opts.onProgress?.({ ...snapshot(), bytesTotal, filesTotal });
-    const now = Date.now();
-    if (force || now - lastReport >= 1000) {
-      lastReport = now;
-      // Progress reports are best effort: a lost one is replaced by the next.
-      reporting = reporting.then(() => client.progress(jobId, snapshot())).catch(() => undefined);
-    }
+    reporter.progress(force);
   };
 
   try {
@@ -273,12 +267,11 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));
     await client.putPointObject(start.pointId, jobId, 'manifest', sealManifest(keys, start.pointId, manifest));
     await client.putPointObject(start.pointId, jobId, 'refs', refsBuf);
-    await reporting;
+    await reporter.drain();
     const final = snapshot();
     const consistency: Consistency = 'crash';
     const kind = opts.kind ?? 'OnDemand';
-    // "Back up now" keeps its point 30 days unless told otherwise, as cloud backup services do.
-    const retainUntil = opts.retainUntil ?? (kind === 'OnDemand' ? new Date(Date.now() + DEFAULT_ON_DEMAND_DAYS * 86_400_000).toISOString().slice(0, 10) : null);
+    const retainUntil = opts.retainUntil ?? defaultRetainUntil(kind, new Date());
     const point = await client.commit(start.pointId, {
       jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings,
     });
@@ -286,10 +279,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     tick(true);
     return { point, jobId, counters: final, warnings };
   } catch (e) {
-    await reporting;
-    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
-    await client.finishJob(jobId, { status: 'Failed', counters: snapshot(), errors: [{ code: err.code, message: err.message }], warnings })
-      .catch(() => undefined); // the vault marks a silent job failed on its own if this report is lost
+    await reporter.fail(e, warnings);
     throw e;
   } finally {
     await (pool as EncodePool | null)?.close();

@@ -18,6 +18,7 @@ import type { VaultClient } from './client.js';
 import { EncodePool } from './encode-pool.js';
 import { planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
+import { JobReporter } from './job-report.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -72,6 +73,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const manifest = openManifest(keys, point.id, await client.manifest(point.id));
   const chosen = selectEntries(manifest.entries, opts.paths);
   const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });
+  const reporter = new JobReporter(client, job.id, () => counters);
   const errors: JobProblem[] = [];
   const warnings: JobProblem[] = [];
   const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
@@ -187,14 +189,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       return fd;
     };
     const pool = new EncodePool(keys);
-    let lastTick = 0;
     const tick = () => {
-      const now = Date.now();
       opts.onProgress?.({ ...counters, bytesTotal, filesTotal: files.length });
-      if (now - lastTick >= 1000) {
-        lastTick = now;
-        void client.progress(job.id, counters).catch(() => undefined); // best effort, the next report replaces it
-      }
+      reporter.progress();
     };
 
     const onRange = async (r: PackRange, data: Buffer) => {
@@ -269,14 +266,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (e.type === 'dir' && dest[i]) setDirMeta(dest[i]! as unknown as string, e);
     }
     tick();
+    await reporter.drain();
     const status = errors.length ? 'Failed' : warnings.length ? 'CompletedWithWarnings' : 'Completed';
     const done = await client.finishJob(job.id, { status, counters, errors, warnings });
     return { job: done, point, errors, warnings };
   } catch (e) {
     // No garbage left behind: half-written files go; complete ones already have their names.
     for (const p of partial) await rm(Buffer.from(p, 'latin1') as unknown as string, { force: true }).catch(() => undefined);
-    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
-    await client.finishJob(job.id, { status: 'Failed', counters, errors: [...errors, { code: err.code, message: err.message }], warnings }).catch(() => undefined);
+    await reporter.fail(e, warnings, errors);
     throw e;
   }
 }

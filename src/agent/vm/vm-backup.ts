@@ -23,9 +23,9 @@ import { sealVmManifest, vmReferences, type DiskFormat, type VmDisk, type VmMani
 import { emptyDiskCounters, scanDisk, type DiskCounters } from './disk-scan.js';
 import { diskNames, probeDisk, probeSnapshot, type DiskProbe } from './disk-source.js';
 import { PackUploader } from '../pack-uploader.js';
+import { JobReporter, defaultRetainUntil } from '../job-report.js';
 import { cloneDisk, defaultSnapshotRoot, keepSnapshot, prepareStaging, type CloneMethod } from './snapshot-store.js';
 
-export const DEFAULT_ON_DEMAND_DAYS = 30;
 
 export interface VmBackupOptions {
   client: VaultClient;
@@ -116,16 +116,10 @@ export async function backupVm(opts: VmBackupOptions): Promise<VmBackupResult> {
     filesChanged: perDisk.filter((d) => d.changedBlocks > 0).length,
   });
   let bytesTotal = 0;
-  let lastReport = 0;
-  let reporting: Promise<void> = Promise.resolve();
+  const reporter = new JobReporter(client, jobId, totals);
   const tick = (force = false) => {
     opts.onProgress?.({ ...totals(), bytesTotal, filesTotal: config.disks.length });
-    const now = Date.now();
-    if (force || now - lastReport >= 1000) {
-      lastReport = now;
-      // Progress reports are best effort: a lost one is replaced by the next.
-      reporting = reporting.then(() => client.progress(jobId, totals())).catch(() => undefined);
-    }
+    reporter.progress(force);
   };
   let staging: string | null = null;
   const uploaders: PackUploader[] = [];
@@ -200,7 +194,7 @@ export async function backupVm(opts: VmBackupOptions): Promise<VmBackupResult> {
     const manifest: VmManifest = { version: 1, kind: 'vm', item: config.name, time: clock.now().toISOString(), consistency, disks };
     await client.putPointObject(pointId, jobId, 'manifest', sealVmManifest(keys, pointId, manifest));
     await client.putPointObject(pointId, jobId, 'refs', vmReferences(manifest));
-    await reporting;
+    await reporter.drain();
 
     const reports: DiskReport[] = disks.map((d, i) => ({
       index: i, name: d.name, path: d.path, format: d.format, size: d.size, blockSize: d.blockSize, snapshot: methods[i]!, ...perDisk[i]!,
@@ -208,8 +202,7 @@ export async function backupVm(opts: VmBackupOptions): Promise<VmBackupResult> {
     const final = totals();
     const kind = opts.kind ?? 'OnDemand';
     const now = clock.now();
-    // "Back up now" keeps its point 30 days unless told otherwise, like file backups.
-    const retainUntil = opts.retainUntil ?? (kind === 'OnDemand' ? new Date(now.getTime() + DEFAULT_ON_DEMAND_DAYS * 86_400_000).toISOString().slice(0, 10) : null);
+    const retainUntil = opts.retainUntil ?? defaultRetainUntil(kind, now);
     const expiresAt = new Date(now.getTime() + days * 86_400_000).toISOString();
     const point = await client.commit(pointId, {
       jobId, files: disks.length, bytes: bytesTotal, kind, consistency, retainUntil, counters: final, warnings,
@@ -234,10 +227,7 @@ export async function backupVm(opts: VmBackupOptions): Promise<VmBackupResult> {
     return { point, jobId, consistency, counters: final, disks: reports, warnings, steps: quiesced.steps, snapshot: kept };
   } catch (e) {
     await Promise.all(uploaders.map((u) => u.settle()));
-    await reporting;
-    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
-    await client.finishJob(jobId, { status: 'Failed', counters: totals(), errors: [{ code: err.code, message: err.message }], warnings })
-      .catch(() => undefined); // the vault marks a silent job failed on its own if this report is lost
+    await reporter.fail(e, warnings);
     throw e;
   } finally {
     // Staging of a failed backup (or a snapshot that could not be kept) is not a restore source.

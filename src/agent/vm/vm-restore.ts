@@ -15,6 +15,7 @@ import { decodeBlob } from '../../core/blob.js';
 import { chunkId, type KeySet } from '../../core/crypto.js';
 import { planRanges } from '../pack-ranges.js';
 import { fetchRanges } from '../range-fetch.js';
+import { JobReporter } from '../job-report.js';
 import { CoffreError } from '../../core/errors.js';
 import { openManifest } from '../../core/manifest.js';
 import type { VaultClient } from '../client.js';
@@ -196,14 +197,10 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
   const warnings: JobProblem[] = [];
   const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
   const bytesTotal = disks.reduce((n, d) => n + d.size, 0);
-  let lastTick = 0;
+  const reporter = new JobReporter(client, job.id, () => counters);
   const tick = () => {
     opts.onProgress?.({ ...counters, bytesTotal, filesTotal: disks.length });
-    const now = Date.now();
-    if (now - lastTick >= 1000) {
-      lastTick = now;
-      void client.progress(job.id, counters).catch(() => undefined); // best effort, the next report replaces it
-    }
+    reporter.progress();
   };
 
   try {
@@ -328,6 +325,7 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     const source: BlockSource = restored.length && restored.every((r) => r.source === 'snapshot') ? 'snapshot'
       : restored.every((r) => r.source === 'vault') ? 'vault' : 'snapshot+vault';
     tick();
+    await reporter.drain();
     const status = errors.length ? 'Failed' : warnings.length ? 'CompletedWithWarnings' : 'Completed';
     const done = opts.useJob ? null : await client.finishJob(job.id, {
       status, counters, errors, warnings,
@@ -339,8 +337,7 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
       await o.fh?.close().catch(() => undefined); // closing after a failed write: the file is removed next
       if (!o.device && o.work) await rm(o.work, { force: true });
     }
-    const err = e instanceof CoffreError ? e : new CoffreError('Internal', (e as Error).message);
-    if (!opts.useJob) await client.finishJob(job.id, { status: 'Failed', counters, errors: [...errors, { code: err.code, message: err.message }], warnings }).catch(() => undefined);
+    if (!opts.useJob) await reporter.fail(e, warnings, errors);
     throw e;
   }
 }
