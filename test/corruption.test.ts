@@ -16,29 +16,10 @@ import { encodeBlob } from '../src/core/blob.js';
 import { chunkId, ID_BYTES } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { PackWriter } from '../src/core/pack.js';
-import { backupOptions, cli, harness, type Harness, type TestAgent } from '../testkit/harness.js';
+import { backupOptions, cli, harness, storeFiles, type Harness, type TestAgent } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 
-/** Pack files in the vault's store. */
-async function packFiles(dataDir: string): Promise<Set<string>> {
-  const out = new Set<string>();
-  const walk = async (dir: string): Promise<void> => {
-    let names;
-    try {
-      names = await readdir(dir, { withFileTypes: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    for (const d of names) {
-      if (d.isDirectory()) await walk(join(dir, d.name));
-      else if (d.isFile()) out.add(join(dir, d.name));
-    }
-  };
-  await walk(join(dataDir, 'store', 'packs'));
-  return out;
-}
 
 /** Every path under a folder, relative, for "nothing else was written" checks. */
 async function listTree(root: string): Promise<string[]> {
@@ -73,9 +54,9 @@ async function twoPointsWithKnownPack(h: Harness, a: TestAgent) {
   const src = join(h.dir, 'proj');
   await mkdir(src);
   await writeFile(join(src, 'victim.bin'), randomBytes(3 * MiB));
-  const before = await packFiles(dataDir);
+  const before = await storeFiles(dataDir, 'packs');
   const p1 = (await backup(backupOptions(a, 'proj', [src]))).point;
-  const victimPacks = [...await packFiles(dataDir)].filter((p) => !before.has(p));
+  const victimPacks = [...(await storeFiles(dataDir, 'packs')).keys()].filter((p) => !before.has(p));
   assert.equal(victimPacks.length, 1, 'the first backup stores one pack');
   await writeFile(join(src, 'other.bin'), randomBytes(2 * MiB + 17));
   await mkdir(join(src, 'notes'));
@@ -218,7 +199,7 @@ test('a pack whose blob was damaged before upload is refused with ChecksumMismat
     await assert.rejects(a.client.putPack(a.state.containerId, packId, damaged),
       (e: unknown) => e instanceof CoffreError && e.code === 'ChecksumMismatch');
     // Neither stored nor indexed: the agent's next backup sends the chunk again.
-    assert.equal([...await packFiles(join(h.dir, 'data'))].filter((p) => basename(p) === packId).length, 0);
+    assert.equal([...(await storeFiles(join(h.dir, 'data'), 'packs')).keys()].filter((p) => basename(p) === packId).length, 0);
     assert.equal((await blobIdSet(a)).has(id.toString('hex')), false);
     assert.deepEqual(await a.client.locate(a.state.containerId, [id.toString('hex')]), []);
 

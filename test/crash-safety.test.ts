@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -18,7 +18,7 @@ import type { CredentialsFile, JobInfo } from '../src/core/api.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { sealManifest } from '../src/core/manifest.js';
 import { CoffreError } from '../src/core/errors.js';
-import { backupOptions, cli, harness, PASSPHRASE, tempDir, type CliResult } from '../testkit/harness.js';
+import { backupOptions, cli, harness, storeFiles, PASSPHRASE, tempDir, type CliResult } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 const BIG_FILES = 8;
@@ -50,32 +50,12 @@ async function smallTree(root: string): Promise<void> {
   await writeFile(join(root, 'empty'), '');
 }
 
-/** Pack files in the vault's store, path → size. */
-async function packFiles(dataDir: string): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  const walk = async (dir: string): Promise<void> => {
-    let names;
-    try {
-      names = await readdir(dir, { withFileTypes: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    for (const d of names) {
-      const p = join(dir, d.name);
-      if (d.isDirectory()) await walk(p);
-      else if (d.isFile()) out.set(p, (await stat(p)).size);
-    }
-  };
-  await walk(join(dataDir, 'store', 'packs'));
-  return out;
-}
 
 /** Polls the store until `count` packs that were not there before have arrived: the backup is mid-way. */
 async function waitForNewPacks(dataDir: string, beforePacks: Map<string, number>, count: number, ended: () => boolean): Promise<void> {
   for (let i = 0; i < 6000; i++) {
     if (ended()) throw new Error('the backup ended before enough packs arrived to kill it mid-way');
-    const now = await packFiles(dataDir);
+    const now = await storeFiles(dataDir, 'packs');
     if ([...now.keys()].filter((k) => !beforePacks.has(k)).length >= count) return;
     await sleep(10);
   }
@@ -138,7 +118,7 @@ test('kill -9 of the agent mid-backup: no partial point, the earlier point is in
     const small = join(h.dir, 'small');
     await smallTree(small);
     const first = await backup(backupOptions(a, 'bulk', [small]));
-    const packsBefore = await packFiles(dataDir);
+    const packsBefore = await storeFiles(dataDir, 'packs');
 
     // The real CLI, killed -9 once a few packs of the big backup have been stored.
     const env = { COFFRE_AGENT_DIR: a.agentDir, COFFRE_SERVER: h.server.url };
@@ -165,7 +145,7 @@ test('kill -9 of the agent mid-backup: no partial point, the earlier point is in
     assert.deepEqual(await compareTrees(small, join(earlier, 'small')), []);
 
     // The same backup again completes and sends only what had not arrived.
-    const arrived = newPackBytes(packsBefore, await packFiles(dataDir));
+    const arrived = newPackBytes(packsBefore, await storeFiles(dataDir, 'packs'));
     assert.ok(arrived >= 15 * MiB, `packs of the killed backup are kept in the vault (${arrived} bytes)`);
     const again = await cli(['backup', big, '--item', 'bulk', '--json'], env, { cwd: h.dir });
     assert.equal(again.code, 0, again.stderr);
@@ -210,7 +190,7 @@ test('kill -9 of the vault server mid-backup: after a restart no partial point, 
     const small = join(dir, 'small');
     await smallTree(small);
     const first = await backup(opts([small]));
-    const packsBefore = await packFiles(dataDir);
+    const packsBefore = await storeFiles(dataDir, 'packs');
 
     let ended = false;
     const outcome = backup(opts([big])).then(() => null, (e: unknown) => e);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile, readFile, readdir, stat, rm } from 'node:fs/promises';
+import { mkdir, writeFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
@@ -21,7 +21,7 @@ import { startServer } from '../src/vault/server.js';
 import { collectGarbage } from '../src/vault/gc.js';
 import { LocalFolderStore } from '../src/store/local-folder.js';
 import type { ObjectStore } from '../src/store/object-store.js';
-import { PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { PASSPHRASE, storeBytes, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 
@@ -36,13 +36,6 @@ function bytesFor(day: number, name: string, size: number): Buffer {
   return out;
 }
 
-async function storeBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) total += (await stat(join(entry.parentPath ?? entry.path, entry.name))).size;
-  }
-  return total;
-}
 
 async function setup(start: string) {
   const dir = await tempDir();
@@ -111,10 +104,10 @@ test('a simulated month: the daemon runs the schedule, a missed run fails visibl
     assert.deepEqual(dry.change.deleted.map((d) => d.id).sort(), expected);
     assert.equal(expected.length, 22);
 
-    const before = await storeBytes(join(server.dataDir, 'store'));
+    const before = await storeBytes(server.dataDir);
     const applied = await admin.setPolicy('Nightly', shorter, false);
     assert.equal(applied.gc?.status, 'Completed');
-    const after = await storeBytes(join(server.dataDir, 'store'));
+    const after = await storeBytes(server.dataDir);
     assert.ok(after < before * 0.6, `the vault shrank from ${before} to ${after} bytes`);
 
     const left = await admin.listPoints({ item: 'site' });
@@ -245,7 +238,7 @@ test('a GC that crashes at any step loses no live data, and the next GC finishes
       assert.deepEqual(await compareTrees(src, join(t2, 'src')), []);
       assert.equal((await admin.verify({})).status, 'Completed');
       // The dropped file's 3 MiB are gone from the store.
-      assert.ok(await storeBytes(join(server.dataDir, 'store')) < 1024 * 1024, `budget ${budget}`);
+      assert.ok(await storeBytes(server.dataDir) < 1024 * 1024, `budget ${budget}`);
     } finally {
       await env.close();
     }

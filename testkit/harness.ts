@@ -2,7 +2,7 @@
  * End-to-end test harness: a real server on loopback with a real SQLite catalog and folder
  * store in a temporary data folder, a registered agent, and helpers to run the real CLI.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -77,4 +77,32 @@ export function cli(args: string[], env: Record<string, string> = {}, opts: { cw
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, stdout, stderr, signal }));
   });
+}
+
+/** Files under a folder of a data folder's object store (e.g. "packs"), path → size; none before the folder exists. */
+export async function storeFiles(dataDir: string, under = ''): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const walk = async (dir: string): Promise<void> => {
+    let names;
+    try {
+      names = await readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    for (const d of names) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) await walk(p);
+      else if (d.isFile()) out.set(p, (await stat(p)).size);
+    }
+  };
+  await walk(join(dataDir, 'store', under));
+  return out;
+}
+
+/** Bytes held by a data folder's object store. */
+export async function storeBytes(dataDir: string): Promise<number> {
+  let total = 0;
+  for (const size of (await storeFiles(dataDir)).values()) total += size;
+  return total;
 }
