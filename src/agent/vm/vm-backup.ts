@@ -19,7 +19,7 @@ import type { VaultClient } from '../client.js';
 import { loadPreviousBlocks, savePreviousBlocks } from './block-cache.js';
 import { DEFAULT_INSTANT_RESTORE_DAYS, type VmConfig } from './config.js';
 import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } from './consistency.js';
-import { sealVmManifest, vmReferences, type DiskFormat, type VmDisk, type VmManifest } from './disk-manifest.js';
+import { sealVmManifest, vmReferences, type VmDisk, type VmManifest } from './disk-manifest.js';
 import { emptyDiskCounters, scanDisk, type DiskCounters } from './disk-scan.js';
 import { diskNames, probeDisk, probeSnapshot, type DiskProbe } from './disk-source.js';
 import { PackUploader } from '../pack-uploader.js';
@@ -44,13 +44,8 @@ export interface VmBackupOptions {
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
 }
 
-export interface DiskReport extends DiskCounters {
-  index: number;
-  name: string;
-  path: string;
-  format: DiskFormat;
-  size: number;
-  blockSize: number;
+/** What a backup reports of each disk: its geometry as in the manifest, its counters, how it was snapshotted. */
+export interface DiskReport extends DiskCounters, Pick<VmDisk, 'index' | 'name' | 'path' | 'format' | 'size' | 'blockSize'> {
   snapshot: CloneMethod;
 }
 
