@@ -2,7 +2,7 @@
  * `coffre quickstart`: the whole product in one command on a temporary vault — server,
  * vault, credentials, registration, two backups, restore, byte-for-byte check, summary.
  */
-import { mkdtemp, mkdir, writeFile, symlink, link, rm, readFile, truncate, open } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, symlink, link, rm, readFile, truncate, open, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -36,7 +36,8 @@ export async function generateSampleTree(dir: string): Promise<void> {
   await symlink('data.json', join(dir, 'link-to-data'));
   await link(join(dir, 'data.json'), join(dir, 'hardlink-to-data'));
   const sparse = join(dir, 'sparse.img');
-  await truncate(await (await open(sparse, 'w')).close().then(() => sparse), 32 * 1024 * 1024);
+  await writeFile(sparse, '');
+  await truncate(sparse, 32 * 1024 * 1024);
   const fh = await open(sparse, 'r+');
   await fh.write(Buffer.from('boot sector'), 0, 11, 0);
   await fh.write(randomBytes(64 * 1024), 0, 64 * 1024, 16 * 1024 * 1024);
@@ -44,7 +45,6 @@ export async function generateSampleTree(dir: string): Promise<void> {
 }
 
 async function storeSize(dataDir: string): Promise<number> {
-  const { stat } = await import('node:fs/promises');
   let total = 0;
   const store = new LocalFolderStore(join(dataDir, 'store'));
   for await (const key of store.list('')) total += (await stat(join(dataDir, 'store', key))).size;
@@ -55,7 +55,7 @@ export async function quickstart(folder?: string): Promise<void> {
   const started = Date.now();
   const say = (s: string) => process.stdout.write(s + '\n');
   const work = await mkdtemp(join(tmpdir(), 'coffre-quickstart-'));
-  let source = folder ? resolve(folder) : join(work, 'sample');
+  const source = folder ? resolve(folder) : join(work, 'sample');
   if (!folder) {
     await generateSampleTree(source);
     say(`generated a sample folder at ${source}`);
@@ -103,6 +103,5 @@ export async function quickstart(folder?: string): Promise<void> {
   } finally {
     await server.close();
     await rm(work, { recursive: true, force: true });
-    source = '';
   }
 }
