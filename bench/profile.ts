@@ -162,7 +162,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`profile: ${(e as Error).stack ?? String(e)}\n`);
-  process.exitCode = 1;
-});
+// Run only as a program: other scripts import `summarise` from here.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`profile: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  });
+}

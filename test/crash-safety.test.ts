@@ -62,6 +62,33 @@ async function waitForNewPacks(dataDir: string, beforePacks: Map<string, number>
   throw new Error('no pack arrived within 60 s');
 }
 
+/**
+ * Polls the vault's index until chunks of at least `bytes` bytes that it did not hold before are
+ * indexed: packs merely present in the store may still be waiting for their index rows.
+ */
+async function waitForIndexed(client: VaultClient, containerId: string, before: Set<string>, bytes: number, ended: () => boolean): Promise<void> {
+  for (let i = 0; i < 6000; i++) {
+    if (ended()) throw new Error('the backup ended before enough data was indexed to kill the vault mid-way');
+    const ids = await client.blobIds(containerId);
+    const fresh: string[] = [];
+    for (let o = 0; o < ids.length; o += 32) {
+      const id = ids.toString('hex', o, o + 32);
+      if (!before.has(id)) fresh.push(id);
+    }
+    const located = fresh.length > 0 ? await client.locate(containerId, fresh) : [];
+    if (located.reduce((n, l) => n + l.length, 0) >= bytes) return;
+    await sleep(10);
+  }
+  throw new Error('not enough data indexed within 60 s');
+}
+
+async function indexedIds(client: VaultClient, containerId: string): Promise<Set<string>> {
+  const ids = await client.blobIds(containerId);
+  const out = new Set<string>();
+  for (let o = 0; o < ids.length; o += 32) out.add(ids.toString('hex', o, o + 32));
+  return out;
+}
+
 function newPackBytes(beforePacks: Map<string, number>, afterPacks: Map<string, number>): number {
   let n = 0;
   for (const [k, size] of afterPacks) if (!beforePacks.has(k)) n += size;
@@ -190,12 +217,12 @@ test('kill -9 of the vault server mid-backup: after a restart no partial point, 
     const small = join(dir, 'small');
     await smallTree(small);
     const first = await backup(opts([small]));
-    const packsBefore = await storeFiles(dataDir, 'packs');
+    const indexedBefore = await indexedIds(client, state.containerId);
 
     let ended = false;
     const outcome = backup(opts([big])).then(() => null, (e: unknown) => e);
     void outcome.then(() => { ended = true; });
-    await waitForNewPacks(dataDir, packsBefore, PACKS_BEFORE_KILL, () => ended);
+    await waitForIndexed(client, state.containerId, indexedBefore, 20 * MiB, () => ended);
     const dying = server;
     server = undefined;
     process.kill(dying.pid, 'SIGKILL');

@@ -3,27 +3,25 @@
  * files into content-defined chunks, send only the chunks the vault lacks (packed, compressed,
  * encrypted), then the manifest, then commit the point.
  */
-import { open, readlink } from 'node:fs/promises';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { readlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
-import { chunkId, ID_BYTES, type KeySet } from '../core/crypto.js';
-import { CoffreError } from '../core/errors.js';
-import { Chunker } from '../core/fastcdc.js';
-import { encodeName, referencedChunks, type ChunkRef, type Entry, type Manifest, sealManifest } from '../core/manifest.js';
+import { ID_BYTES, type KeySet } from '../core/crypto.js';
+import { DEFAULT_CHUNKER } from '../core/fastcdc.js';
+import { SharedIdSet } from '../core/known-ids.js';
+import { encodeName, referencedChunks, type Entry, type FileEntry, type Manifest, sealManifest } from '../core/manifest.js';
 import { loadCache, saveCache, statKey, type MetadataCache } from './cache.js';
 import type { VaultClient } from './client.js';
 import { walk, type WalkEntry } from './walk.js';
-import { EncodePool } from './encode-pool.js';
-import { PackUploader } from './pack-uploader.js';
+import { FileEncoder, type FileResult, type FileTask } from './file-encoder.js';
 import { JobReporter, defaultRetainUntil } from './job-report.js';
 
-/** Files below this size are read in one synchronous call. */
+/** Files below this size are read in batches (one message for many files). */
 const SMALL_FILE = 1024n * 1024n;
-const SEAL_BATCH_BYTES = 1024 * 1024;
-const SEAL_BATCH_COUNT = 256;
-const SEALS_IN_FLIGHT = 4;
+const BATCH_BYTES = 2 * 1024 * 1024;
+const BATCH_FILES = 128;
 
 export interface BackupOptions {
   client: VaultClient;
@@ -41,52 +39,14 @@ export interface BackupOptions {
 
 export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
 
-/** Batches new chunks for the encoding workers and hands sealed blobs to the uploader. */
-class ChunkSealer {
-  private ids: Buffer[] = [];
-  private data: Uint8Array[] = [];
-  private bytes = 0;
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: unknown = null;
-
-  constructor(private readonly pool: () => EncodePool, private readonly uploader: PackUploader) {}
-
-  async add(id: Buffer, chunk: Uint8Array): Promise<void> {
-    // The read buffer is reused: keep a copy until the batch is posted (which copies again).
-    this.ids.push(id);
-    this.data.push(Uint8Array.prototype.slice.call(chunk));
-    this.bytes += chunk.length;
-    if (this.bytes >= SEAL_BATCH_BYTES || this.ids.length >= SEAL_BATCH_COUNT) await this.post();
-  }
-
-  private async post(): Promise<void> {
-    if (this.ids.length === 0) return;
-    const ids = this.ids;
-    const data = this.data;
-    this.ids = [];
-    this.data = [];
-    this.bytes = 0;
-    while (this.inflight.size >= SEALS_IN_FLIGHT) await Promise.race(this.inflight);
-    await this.uploader.room();
-    if (this.failure) throw this.failure;
-    const task = this.pool().encode(ids, data)
-      .then((sealed) => { sealed.forEach((s, i) => this.uploader.add(ids[i]!, s.stored, s.checksum)); }, (e: unknown) => { this.failure ??= e; })
-      .finally(() => { this.inflight.delete(task); });
-    this.inflight.add(task);
-  }
-
-  async finish(): Promise<void> {
-    await this.post();
-    await Promise.all(this.inflight);
-    if (this.failure) throw this.failure;
-  }
-}
-
 const mtimeNs = (s: BigIntStats) => s.mtimeNs.toString();
 
 function baseEntry(w: WalkEntry) {
   return { path: w.path, mode: Number(w.stat.mode & 0o7777n), uid: Number(w.stat.uid), gid: Number(w.stat.gid), mtime: mtimeNs(w.stat) };
 }
+
+/** A file entry whose chunks a worker is still reading. */
+interface Reading { entry: FileEntry; key: string; stat: BigIntStats }
 
 export async function backup(opts: BackupOptions): Promise<BackupResult> {
   const { client, keys } = opts;
@@ -98,12 +58,16 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
 
   const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes: opts.excludes ?? [] });
   const jobId = start.job.id;
-  const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
-  const uploader = new PackUploader(client, opts.containerId);
-  // Workers start on the first new chunk: an unchanged re-backup never pays for them.
-  let pool: EncodePool | null = null;
-  const sealer = new ChunkSealer(() => (pool ??= new EncodePool(keys)), uploader);
-  const snapshot = () => ({ ...counters, bytesUploaded: uploader.uploaded });
+  let cachedBytes = 0;
+  let filesChanged = 0;
+  let filesScanned = 0;
+  let uploaded = 0;
+  // Workers start on the first changed file: an unchanged re-backup never pays for them.
+  let encoder: FileEncoder | null = null;
+  const snapshot = (): JobCounters => {
+    const read = encoder?.counts ?? { bytesRead: 0, bytesNew: 0 };
+    return { bytesScanned: cachedBytes + read.bytesRead, bytesNew: read.bytesNew, bytesUploaded: uploaded, filesScanned, filesChanged };
+  };
   const reporter = new JobReporter(client, jobId, snapshot);
   const tick = (force = false) => {
     opts.onProgress?.({ ...snapshot(), bytesTotal, filesTotal });
@@ -114,107 +78,44 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     const known = new Set<string>();
     const ids = await client.blobIds(opts.containerId);
     for (let o = 0; o < ids.length; o += ID_BYTES) known.add(ids.toString('hex', o, o + ID_BYTES));
+    const minChunk = DEFAULT_CHUNKER.minSize;
+    const shared = SharedIdSet.create(known.size + filesTotal + Math.ceil(bytesTotal / minChunk));
+    for (let o = 0; o < ids.length; o += ID_BYTES) shared.claim(ids.subarray(o, o + ID_BYTES));
+    const upload = async (data: Uint8Array) => {
+      await client.putPack(opts.containerId, randomBytes(16).toString('hex'), data);
+      uploaded += data.length;
+    };
     const cache = await loadCache(opts.agentDir, opts.vaultId, opts.item);
     const nextCache: MetadataCache = { files: {} };
-    const chunker = new Chunker(keys.chunkerSeed);
-    const buffer = Buffer.allocUnsafe(chunker.params.maxSize * 2);
-    const zero = Buffer.alloc(chunker.params.maxSize);
     const manifestEntries: Entry[] = [];
+    const unreadable = new Set<Entry>();
     const hardlinks = new Map<string, number>();
+    const work: Promise<void>[] = [];
     let files = 0;
     let bytes = 0;
+    let batch: { tasks: FileTask[]; reading: Reading[]; bytes: number } = { tasks: [], reading: [], bytes: 0 };
 
-    const storeChunk = async (data: Buffer): Promise<ChunkRef> => {
-      if (data.equals(zero.subarray(0, data.length))) return [null, data.length];
-      const id = chunkId(keys.idKey, data);
-      const hex = id.toString('hex');
-      if (!known.has(hex)) {
-        known.add(hex);
-        counters.bytesNew += data.length;
-        await sealer.add(id, data);
+    const finished = (r: Reading, result: FileResult) => {
+      warnings.push(...result.problems);
+      if (!result.chunks) {
+        unreadable.add(r.entry);
+        return;
       }
-      return [hex, data.length];
+      r.entry.chunks = result.chunks;
+      r.entry.size = result.chunks.reduce((n, c) => n + c[1], 0);
+      nextCache.files[r.key] = { stat: statKey(r.stat), chunks: result.chunks };
+      files++;
+      bytes += r.entry.size;
     };
-
-    const changedWhileRead = (w: WalkEntry, after: BigIntStats) => {
-      if (after.mtimeNs !== w.stat.mtimeNs || after.size !== w.stat.size || after.ctimeNs !== w.stat.ctimeNs) {
-        warn({ code: 'FileChanged', message: `${w.display} changed while it was read; the point holds the bytes read, back it up again for a consistent copy`, path: w.display });
-      }
-    };
-
-    /** Small files are read with synchronous calls: four thread-pool round trips cost more than the read. */
-    const readSmallFile = async (w: WalkEntry): Promise<ChunkRef[] | null> => {
-      let fd: number;
-      let length = 0;
-      try {
-        fd = openSync(w.abs as unknown as string, 'r');
-      } catch (e) {
-        warn({ code: 'Unreadable', message: `cannot read ${w.display}: ${(e as Error).message}`, path: w.display });
-        return null;
-      }
-      try {
-        for (;;) {
-          const n = readSync(fd, buffer, length, buffer.length - length, null);
-          if (n === 0 || length + n >= buffer.length) { length += n; break; }
-          length += n;
-        }
-        changedWhileRead(w, fstatSync(fd, { bigint: true }));
-      } catch (e) {
-        warn({ code: 'Unreadable', message: `error reading ${w.display}: ${(e as Error).message}`, path: w.display });
-        return null;
-      } finally {
-        closeSync(fd);
-      }
-      if (length >= buffer.length) return readFile(w); // it grew past the small-file size meanwhile
-      counters.bytesScanned += length;
-      const chunks: ChunkRef[] = [];
-      for (let start = 0; start < length;) {
-        const len = chunker.cut(buffer, start, length, true);
-        chunks.push(await storeChunk(buffer.subarray(start, start + len)));
-        start += len;
-      }
-      tick();
-      return chunks;
-    };
-
-    const readFile = async (w: WalkEntry): Promise<ChunkRef[] | null> => {
-      let fh;
-      try {
-        fh = await open(w.abs as unknown as string, 'r');
-      } catch (e) {
-        warn({ code: 'Unreadable', message: `cannot read ${w.display}: ${(e as Error).message}`, path: w.display });
-        return null;
-      }
-      const chunks: ChunkRef[] = [];
-      try {
-        let filled = 0;
-        let eof = false;
-        while (!eof || filled > 0) {
-          if (!eof) {
-            const { bytesRead } = await fh.read(buffer, filled, buffer.length - filled, null);
-            if (bytesRead === 0) eof = true;
-            filled += bytesRead;
-            counters.bytesScanned += bytesRead;
-          }
-          let start = 0;
-          for (;;) {
-            const len = chunker.cut(buffer, start, filled, eof);
-            if (len <= 0) break;
-            chunks.push(await storeChunk(buffer.subarray(start, start + len)));
-            start += len;
-          }
-          buffer.copy(buffer, 0, start, filled);
-          filled -= start;
-          tick();
-        }
-        changedWhileRead(w, await fh.stat({ bigint: true }));
-      } catch (e) {
-        warn({ code: 'Unreadable', message: `error reading ${w.display}: ${(e as Error).message}`, path: w.display });
-        return null;
-      } finally {
-        await fh.close();
-      }
-      return chunks;
+    const dispatch = async () => {
+      if (batch.tasks.length === 0) return;
+      const { tasks, reading, bytes: size } = batch;
+      batch = { tasks: [], reading: [], bytes: 0 };
+      encoder ??= new FileEncoder(keys, shared, upload);
+      await encoder.ready();
+      const task = encoder.read(tasks, size).then((results) => { results.forEach((r, i) => finished(reading[i]!, r)); });
+      task.catch(() => { /* raised by Promise.all below, or by the next ready() */ });
+      work.push(task);
     };
 
     for (const w of entries) {
@@ -231,37 +132,40 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
         }
         manifestEntries.push({ type: 'symlink', ...baseEntry(w), target: encodeName(target) });
       } else {
-        counters.filesScanned++;
+        filesScanned++;
         const inode = `${s.dev}:${s.ino}`;
         const first = s.nlink > 1n ? hardlinks.get(inode) : undefined;
         if (first !== undefined) {
           manifestEntries.push({ type: 'hardlink', ...baseEntry(w), link: first });
           continue;
         }
+        if (s.nlink > 1n) hardlinks.set(inode, manifestEntries.length);
         const key = w.path.join('/');
         const cached = cache.files[key];
-        let chunks: ChunkRef[] | null;
         if (cached && cached.stat === statKey(s) && cached.chunks.every(([id]) => id === null || known.has(id))) {
-          chunks = cached.chunks;
-          counters.bytesScanned += Number(s.size);
+          const size = Number(s.size);
+          cachedBytes += size;
+          nextCache.files[key] = cached;
+          manifestEntries.push({ type: 'file', ...baseEntry(w), size, chunks: cached.chunks });
+          files++;
+          bytes += size;
         } else {
-          counters.filesChanged++;
-          chunks = await (s.size < SMALL_FILE ? readSmallFile(w) : readFile(w));
-          if (!chunks) continue;
+          filesChanged++;
+          const entry: FileEntry = { type: 'file', ...baseEntry(w), size: 0, chunks: [] };
+          manifestEntries.push(entry);
+          batch.tasks.push({ path: w.abs.toString('latin1'), display: w.display, size: s.size.toString(), mtimeNs: s.mtimeNs.toString(), ctimeNs: s.ctimeNs.toString() });
+          batch.reading.push({ entry, key, stat: s });
+          batch.bytes += Number(s.size);
+          if (s.size >= SMALL_FILE || batch.bytes >= BATCH_BYTES || batch.tasks.length >= BATCH_FILES) await dispatch();
         }
-        const size = chunks.reduce((n, c) => n + c[1], 0);
-        if (s.nlink > 1n) hardlinks.set(inode, manifestEntries.length);
-        nextCache.files[key] = { stat: statKey(s), chunks };
-        manifestEntries.push({ type: 'file', ...baseEntry(w), size, chunks });
-        files++;
-        bytes += size;
       }
       tick();
     }
-    await sealer.finish();
-    await uploader.finish();
+    await dispatch();
+    await Promise.all(work);
+    if (encoder) await (encoder as FileEncoder).finish();
 
-    const manifest: Manifest = { version: 1, item: opts.item, time: new Date().toISOString(), entries: manifestEntries };
+    const manifest: Manifest = { version: 1, item: opts.item, time: new Date().toISOString(), entries: withoutUnreadable(manifestEntries, unreadable) };
     const refs = referencedChunks(manifest);
     const refsBuf = Buffer.allocUnsafe(refs.length * ID_BYTES);
     refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));
@@ -282,6 +186,28 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     await reporter.fail(e, warnings);
     throw e;
   } finally {
-    await (pool as EncodePool | null)?.close();
+    await (encoder as FileEncoder | null)?.close();
   }
+}
+
+/**
+ * Drops the files that could not be read (their problem is reported) and renumbers hard links;
+ * a hard link to an unreadable file is dropped with it.
+ */
+function withoutUnreadable(entries: Entry[], unreadable: Set<Entry>): Entry[] {
+  if (unreadable.size === 0) return entries;
+  const renumbered = new Map<number, number>();
+  const out: Entry[] = [];
+  entries.forEach((e, i) => {
+    if (unreadable.has(e)) return;
+    if (e.type === 'hardlink') {
+      const link = renumbered.get(e.link);
+      if (link === undefined) return;
+      out.push({ ...e, link });
+      return;
+    }
+    renumbered.set(i, out.length);
+    out.push(e);
+  });
+  return out;
 }

@@ -4,7 +4,7 @@
  * and it runs ~3x faster than Node's AES-GCM on this hardware, see BASELINE.md), and the
  * container's keys are wrapped by a key derived from the passphrase with Argon2id.
  */
-import { createHmac, randomBytes, createHash } from 'node:crypto';
+import { createHmac, randomBytes, randomFillSync, createHash } from 'node:crypto';
 import sodium from 'sodium-native';
 import { CoffreError } from './errors.js';
 
@@ -44,25 +44,56 @@ export function storedChecksum(data: Uint8Array): Buffer {
 
 /** Output layout: nonce ‖ ciphertext ‖ tag. `ad` binds the blob to its id and flags. */
 export function seal(key: Buffer, plaintext: Uint8Array, ad: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(NONCE_BYTES + plaintext.length + TAG_BYTES);
-  const nonce = out.subarray(0, NONCE_BYTES);
-  sodium.randombytes_buf(nonce);
-  sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(NONCE_BYTES), plaintext, ad, null, nonce, key);
+  const out = Buffer.allocUnsafe(SEAL_OVERHEAD + plaintext.length);
+  sealInto(key, plaintext, ad, out);
   return out;
+}
+
+/**
+ * Seals into the start of `out` (which needs SEAL_OVERHEAD more bytes than the plaintext) and
+ * returns the sealed length: the data path writes straight into a pack instead of allocating.
+ */
+export function sealInto(key: Buffer, plaintext: Uint8Array, ad: Uint8Array, out: Uint8Array): number {
+  const length = SEAL_OVERHEAD + plaintext.length;
+  const nonce = out.subarray(0, NONCE_BYTES);
+  randomNonce(nonce);
+  sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(NONCE_BYTES, length), plaintext, ad, null, nonce, key);
+  return length;
+}
+
+// Random nonces come from a pool filled 64 KiB at a time: one system call per chunk cost more
+// than sealing a small chunk.
+const noncePool = Buffer.allocUnsafe(NONCE_BYTES * 2730);
+let noncePoolAt = noncePool.length;
+
+function randomNonce(into: Uint8Array): void {
+  if (noncePoolAt + NONCE_BYTES > noncePool.length) {
+    randomFillSync(noncePool);
+    noncePoolAt = 0;
+  }
+  into.set(noncePool.subarray(noncePoolAt, noncePoolAt + NONCE_BYTES));
+  // Each nonce is used once: wipe it from the pool.
+  noncePool.fill(0, noncePoolAt, noncePoolAt + NONCE_BYTES);
+  noncePoolAt += NONCE_BYTES;
 }
 
 /** Returns null when authentication fails: the caller decides which error that is. */
 export function open(key: Buffer, sealed: Uint8Array, ad: Uint8Array): Buffer | null {
   if (sealed.length < SEAL_OVERHEAD) return null;
-  const nonce = sealed.subarray(0, NONCE_BYTES);
   const out = Buffer.allocUnsafe(sealed.length - SEAL_OVERHEAD);
+  return openInto(key, sealed, ad, out) ? out : null;
+}
+
+/** Opens into `out` (exactly the plaintext's length); false when authentication fails. */
+export function openInto(key: Buffer, sealed: Uint8Array, ad: Uint8Array, out: Uint8Array): boolean {
+  if (sealed.length < SEAL_OVERHEAD || out.length !== sealed.length - SEAL_OVERHEAD) return false;
   try {
-    sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(NONCE_BYTES), ad, nonce, key);
+    sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(NONCE_BYTES), ad, sealed.subarray(0, NONCE_BYTES), key);
   } catch {
     // libsodium signals a failed authentication by throwing; that is the only failure here.
-    return null;
+    return false;
   }
-  return out;
+  return true;
 }
 
 export function checkPassphrase(passphrase: string): void {

@@ -53,21 +53,29 @@ export class Chunker {
     const available = end - start;
     if (available <= minSize) return final ? available : (available >= maxSize ? maxSize : -1);
     const limit = Math.min(available, maxSize);
-    const normal = Math.min(limit, avgSize);
-    const gear = this.gear;
-    const maskS = this.maskS;
-    const maskL = this.maskL;
-    let hash = 0;
-    let i = minSize;
-    for (; i < normal; i++) {
-      hash = ((hash << 1) + gear[buf[start + i]!]!) | 0;
-      if ((hash & maskS) === 0) return i + 1;
-    }
-    for (; i < limit; i++) {
-      hash = ((hash << 1) + gear[buf[start + i]!]!) | 0;
-      if ((hash & maskL) === 0) return i + 1;
-    }
+    // V8 reads a plain Uint8Array about twice as fast as a Buffer (a subclass) in this loop.
+    const bytes = Object.getPrototypeOf(buf) === Uint8Array.prototype ? buf : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    const at = scan(bytes, start + minSize, start + Math.min(limit, avgSize), start + limit, this.gear, this.maskS, this.maskL);
+    if (at >= 0) return at + 1 - start;
     if (limit === maxSize || final) return limit;
     return -1;
   }
+}
+
+/**
+ * The gear rolling hash over bytes[from, limit): the position of the first boundary, with the
+ * stricter mask before `normal` and the looser one after it, or -1.
+ */
+function scan(bytes: Uint8Array, from: number, normal: number, limit: number, gear: Int32Array, maskS: number, maskL: number): number {
+  let hash = 0;
+  let p = from;
+  for (; p < normal; p++) {
+    hash = ((hash << 1) + gear[bytes[p]!]!) | 0;
+    if ((hash & maskS) === 0) return p;
+  }
+  for (; p < limit; p++) {
+    hash = ((hash << 1) + gear[bytes[p]!]!) | 0;
+    if ((hash & maskL) === 0) return p;
+  }
+  return -1;
 }

@@ -51,6 +51,61 @@ export class PackWriter {
   }
 }
 
+/**
+ * Builds a pack inside one preallocated buffer: blobs are encoded straight into it and the
+ * footer is written after them, so a pack costs no copies and no allocation per blob. The
+ * buffer can be reused for the next pack once the previous one has been sent.
+ */
+export class PackArena {
+  private readonly ids: Uint8Array[] = [];
+  private readonly lengths: number[] = [];
+  private readonly checksums: Buffer[] = [];
+  private size = 0;
+
+  constructor(readonly buffer: Uint8Array) {}
+
+  get byteLength(): number { return this.size; }
+  get count(): number { return this.ids.length; }
+
+  /** Whether a blob of up to `maxBlob` bytes still fits, with the footer it adds. */
+  fits(maxBlob: number): boolean {
+    return this.size + maxBlob + (this.ids.length + 1) * ENTRY_BYTES + 8 <= this.buffer.length;
+  }
+
+  /** Where the next blob goes; commit it with `commit` once written. */
+  free(): Uint8Array {
+    return this.buffer.subarray(this.size);
+  }
+
+  commit(id: Uint8Array, length: number): void {
+    this.ids.push(id);
+    this.lengths.push(length);
+    this.checksums.push(storedChecksum(this.buffer.subarray(this.size, this.size + length)));
+    this.size += length;
+  }
+
+  /** Writes the footer and returns the pack's length; the arena is empty again afterwards. */
+  finish(): number {
+    const view = Buffer.from(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength);
+    let o = this.size;
+    let offset = 0;
+    for (let i = 0; i < this.ids.length; i++) {
+      view.set(this.ids[i]!, o); o += ID_BYTES;
+      view.writeUInt32LE(offset, o); o += 4;
+      view.writeUInt32LE(this.lengths[i]!, o); o += 4;
+      this.checksums[i]!.copy(view, o); o += 16;
+      offset += this.lengths[i]!;
+    }
+    view.writeUInt32LE(this.ids.length, o); o += 4;
+    MAGIC.copy(view, o);
+    this.ids.length = 0;
+    this.lengths.length = 0;
+    this.checksums.length = 0;
+    this.size = 0;
+    return o + 4;
+  }
+}
+
 /** Parses and checks a whole pack: every blob must lie inside it and match its checksum. */
 export function readPack(data: Buffer): PackEntry[] {
   const bad = (why: string) => new CoffreError('PackInvalid', `pack rejected: ${why}`);

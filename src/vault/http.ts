@@ -11,6 +11,7 @@ import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { Access, type Principal } from './access.js';
+import { BodyPool } from './body-pool.js';
 import * as data from './data.js';
 import { listJobs, describeJob, loadJob, reportProgress, finishJob } from './jobs.js';
 import * as vaults from './vaults.js';
@@ -42,7 +43,12 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES });
   const access = new Access(ctx.db, ctx.adminToken);
 
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_PACK_BYTES }, (_req, body, done) => done(null, body));
+  const bodies = new BodyPool(MAX_PACK_BYTES);
+  app.addContentTypeParser('application/octet-stream', (req, payload, done) => {
+    bodies.read(req.raw, payload).then((body) => done(null, body), (e: Error) => done(e, undefined));
+  });
+  // A pooled body is free again once its request is answered (every handler awaits its writes).
+  app.addHook('onResponse', async (req) => { bodies.release(req.body); });
 
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof CoffreError) return reply.status(err.httpStatus).send(err.toJSON());

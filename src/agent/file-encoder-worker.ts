@@ -1,0 +1,122 @@
+/**
+ * Worker thread of the file backup: reads the files it is given, cuts them into chunks, names
+ * each chunk by its keyed hash, and encodes the chunks no thread has stored yet straight into
+ * a pack. Full packs go to the main thread, which uploads them and hands the buffer back. The
+ * main thread only walks and coordinates: all per-byte work happens here, on every core.
+ */
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import type { JobProblem } from '../core/api.js';
+import { BlobEncoder, maxStoredLength } from '../core/blob.js';
+import { chunkId, keysFromJSON } from '../core/crypto.js';
+import { Chunker } from '../core/fastcdc.js';
+import { SharedIdSet } from '../core/known-ids.js';
+import type { ChunkRef } from '../core/manifest.js';
+import { PackArena } from '../core/pack.js';
+import type { EncoderInit, EncoderReply, EncoderRequest, FileResult, FileTask } from './file-encoder.js';
+
+const init = workerData as EncoderInit;
+const keys = keysFromJSON(init.keys);
+const chunker = new Chunker(keys.chunkerSeed);
+const { maxSize } = chunker.params;
+const encoder = new BlobEncoder(keys);
+const known = new SharedIdSet(init.ids);
+const signal = new Int32Array(init.signal);
+const stats = new Float64Array(init.stats);
+const recycled: MessagePort = init.recycle;
+// Twice the largest chunk: a chunk can always be cut before the buffer must slide.
+const buffer = Buffer.allocUnsafe(2 * maxSize);
+const zero = Buffer.alloc(maxSize);
+
+let arena: PackArena | null = null;
+let arenas = 0;
+
+function post(message: EncoderReply, transfer: ArrayBuffer[] = []): void {
+  parentPort!.postMessage(message, transfer);
+}
+
+/** A fresh pack buffer, or, once this worker has its share, one the main thread has sent. */
+function takeArena(): PackArena {
+  if (arenas < init.maxArenas) {
+    arenas++;
+    return new PackArena(new Uint8Array(init.arenaBytes));
+  }
+  for (;;) {
+    const seen = Atomics.load(signal, init.index);
+    const m = receiveMessageOnPort(recycled);
+    if (m) return new PackArena(new Uint8Array(m.message as ArrayBuffer));
+    Atomics.wait(signal, init.index, seen);
+  }
+}
+
+function sendPack(): void {
+  if (!arena || arena.count === 0) return;
+  const size = arena.finish();
+  const data = arena.buffer.buffer as ArrayBuffer;
+  arena = null;
+  post({ op: 'pack', data, size }, [data]);
+}
+
+function store(chunk: Buffer): ChunkRef {
+  if (chunk.equals(zero.subarray(0, chunk.length))) return [null, chunk.length];
+  const id = chunkId(keys.idKey, chunk);
+  if (known.claim(id) !== 'known') {
+    const room = maxStoredLength(chunk.length);
+    if (arena && !arena.fits(room)) sendPack();
+    arena ??= takeArena();
+    arena.commit(id, encoder.encodeInto(id, chunk, arena.free()));
+    stats[1] += chunk.length;
+  }
+  return [id.toString('hex'), chunk.length];
+}
+
+function readFile(file: FileTask): FileResult {
+  const path = Buffer.from(file.path, 'latin1');
+  const problems: JobProblem[] = [];
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    return { chunks: null, problems: [{ code: 'Unreadable', message: `cannot read ${file.display}: ${(e as Error).message}`, path: file.display }] };
+  }
+  const chunks: ChunkRef[] = [];
+  try {
+    let filled = 0;
+    let eof = false;
+    while (!eof || filled > 0) {
+      if (!eof) {
+        const n = readSync(fd, buffer, filled, buffer.length - filled, null);
+        if (n === 0) eof = true;
+        filled += n;
+        stats[0] += n;
+      }
+      let start = 0;
+      for (;;) {
+        const len = chunker.cut(buffer, start, filled, eof);
+        if (len <= 0) break;
+        chunks.push(store(buffer.subarray(start, start + len)));
+        start += len;
+      }
+      if (start > 0) buffer.copyWithin(0, start, filled);
+      filled -= start;
+    }
+    const after = fstatSync(fd, { bigint: true });
+    if (after.mtimeNs.toString() !== file.mtimeNs || after.ctimeNs.toString() !== file.ctimeNs || after.size.toString() !== file.size) {
+      problems.push({ code: 'FileChanged', message: `${file.display} changed while it was read; the point holds the bytes read, back it up again for a consistent copy`, path: file.display });
+    }
+  } catch (e) {
+    return { chunks: null, problems: [{ code: 'Unreadable', message: `error reading ${file.display}: ${(e as Error).message}`, path: file.display }] };
+  } finally {
+    closeSync(fd);
+  }
+  return { chunks, problems };
+}
+
+parentPort!.on('message', (msg: EncoderRequest) => {
+  if (msg.op === 'read') {
+    post({ op: 'done', seq: msg.seq, files: msg.files.map(readFile) });
+  } else {
+    sendPack();
+    post({ op: 'done', seq: msg.seq, files: [] });
+  }
+});
