@@ -7,7 +7,7 @@
  */
 import {
   chmodSync, closeSync, constants as C, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
-  mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeSync,
+  mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync,
 } from 'node:fs';
 import { mkdir, realpath, rm } from 'node:fs/promises';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
@@ -15,7 +15,7 @@ import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
 import type { VaultClient } from './client.js';
-import { EncodePool } from './encode-pool.js';
+import { ChunkWriter, type WriteBlob } from './chunk-writer.js';
 import { planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
 import { JobReporter } from './job-report.js';
@@ -35,8 +35,8 @@ export interface RestoreOptions {
 export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProblem[]; warnings: JobProblem[] }
 
 // With the range limits (pack-ranges.ts), this bounds the memory of a restore.
-const FETCHES_IN_FLIGHT = 3;
-const MAX_OPEN_FILES = 128;
+const FETCHES_IN_FLIGHT = 4;
+const MAX_KEPT_FDS = 256;
 const IS_ROOT = process.getuid?.() === 0;
 
 const display = (path: string[]) => path.map((n) => decodeName(n).toString('utf8')).join('/');
@@ -140,17 +140,29 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
     }
 
-    // Create every regular file first: O_EXCL|O_NOFOLLOW never follows or reuses what stands there.
     const tmpName = (p: Buffer) => Buffer.concat([p, Buffer.from(`.coffre-part-${job.id}`)]);
-    for (const i of files) {
-      const p = tmpName(dest[i]!);
-      closeSync(openSync(p as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600));
-      partial.add(p.toString('latin1'));
-    }
+    const partialPath = new Map<number, string>();
+    // Descriptors of created files, kept for finishing them (bounded: others are reopened).
+    const fds = new Map<number, number>();
+    /** Creates a file's partial copy just before its first chunk is written (overlapping the fetches). */
+    const ensureCreated = (i: number): string => {
+      let p = partialPath.get(i);
+      if (p !== undefined) return p;
+      const tmp = tmpName(dest[i]!);
+      // O_EXCL|O_NOFOLLOW never follows or reuses what stands there.
+      const fd = openSync(tmp as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      if (fds.size < MAX_KEPT_FDS) fds.set(i, fd);
+      else closeSync(fd);
+      p = tmp.toString('latin1');
+      partialPath.set(i, p);
+      partial.add(p);
+      return p;
+    };
 
-    // Which file offsets each chunk fills.
+    // Which file offsets each chunk fills, and how many chunk writes each file waits for.
     const targets = new Map<string, { file: number; offset: number }[]>();
     const plainSize = new Map<string, number>();
+    const waiting = new Map<number, number>();
     for (const i of files) {
       let offset = 0;
       for (const [id, len] of (manifest.entries[i] as FileEntry).chunks) {
@@ -158,6 +170,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           let t = targets.get(id);
           if (!t) { targets.set(id, (t = [])); plainSize.set(id, len); }
           t.push({ file: i, offset });
+          waiting.set(i, (waiting.get(i) ?? 0) + 1);
         }
         offset += len;
       }
@@ -171,69 +184,27 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
     const ranges = planRanges(locations, (id) => plainSize.get(id) ?? 0);
 
-    // Writes are synchronous (into the page cache): no two fetches interleave inside a file's
-    // bookkeeping, and a descriptor is never closed under a write in flight.
-    const open_ = new Map<number, number>();
-    const pending = new Map<number, number>();
-    for (const ts of targets.values()) for (const t of ts) pending.set(t.file, (pending.get(t.file) ?? 0) + 1);
-    const fdOf = (file: number): number => {
-      let fd = open_.get(file);
-      if (fd !== undefined) return fd;
-      if (open_.size >= MAX_OPEN_FILES) {
-        const [oldest, old] = open_.entries().next().value as [number, number];
-        open_.delete(oldest);
-        closeSync(old);
-      }
-      fd = openSync(tmpName(dest[file]!) as unknown as string, C.O_WRONLY | C.O_NOFOLLOW);
-      open_.set(file, fd);
-      return fd;
-    };
-    const pool = new EncodePool(keys);
     const tick = () => {
       opts.onProgress?.({ ...counters, bytesTotal, filesTotal: files.length });
       reporter.progress();
     };
-
-    const onRange = async (r: PackRange, data: Buffer) => {
-      counters.bytesUploaded += data.length;
-      // Opening, decompressing and checking every chunk happens in the worker pool.
-      const plains = await pool.decode(r.blobs.map((b) => b.id), data,
-        r.blobs.map((b): [number, number] => [b.offset - r.offset, b.length]));
-      r.blobs.forEach((b, k) => {
-        const plain = plains[k];
-        for (const t of targets.get(b.id)!) {
-          if (!plain) damaged.add(t.file);
-          if (damaged.has(t.file)) continue;
-          writeSparse(fdOf(t.file), plain!, t.offset);
-          counters.bytesScanned += plain!.length;
-          const left = pending.get(t.file)! - 1;
-          pending.set(t.file, left);
-          if (left === 0) { closeSync(open_.get(t.file)!); open_.delete(t.file); }
-        }
-      });
-      tick();
-    };
-    const onDamage = (r: PackRange) => { for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file); };
-    try {
-      await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage });
-    } finally {
-      for (const fd of open_.values()) closeSync(fd);
-      open_.clear();
-      await pool.close();
-    }
-
-    // Finish files: size (holes stay holes), metadata, then the final name.
-    for (const i of files) {
+    const finished = new Set<number>();
+    /** Size (holes stay holes), metadata, then the final name; or, if damaged, away with it. */
+    const finish = (i: number) => {
+      finished.add(i);
       const e = manifest.entries[i] as FileEntry;
-      const tmp = tmpName(dest[i]!) as unknown as string;
-      partial.delete(Buffer.from(tmp).toString('latin1'));
+      const tmp = Buffer.from(ensureCreated(i), 'latin1') as unknown as string;
+      partial.delete(partialPath.get(i)!);
+      let fd = fds.get(i);
+      fds.delete(i);
       if (damaged.has(i)) {
+        if (fd !== undefined) closeSync(fd);
         rmSync(tmp, { force: true });
         errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
         dest[i] = null;
-        continue;
+        return;
       }
-      const fd = openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
+      fd ??= openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
       try {
         ftruncateSync(fd, e.size);
         setFileMeta(fd, e);
@@ -244,7 +215,43 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       renameSync(tmp, dest[i]! as unknown as string);
       counters.filesChanged++;
       counters.filesScanned++;
+    };
+
+    // Opening, decompressing, checking and writing every chunk happens in the workers; the main
+    // thread creates files before their chunks arrive and finishes them once all have.
+    const writer = new ChunkWriter(keys);
+    const onRange = async (r: PackRange, data: Buffer) => {
+      counters.bytesUploaded += data.length;
+      const blobs: WriteBlob[] = r.blobs.map((b) => ({
+        id: b.id, offset: b.offset - r.offset, length: b.length, plainLength: plainSize.get(b.id) ?? 0,
+        // Files already known to be damaged are removed at the end: no need to write into them.
+        targets: targets.get(b.id)!.filter((t) => !damaged.has(t.file)).map((t): [string, number] => [ensureCreated(t.file), t.offset]),
+      }));
+      const result = await writer.write(data, blobs);
+      for (const k of result.damaged) for (const t of targets.get(r.blobs[k]!.id)!) damaged.add(t.file);
+      counters.bytesScanned += result.written;
+      for (const b of r.blobs) {
+        for (const t of targets.get(b.id)!) {
+          const left = waiting.get(t.file)! - 1;
+          waiting.set(t.file, left);
+          if (left === 0 && !damaged.has(t.file)) finish(t.file);
+        }
+      }
+      tick();
+    };
+    const onDamage = (r: PackRange) => { for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file); };
+    try {
+      try {
+        await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage });
+      } finally {
+        await writer.close();
+      }
+      // Files without stored chunks (empty, all zeros) and damaged ones are finished here.
+      for (const i of files) if (!finished.has(i)) finish(i);
+    } finally {
+      for (const fd of fds.values()) closeSync(fd);
     }
+
     for (let i = 0; i < manifest.entries.length; i++) {
       const e = manifest.entries[i]!;
       const p = dest[i];
@@ -276,35 +283,6 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     await reporter.fail(e, warnings, errors);
     throw e;
   }
-}
-
-const HOLE_BLOCK = 4096;
-const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
-
-/**
- * Writes a chunk but leaves file-system blocks that are all zero unwritten: with the final
- * truncate they become holes, so sparse files (disk images) come back sparse.
- */
-function writeSparse(fd: number, data: Buffer, offset: number): void {
-  let runStart = -1;
-  const flush = (end: number) => {
-    if (runStart >= 0) writeAll(fd, data, runStart, end - runStart, offset + runStart);
-    runStart = -1;
-  };
-  // Blocks are aligned on file offsets, so holes line up with the file system's blocks.
-  let pos = 0;
-  while (pos < data.length) {
-    const end = Math.min(data.length, pos + HOLE_BLOCK - ((offset + pos) % HOLE_BLOCK));
-    const zero = data.subarray(pos, end).equals(ZERO_BLOCK.subarray(0, end - pos));
-    if (zero) flush(pos);
-    else if (runStart < 0) runStart = pos;
-    pos = end;
-  }
-  flush(data.length);
-}
-
-function writeAll(fd: number, data: Buffer, from: number, length: number, position: number): void {
-  for (let done = 0; done < length;) done += writeSync(fd, data, from + done, length - done, position + done);
 }
 
 /**

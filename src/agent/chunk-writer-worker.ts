@@ -1,0 +1,85 @@
+/**
+ * Worker thread of the file restore: opens the chunks of one fetched range (authenticated,
+ * decompressed, checked against their ids) and writes each where the point says it belongs.
+ * The plaintext never travels back to the main thread: it goes from this thread's buffer to
+ * the page cache.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { closeSync, constants as C, openSync, writeSync } from 'node:fs';
+import { BlobDecoder } from '../core/blob.js';
+import { keysFromJSON } from '../core/crypto.js';
+import { CoffreError } from '../core/errors.js';
+import type { WriterReply, WriterRequest } from './chunk-writer.js';
+
+const decoder = new BlobDecoder(keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]));
+let plainBuffer = new Uint8Array(4 * 1024 * 1024);
+
+const HOLE_BLOCK = 4096;
+const ZERO_BLOCK = new Uint8Array(HOLE_BLOCK);
+
+function isZero(data: Uint8Array, from: number, to: number): boolean {
+  return Buffer.compare(data.subarray(from, to), ZERO_BLOCK.subarray(0, to - from)) === 0;
+}
+
+function writeAll(fd: number, data: Uint8Array, from: number, length: number, position: number): void {
+  for (let done = 0; done < length;) done += writeSync(fd, data, from + done, length - done, position + done);
+}
+
+/**
+ * Writes a chunk but leaves file-system blocks that are all zero unwritten: with the final
+ * truncate they become holes, so sparse files (disk images) come back sparse. Blocks are
+ * aligned on file offsets, so holes line up with the file system's blocks.
+ */
+export function writeSparse(fd: number, data: Uint8Array, offset: number): void {
+  let runStart = -1;
+  let pos = 0;
+  while (pos < data.length) {
+    const end = Math.min(data.length, pos + HOLE_BLOCK - ((offset + pos) % HOLE_BLOCK));
+    if (isZero(data, pos, end)) {
+      if (runStart >= 0) writeAll(fd, data, runStart, pos - runStart, offset + runStart);
+      runStart = -1;
+    } else if (runStart < 0) runStart = pos;
+    pos = end;
+  }
+  if (runStart >= 0) writeAll(fd, data, runStart, data.length - runStart, offset + runStart);
+}
+
+function handle(msg: WriterRequest): WriterReply {
+  const range = new Uint8Array(msg.data);
+  const damaged: number[] = [];
+  let written = 0;
+  msg.blobs.forEach((b, i) => {
+    if (plainBuffer.length < b.plainLength) plainBuffer = new Uint8Array(b.plainLength);
+    let plain: Uint8Array;
+    try {
+      plain = decoder.decode(Buffer.from(b.id, 'hex'), range.subarray(b.offset, b.offset + b.length), plainBuffer);
+    } catch (e) {
+      // A blob that fails to open or to match its id is damage, reported, not a crash.
+      if (!(e instanceof CoffreError)) throw e;
+      damaged.push(i);
+      return;
+    }
+    for (const [path, offset] of b.targets) {
+      // The partial file was created by the main thread with O_EXCL; never follow a link here.
+      const fd = openSync(Buffer.from(path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
+      try {
+        writeSparse(fd, plain, offset);
+      } finally {
+        closeSync(fd);
+      }
+      written += plain.length;
+    }
+  });
+  return { op: 'done', seq: msg.seq, damaged, written };
+}
+
+parentPort!.on('message', (msg: WriterRequest) => {
+  let reply: WriterReply;
+  try {
+    reply = handle(msg);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    reply = { op: 'failed', seq: msg.seq, message: err.message, code: err.code ?? null };
+  }
+  parentPort!.postMessage(reply);
+});

@@ -1,0 +1,66 @@
+/**
+ * The file restore's workers, seen from the main thread: each fetched range goes, moved not
+ * copied, to the least busy worker, which opens its chunks and writes them into the partial
+ * files; back come the damaged chunks and the range's buffer.
+ */
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { keysToJSON, type KeySet } from '../core/crypto.js';
+import { CoffreError } from '../core/errors.js';
+
+/** One chunk of a range: where it lies in the range and where its plaintext goes. */
+export interface WriteBlob { id: string; offset: number; length: number; plainLength: number; targets: [path: string, offset: number][] }
+
+export type WriterRequest = { seq: number; data: ArrayBuffer; blobs: WriteBlob[] };
+export type WriterReply =
+  | { op: 'done'; seq: number; damaged: number[]; written: number }
+  | { op: 'failed'; seq: number; message: string; code: string | null };
+
+interface Slot { worker: Worker; busy: number }
+
+export class ChunkWriter {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, { resolve(r: { damaged: number[]; written: number }): void; reject(e: unknown): void; slot: Slot }>();
+  private seq = 0;
+  private failure: unknown = null;
+
+  constructor(keys: KeySet, size = Math.max(1, Math.min(16, availableParallelism()))) {
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(new URL('./chunk-writer-worker.js', import.meta.url), { workerData: keysToJSON(keys) });
+      const slot: Slot = { worker, busy: 0 };
+      worker.on('message', (m: WriterReply) => {
+        const p = this.pending.get(m.seq);
+        if (!p) return;
+        this.pending.delete(m.seq);
+        slot.busy--;
+        if (m.op === 'done') p.resolve(m);
+        else p.reject(m.code ? Object.assign(new Error(m.message), { code: m.code }) : new CoffreError('Internal', m.message));
+      });
+      worker.on('error', (e) => {
+        this.failure ??= e;
+        for (const p of this.pending.values()) p.reject(e);
+        this.pending.clear();
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  /** Opens and writes the chunks of one range; `data` is moved to the worker (unusable here after). */
+  write(data: Buffer, blobs: WriteBlob[]): Promise<{ damaged: number[]; written: number }> {
+    if (this.failure) return Promise.reject(this.failure);
+    // An unshared buffer of its own is moved as it is; anything else is copied once first.
+    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
+    const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const seq = this.seq++;
+    slot.busy++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject, slot });
+      const request: WriterRequest = { seq, data: own.buffer as ArrayBuffer, blobs };
+      slot.worker.postMessage(request, [request.data]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
