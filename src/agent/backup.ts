@@ -4,7 +4,6 @@
  * encrypted), then the manifest, then commit the point.
  */
 import { readlink } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
@@ -12,16 +11,17 @@ import { ID_BYTES, type KeySet } from '../core/crypto.js';
 import { DEFAULT_CHUNKER } from '../core/fastcdc.js';
 import { SharedIdSet } from '../core/known-ids.js';
 import { encodeName, referencedChunks, type Entry, type FileEntry, type Manifest, sealManifest } from '../core/manifest.js';
-import { loadCache, saveCache, statKey, type MetadataCache } from './cache.js';
+import { loadCache, saveCache, type MetadataCache } from './cache.js';
 import type { VaultClient } from './client.js';
-import { walk, type WalkEntry } from './walk.js';
+import { walk, type EntryStat, type WalkEntry } from './walk.js';
 import { FileEncoder, type FileResult, type FileTask } from './file-encoder.js';
 import { JobReporter, defaultRetainUntil } from './job-report.js';
 
 /** Files below this size are read in batches (one message for many files). */
-const SMALL_FILE = 1024n * 1024n;
+const SMALL_FILE = 1024 * 1024;
 const BATCH_BYTES = 2 * 1024 * 1024;
 const BATCH_FILES = 128;
+const PROGRESS_MS = 200;
 
 export interface BackupOptions {
   client: VaultClient;
@@ -39,22 +39,20 @@ export interface BackupOptions {
 
 export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
 
-const mtimeNs = (s: BigIntStats) => s.mtimeNs.toString();
-
 function baseEntry(w: WalkEntry) {
-  return { path: w.path, mode: Number(w.stat.mode & 0o7777n), uid: Number(w.stat.uid), gid: Number(w.stat.gid), mtime: mtimeNs(w.stat) };
+  return { path: w.path, mode: w.stat.mode, uid: w.stat.uid, gid: w.stat.gid, mtime: w.stat.mtimeNs };
 }
 
 /** A file entry whose chunks a worker is still reading. */
-interface Reading { entry: FileEntry; key: string; stat: BigIntStats }
+interface Reading { entry: FileEntry; key: string; stat: EntryStat }
 
 export async function backup(opts: BackupOptions): Promise<BackupResult> {
   const { client, keys } = opts;
   const warnings: JobProblem[] = [];
   const warn = (p: JobProblem) => { warnings.push(p); };
   const entries = await walk(opts.paths, opts.excludes ?? [], warn);
-  const bytesTotal = entries.reduce((n, e) => n + (e.stat.isFile() ? Number(e.stat.size) : 0), 0);
-  const filesTotal = entries.filter((e) => e.stat.isFile()).length;
+  const bytesTotal = entries.reduce((n, e) => n + (e.stat.kind === 'file' ? e.stat.size : 0), 0);
+  const filesTotal = entries.filter((e) => e.stat.kind === 'file').length;
 
   const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes: opts.excludes ?? [] });
   const jobId = start.job.id;
@@ -69,10 +67,13 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     return { bytesScanned: cachedBytes + read.bytesRead, bytesNew: read.bytesNew, bytesUploaded: uploaded, filesScanned, filesChanged };
   };
   const reporter = new JobReporter(client, jobId, snapshot);
+  // Progress goes out on a timer: per entry it cost more than the rest of an unchanged file, and
+  // while workers read a large file the main thread has no entries to count.
   const tick = (force = false) => {
     opts.onProgress?.({ ...snapshot(), bytesTotal, filesTotal });
     reporter.progress(force);
   };
+  const ticker = setInterval(tick, PROGRESS_MS);
 
   try {
     const known = new Set<string>();
@@ -93,6 +94,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     const work: Promise<void>[] = [];
     let files = 0;
     let bytes = 0;
+    let reused = 0;
     let batch: { tasks: FileTask[]; reading: Reading[]; bytes: number } = { tasks: [], reading: [], bytes: 0 };
 
     const finished = (r: Reading, result: FileResult) => {
@@ -103,7 +105,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       }
       r.entry.chunks = result.chunks;
       r.entry.size = result.chunks.reduce((n, c) => n + c[1], 0);
-      nextCache.files[r.key] = { stat: statKey(r.stat), chunks: result.chunks };
+      nextCache.files[r.key] = { stat: r.stat.key, chunks: result.chunks };
       files++;
       bytes += r.entry.size;
     };
@@ -120,9 +122,9 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
 
     for (const w of entries) {
       const s = w.stat;
-      if (s.isDirectory()) {
+      if (s.kind === 'dir') {
         manifestEntries.push({ type: 'dir', ...baseEntry(w) });
-      } else if (s.isSymbolicLink()) {
+      } else if (s.kind === 'symlink') {
         let target: Buffer;
         try {
           target = await readlink(w.abs as unknown as string, { encoding: 'buffer' });
@@ -133,19 +135,19 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
         manifestEntries.push({ type: 'symlink', ...baseEntry(w), target: encodeName(target) });
       } else {
         filesScanned++;
-        const inode = `${s.dev}:${s.ino}`;
-        const first = s.nlink > 1n ? hardlinks.get(inode) : undefined;
+        const first = s.nlink > 1 ? hardlinks.get(s.inode) : undefined;
         if (first !== undefined) {
           manifestEntries.push({ type: 'hardlink', ...baseEntry(w), link: first });
           continue;
         }
-        if (s.nlink > 1n) hardlinks.set(inode, manifestEntries.length);
+        if (s.nlink > 1) hardlinks.set(s.inode, manifestEntries.length);
         const key = w.path.join('/');
         const cached = cache.files[key];
-        if (cached && cached.stat === statKey(s) && cached.chunks.every(([id]) => id === null || known.has(id))) {
-          const size = Number(s.size);
+        if (cached && cached.stat === s.key && cached.chunks.every(([id]) => id === null || known.has(id))) {
+          const size = s.size;
           cachedBytes += size;
           nextCache.files[key] = cached;
+          reused++;
           manifestEntries.push({ type: 'file', ...baseEntry(w), size, chunks: cached.chunks });
           files++;
           bytes += size;
@@ -153,13 +155,12 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
           filesChanged++;
           const entry: FileEntry = { type: 'file', ...baseEntry(w), size: 0, chunks: [] };
           manifestEntries.push(entry);
-          batch.tasks.push({ path: w.abs.toString('latin1'), display: w.display, size: s.size.toString(), mtimeNs: s.mtimeNs.toString(), ctimeNs: s.ctimeNs.toString() });
+          batch.tasks.push({ path: w.abs.toString('latin1'), display: w.display, size: String(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs });
           batch.reading.push({ entry, key, stat: s });
-          batch.bytes += Number(s.size);
+          batch.bytes += s.size;
           if (s.size >= SMALL_FILE || batch.bytes >= BATCH_BYTES || batch.tasks.length >= BATCH_FILES) await dispatch();
         }
       }
-      tick();
     }
     await dispatch();
     await Promise.all(work);
@@ -179,13 +180,17 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     const point = await client.commit(start.pointId, {
       jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings,
     });
-    await saveCache(opts.agentDir, opts.vaultId, opts.item, nextCache);
+    // The cache is rewritten only when it changed: an unchanged tree reuses every entry of it.
+    if (reused !== Object.keys(cache.files).length || reused !== Object.keys(nextCache.files).length) {
+      await saveCache(opts.agentDir, opts.vaultId, opts.item, nextCache);
+    }
     tick(true);
     return { point, jobId, counters: final, warnings };
   } catch (e) {
     await reporter.fail(e, warnings);
     throw e;
   } finally {
+    clearInterval(ticker);
     await (encoder as FileEncoder | null)?.close();
   }
 }

@@ -1,20 +1,15 @@
 /**
  * The local metadata cache: for each file of the last backup, its stat signature and chunk
- * list. An unchanged file (same size, mtime, ctime, inode) costs one `stat`, no read.
+ * list. An unchanged file (same size, mtime, ctime, inode: EntryStat.key) costs one `stat`, no read.
  * The cache is only a hint: a chunk it names is reused only if the vault still has it.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { ChunkRef } from '../core/manifest.js';
 import { writeFileAtomic } from './state.js';
 
 export interface MetadataCache { files: Record<string, { stat: string; chunks: ChunkRef[] }> }
-
-export function statKey(s: BigIntStats): string {
-  return `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.ino}`;
-}
 
 function cacheFile(agentDir: string, vaultId: string, item: string): string {
   const name = createHash('sha256').update(`${vaultId}\0${item}`).digest('hex').slice(0, 24);

@@ -17,8 +17,9 @@ export async function fetchRanges(opts: {
   onDamage(range: PackRange, error: CoffreError): void;
 }): Promise<void> {
   let next = 0;
+  let failure: { error: unknown } | null = null;
   const worker = async () => {
-    while (next < opts.ranges.length) {
+    while (!failure && next < opts.ranges.length) {
       const r = opts.ranges[next++]!;
       let data: Buffer;
       try {
@@ -31,5 +32,9 @@ export async function fetchRanges(opts: {
       await opts.onRange(r, data);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(opts.inFlight, opts.ranges.length) }, worker));
+  // On a failure the other lanes stop, and every lane has settled before it is raised: no
+  // write of this restore happens after its caller has started cleaning up.
+  const lane = () => worker().catch((error: unknown) => { failure ??= { error }; });
+  await Promise.all(Array.from({ length: Math.min(opts.inFlight, opts.ranges.length) }, lane));
+  if (failure) throw (failure as { error: unknown }).error;
 }
