@@ -29,8 +29,8 @@ export interface EncoderInit {
 export type EncoderRequest = { op: 'read'; seq: number; files: FileTask[] } | { op: 'flush'; seq: number };
 export type EncoderReply = { op: 'done'; seq: number; files: FileResult[] } | { op: 'pack'; data: ArrayBuffer; size: number };
 
-/** Pack buffers: a pack closes when the next chunk might not fit, so packs land at 12-16 MiB. */
-const ARENA_BYTES = 16 * 1024 * 1024;
+/** Pack buffers: a pack closes when the next chunk might not fit, so packs land at 4-8 MiB (smaller buffers, less memory). */
+const ARENA_BYTES = 8 * 1024 * 1024;
 const ARENAS_PER_WORKER = 2;
 const TASKS_PER_WORKER = 2;
 
