@@ -5,12 +5,13 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { Chunker } from './fastcdc.js';
 import { chunkId, newKeySet, unwrapKeys, wrapKeys } from './crypto.js';
-import { decodeBlob, encodeBlob } from './blob.js';
-import { PackWriter, readPack } from './pack.js';
+import { BlobDecoder, BlobEncoder, decodeBlob, encodeBlob, maxStoredLength } from './blob.js';
+import { PackArena, PackWriter, readPack } from './pack.js';
 import { encodeName, decodeName, openManifest, sealManifest, validateManifest, type Manifest } from './manifest.js';
 import { CoffreError } from './errors.js';
 
 const small = { minSize: 64, avgSize: 256, maxSize: 1024 };
+const KiB = 1024;
 
 function cutAll(chunker: Chunker, data: Uint8Array): number[] {
   const out: number[] = [];
@@ -123,4 +124,54 @@ test('wrapped keys open only with the right passphrase', () => {
   assert.ok(unwrapKeys(wrapped, 'the right passphrase!').encKey.equals(keys.encKey));
   assert.throws(() => unwrapKeys(wrapped, 'the wrong passphrase!'), (e: unknown) => e instanceof CoffreError && e.code === 'PassphraseWrong');
   assert.throws(() => wrapKeys(keys, 'short'), (e: unknown) => e instanceof CoffreError && e.code === 'PassphraseTooShort');
+});
+
+test('a pack built in place is the same pack as one built from pieces, and reads back', () => {
+  const keys = newKeySet();
+  const encoder = new BlobEncoder(keys);
+  fc.assert(fc.property(fc.array(fc.uint8Array({ minLength: 0, maxLength: 5000 }), { minLength: 1, maxLength: 30 }), (chunks) => {
+    const arena = new PackArena(new Uint8Array(chunks.reduce((n, c) => n + maxStoredLength(c.length) + 56, 8)));
+    const pieces = new PackWriter();
+    for (const c of chunks) {
+      const id = chunkId(keys.idKey, c);
+      assert.ok(arena.fits(maxStoredLength(c.length)));
+      const length = encoder.encodeInto(id, c, arena.free());
+      arena.commit(id, length);
+      pieces.add(id, Buffer.from(arena.buffer.subarray(arena.byteLength - length, arena.byteLength)));
+    }
+    const size = arena.finish();
+    const built = Buffer.from(arena.buffer.subarray(0, size));
+    assert.deepEqual(built, pieces.finish().data);
+    const entries = readPack(built);
+    const decoder = new BlobDecoder(keys);
+    entries.forEach((e, i) => {
+      assert.deepEqual(Buffer.from(decoder.decode(e.id, built.subarray(e.offset, e.offset + e.length))), Buffer.from(chunks[i]!));
+    });
+    assert.equal(arena.byteLength, 0); // empty again, ready for the next pack
+  }), { numRuns: 30 });
+});
+
+test('a pack arena refuses a blob that would not fit with its footer', () => {
+  const arena = new PackArena(new Uint8Array(1000));
+  assert.ok(arena.fits(1000 - 56 - 8));
+  assert.ok(!arena.fits(1000 - 56 - 7));
+});
+
+test('decoding into a caller buffer: raw and compressed chunks, and a buffer too small is damage', () => {
+  const keys = newKeySet();
+  const decoder = new BlobDecoder(keys);
+  const text = Buffer.from('compressible text '.repeat(20 * KiB));
+  const noise = randomBytes(600 * KiB);
+  for (const plain of [text, noise]) {
+    const id = chunkId(keys.idKey, plain);
+    const stored = encodeBlob(keys, id, plain);
+    const into = new Uint8Array(plain.length + 10);
+    const out = decoder.decode(id, stored, into);
+    assert.equal(out.buffer, into.buffer, 'written into the given buffer');
+    assert.deepEqual(Buffer.from(out), plain);
+    assert.throws(() => decoder.decode(id, stored, new Uint8Array(plain.length - 1)), (e: unknown) => e instanceof CoffreError && e.code === 'ChecksumMismatch');
+  }
+  // Text compresses, noise is stored as it is (sampled, then kept raw).
+  assert.ok(encodeBlob(keys, chunkId(keys.idKey, text), text).length < text.length / 4);
+  assert.equal(encodeBlob(keys, chunkId(keys.idKey, noise), noise).length, maxStoredLength(noise.length));
 });
