@@ -30,7 +30,7 @@ function writeAll(fd: number, data: Uint8Array, from: number, length: number, po
  * truncate they become holes, so sparse files (disk images) come back sparse. Blocks are
  * aligned on file offsets, so holes line up with the file system's blocks.
  */
-export function writeSparse(fd: number, data: Uint8Array, offset: number): void {
+function writeSparse(fd: number, data: Uint8Array, offset: number): void {
   let runStart = -1;
   let pos = 0;
   while (pos < data.length) {

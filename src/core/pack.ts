@@ -38,17 +38,10 @@ export class PackWriter {
   /** The pack as its pieces, blobs then footer: sent as they are, without one more 16 MiB copy. */
   finishParts(): { parts: Uint8Array[]; size: number; entries: PackEntry[] } {
     const footer = Buffer.allocUnsafe(this.entries.length * ENTRY_BYTES + 8);
-    let o = 0;
-    for (const e of this.entries) {
-      e.id.copy(footer, o); o += ID_BYTES;
-      footer.writeUInt32LE(e.offset, o); o += 4;
-      footer.writeUInt32LE(e.length, o); o += 4;
-      e.checksum.copy(footer, o); o += 16;
-    }
-    footer.writeUInt32LE(this.entries.length, o); o += 4;
-    MAGIC.copy(footer, o);
+    writeFooter(this.entries, footer, 0);
     return { parts: [...this.parts, footer], size: this.size + footer.length, entries: this.entries };
   }
+
 }
 
 /**
@@ -57,19 +50,17 @@ export class PackWriter {
  * buffer can be reused for the next pack once the previous one has been sent.
  */
 export class PackArena {
-  private readonly ids: Uint8Array[] = [];
-  private readonly lengths: number[] = [];
-  private readonly checksums: Buffer[] = [];
+  private readonly entries: PackEntry[] = [];
   private size = 0;
 
   constructor(readonly buffer: Uint8Array) {}
 
   get byteLength(): number { return this.size; }
-  get count(): number { return this.ids.length; }
+  get count(): number { return this.entries.length; }
 
   /** Whether a blob of up to `maxBlob` bytes still fits, with the footer it adds. */
   fits(maxBlob: number): boolean {
-    return this.size + maxBlob + (this.ids.length + 1) * ENTRY_BYTES + 8 <= this.buffer.length;
+    return this.size + maxBlob + (this.entries.length + 1) * ENTRY_BYTES + 8 <= this.buffer.length;
   }
 
   /** Where the next blob goes; commit it with `commit` once written. */
@@ -77,33 +68,33 @@ export class PackArena {
     return this.buffer.subarray(this.size);
   }
 
-  commit(id: Uint8Array, length: number): void {
-    this.ids.push(id);
-    this.lengths.push(length);
-    this.checksums.push(storedChecksum(this.buffer.subarray(this.size, this.size + length)));
+  commit(id: Buffer, length: number): void {
+    const checksum = storedChecksum(this.buffer.subarray(this.size, this.size + length));
+    this.entries.push({ id, offset: this.size, length, checksum });
     this.size += length;
   }
 
   /** Writes the footer and returns the pack's length; the arena is empty again afterwards. */
   finish(): number {
-    const view = Buffer.from(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength);
-    let o = this.size;
-    let offset = 0;
-    for (let i = 0; i < this.ids.length; i++) {
-      view.set(this.ids[i]!, o); o += ID_BYTES;
-      view.writeUInt32LE(offset, o); o += 4;
-      view.writeUInt32LE(this.lengths[i]!, o); o += 4;
-      this.checksums[i]!.copy(view, o); o += 16;
-      offset += this.lengths[i]!;
-    }
-    view.writeUInt32LE(this.ids.length, o); o += 4;
-    MAGIC.copy(view, o);
-    this.ids.length = 0;
-    this.lengths.length = 0;
-    this.checksums.length = 0;
+    const end = writeFooter(this.entries, Buffer.from(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength), this.size);
+    this.entries.length = 0;
     this.size = 0;
-    return o + 4;
+    return end;
   }
+}
+
+/** Writes the footer of `entries` at `at` and returns where it ends. */
+function writeFooter(entries: readonly PackEntry[], out: Buffer, at: number): number {
+  let o = at;
+  for (const e of entries) {
+    e.id.copy(out, o); o += ID_BYTES;
+    out.writeUInt32LE(e.offset, o); o += 4;
+    out.writeUInt32LE(e.length, o); o += 4;
+    e.checksum.copy(out, o); o += 16;
+  }
+  out.writeUInt32LE(entries.length, o); o += 4;
+  MAGIC.copy(out, o);
+  return o + MAGIC.length;
 }
 
 /** Parses and checks a whole pack: every blob must lie inside it and match its checksum. */
