@@ -193,8 +193,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const finish = (i: number) => {
       finished.add(i);
       const e = manifest.entries[i] as FileEntry;
-      const tmp = Buffer.from(ensureCreated(i), 'latin1') as unknown as string;
-      partial.delete(partialPath.get(i)!);
+      const partialName = ensureCreated(i);
+      const tmp = Buffer.from(partialName, 'latin1') as unknown as string;
+      partial.delete(partialName);
       let fd = fds.get(i);
       fds.delete(i);
       if (damaged.has(i)) {
