@@ -2,7 +2,6 @@
 import { Command, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { backup } from '../agent/backup.js';
-import { runDaemon, runDueOnce } from '../agent/daemon.js';
 import { parseCredentials, registerAgent } from '../agent/register.js';
 import { restore, type OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
@@ -102,6 +101,7 @@ export function buildProgram(): Command {
     .option('--json', 'with --once: print what ran as JSON')
     .action(async (o: { once?: boolean; interval: string; json?: boolean }) => {
       const { state, client } = await agentContext(g());
+      const { runDaemon, runDueOnce } = await import('../agent/daemon.js');
       const seconds = Number(o.interval);
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 86_400) throw new CoffreError('InvalidArgument', '--interval must be 1 to 86400 seconds');
       const log = (line: string) => { if (!o.json) process.stderr.write(`${new Date().toISOString()} ${line}\n`); };

@@ -6,13 +6,9 @@ import { systemClock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { VaultClient } from '../agent/client.js';
 import { requireState } from '../agent/state.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS, checkVmName, listVmConfigs, loadVmConfig, requireVmConfig, saveVmConfig, type VmConfig } from '../agent/vm/config.js';
-import { MAX_BLOCK, MIN_BLOCK } from '../agent/vm/disk-manifest.js';
-import { probeDisk } from '../agent/vm/disk-source.js';
-import { extractFiles, listFiles } from '../agent/vm/file-recovery.js';
-import { defaultSnapshotRoot, listSnapshots, sweepSnapshots } from '../agent/vm/snapshot-store.js';
-import { backupVm } from '../agent/vm/vm-backup.js';
-import { restoreVm, type RestoreFormat } from '../agent/vm/vm-restore.js';
+import type { VmConfig } from '../agent/vm/config.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS, MAX_BLOCK, MIN_BLOCK } from '../agent/vm/limits.js';
+import type { RestoreFormat } from '../agent/vm/vm-restore.js';
 import { adminClient, agentDirOf, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, printJson, progressBar, table } from './output.js';
 import { retainUntil } from './arguments.js';
@@ -89,6 +85,9 @@ async function tryAssign(g: GlobalOptions, policy: string, item: string): Promis
   }
 }
 
+/** The VM engine, loaded by the vm commands only: the other commands start faster without it. */
+const vmEngine = () => import('../agent/vm/engine.js');
+
 function policyNote(c: VmConfig, why?: string): string {
   if (!c.policy) return 'policy: the vault\'s DefaultPolicy (first backup creates the item)';
   if (c.policyAssigned) return `policy: ${c.policy}`;
@@ -98,7 +97,7 @@ function policyNote(c: VmConfig, why?: string): string {
 export function registerVmCommands(program: Command, g: () => GlobalOptions): Command {
   const vm = program.command('vm').description('whole-VM backup: disk images in parallel, changed blocks only, instant restore, file recovery');
   // Every vm command first removes the instant-restore snapshots whose window has passed.
-  vm.hook('preAction', async () => { await sweepSnapshots(agentDirOf(g()), systemClock); });
+  vm.hook('preAction', async () => { await (await vmEngine()).sweepSnapshots(agentDirOf(g()), systemClock); });
 
   vm.command('protect <name>')
     .description('protect a VM: its disks (raw images, fixed VHDs or block devices), scripts and policy')
@@ -112,6 +111,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .option('--snapshot-dir <dir>', 'where snapshots are kept (default: the agent folder); on the disks\' file system, clones are reflinks')
     .option('--json', 'print the settings as JSON')
     .action(async (name: string, o: { disk: string[]; preScript?: string; postScript?: string; freeze?: string; scriptTimeout?: number; policy?: string; blockSize?: number; snapshotDir?: string; json?: boolean }) => {
+      const { checkVmName, probeDisk, defaultSnapshotRoot, loadVmConfig, saveVmConfig } = await vmEngine();
       checkVmName(name);
       const agentDir = agentDirOf(g());
       if (o.disk.length === 0) throw new CoffreError('InvalidArgument', 'give at least one --disk');
@@ -165,6 +165,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .description('list the VMs protected on this machine')
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
+      const { listVmConfigs } = await vmEngine();
       const all = await listVmConfigs(agentDirOf(g()));
       if (o.json) { printJson(all); return; }
       process.stdout.write(all.length ? table(['name', 'disks', 'scripts', 'freeze', 'policy'], all.map((c) => [
@@ -179,6 +180,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .option('--script-timeout <seconds>', 'limit for each script, this run only', seconds)
     .option('--json', 'print the job as JSON')
     .action(async (name: string, o: { retainUntil?: string; scriptTimeout?: number; json?: boolean }) => {
+      const { requireVmConfig, backupVm, saveVmConfig } = await vmEngine();
       const agentDir = agentDirOf(g());
       let config = await requireVmConfig(agentDir, name);
       const { state, client } = await agentContext(g());
@@ -225,6 +227,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .addOption(new Option('--source <source>', 'where blocks come from').choices(['auto', 'snapshot', 'vault']).default('auto'))
     .option('--json', 'print the job as JSON')
     .action(async (point: string, o: { target?: string; format?: RestoreFormat; disk: number[]; replace?: boolean; source: 'auto' | 'snapshot' | 'vault'; json?: boolean }) => {
+      const { restoreVm } = await vmEngine();
       if (!o.target && !o.replace) throw new CoffreError('InvalidArgument', 'give --target DIR (restoring over the live disks needs --replace)');
       const { state, client } = await agentContext(g());
       const bar = progressBar(!o.json, 'vm restore');
@@ -260,6 +263,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .addOption(new Option('--source <source>', 'where the disk image comes from').choices(['auto', 'snapshot', 'vault']).default('auto'))
     .option('--json', 'print JSON')
     .action(async (point: string, o: { path: string; disk: number; partition?: number; target?: string; list?: boolean; source: 'auto' | 'snapshot' | 'vault'; json?: boolean }) => {
+      const { listFiles, extractFiles } = await vmEngine();
       if (!o.list === !o.target) throw new CoffreError('InvalidArgument', 'give either --list or --target DIR');
       const { state, client } = await agentContext(g());
       const base = { client, keys: state.keySet, agentDir: agentDirOf(g()), pointId: point, disk: o.disk, path: o.path, source: o.source, ...(o.partition ? { partition: o.partition } : {}) };
@@ -282,6 +286,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .description('instant-restore snapshots held on this machine, with their expiry')
     .option('--json', 'print JSON')
     .action(async (name: string | undefined, o: { json?: boolean }) => {
+      const { checkVmName, listSnapshots } = await vmEngine();
       if (name) checkVmName(name);
       const all = await listSnapshots(agentDirOf(g()), name);
       if (o.json) { printJson(all); return; }

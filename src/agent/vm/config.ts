@@ -8,9 +8,8 @@ import { z } from 'zod';
 import { CoffreError } from '../../core/errors.js';
 import { writeFileAtomic } from '../state.js';
 
-export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
-export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
-export const DEFAULT_INSTANT_RESTORE_DAYS = 2;
+import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS } from './limits.js';
+export { DEFAULT_BLOCK_SIZE, DEFAULT_INSTANT_RESTORE_DAYS, DEFAULT_SCRIPT_TIMEOUT_SECONDS } from './limits.js';
 
 const configSchema = z.strictObject({
   version: z.literal(1),

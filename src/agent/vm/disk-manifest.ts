@@ -49,8 +49,8 @@ export interface VmManifest {
 
 const MAGIC = Buffer.from('CVM1');
 export const ZERO_ID = Buffer.alloc(ID_BYTES);
-export const MIN_BLOCK = 64 * 1024;
-export const MAX_BLOCK = 16 * 1024 * 1024;
+import { MAX_BLOCK, MIN_BLOCK } from './limits.js';
+export { MAX_BLOCK, MIN_BLOCK };
 
 export const blockCount = (size: number, blockSize: number) => Math.ceil(size / blockSize);
 export const blockIdAt = (disk: VmDisk, i: number): Buffer => disk.blocks.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
