@@ -45,7 +45,7 @@ function writeSparse(fd: number, data: Uint8Array, offset: number): void {
 }
 
 function handle(msg: WriterRequest): WriterReply {
-  const range = new Uint8Array(msg.data);
+  const range = new Uint8Array(msg.data, 0, msg.length);
   const damaged: number[] = [];
   let written = 0;
   msg.blobs.forEach((b, i) => {
@@ -70,7 +70,7 @@ function handle(msg: WriterRequest): WriterReply {
       written += plain.length;
     }
   });
-  return { op: 'done', seq: msg.seq, damaged, written };
+  return { op: 'done', seq: msg.seq, data: msg.data, damaged, written };
 }
 
 parentPort!.on('message', (msg: WriterRequest) => {
@@ -79,7 +79,7 @@ parentPort!.on('message', (msg: WriterRequest) => {
     reply = handle(msg);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    reply = { op: 'failed', seq: msg.seq, message: err.message, code: err.code ?? null };
+    reply = { op: 'failed', seq: msg.seq, data: msg.data, message: err.message, code: err.code ?? null };
   }
-  parentPort!.postMessage(reply);
+  parentPort!.postMessage(reply, [reply.data]);
 });

@@ -11,16 +11,19 @@ import { CoffreError } from '../core/errors.js';
 /** One chunk of a range: where it lies in the range and where its plaintext goes. */
 export interface WriteBlob { id: string; offset: number; length: number; plainLength: number; targets: [path: string, offset: number][] }
 
-export type WriterRequest = { seq: number; data: ArrayBuffer; blobs: WriteBlob[] };
+export type WriterRequest = { seq: number; data: ArrayBuffer; length: number; blobs: WriteBlob[] };
+/** The range's buffer comes back with every reply, for the next range. */
 export type WriterReply =
-  | { op: 'done'; seq: number; damaged: number[]; written: number }
-  | { op: 'failed'; seq: number; message: string; code: string | null };
+  | { op: 'done'; seq: number; data: ArrayBuffer; damaged: number[]; written: number }
+  | { op: 'failed'; seq: number; data: ArrayBuffer; message: string; code: string | null };
+
+export interface WriteResult { damaged: number[]; written: number; buffer: ArrayBuffer }
 
 interface Slot { worker: Worker; busy: number }
 
 export class ChunkWriter {
   private readonly slots: Slot[] = [];
-  private readonly pending = new Map<number, { resolve(r: { damaged: number[]; written: number }): void; reject(e: unknown): void; slot: Slot }>();
+  private readonly pending = new Map<number, { resolve(r: WriteResult): void; reject(e: unknown): void; slot: Slot }>();
   private seq = 0;
   private failure: unknown = null;
 
@@ -33,7 +36,7 @@ export class ChunkWriter {
         if (!p) return;
         this.pending.delete(m.seq);
         slot.busy--;
-        if (m.op === 'done') p.resolve(m);
+        if (m.op === 'done') p.resolve({ damaged: m.damaged, written: m.written, buffer: m.data });
         else p.reject(m.code ? Object.assign(new Error(m.message), { code: m.code }) : new CoffreError('Internal', m.message));
       });
       worker.on('error', (e) => {
@@ -45,17 +48,18 @@ export class ChunkWriter {
     }
   }
 
-  /** Opens and writes the chunks of one range; `data` is moved to the worker (unusable here after). */
-  write(data: Buffer, blobs: WriteBlob[]): Promise<{ damaged: number[]; written: number }> {
+  /**
+   * Opens and writes the chunks of one range, its first `length` bytes of `buffer`. The buffer
+   * is moved to the worker (unusable here) and handed back with the result, for the next range.
+   */
+  write(buffer: ArrayBuffer, length: number, blobs: WriteBlob[]): Promise<WriteResult> {
     if (this.failure) return Promise.reject(this.failure);
-    // An unshared buffer of its own is moved as it is; anything else is copied once first.
-    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
     const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const seq = this.seq++;
     slot.busy++;
     return new Promise((resolve, reject) => {
       this.pending.set(seq, { resolve, reject, slot });
-      const request: WriterRequest = { seq, data: own.buffer as ArrayBuffer, blobs };
+      const request: WriterRequest = { seq, data: buffer, length, blobs };
       slot.worker.postMessage(request, [request.data]);
     });
   }

@@ -20,7 +20,7 @@ export class VaultClient {
    * packs are 16 MiB and fetch() would clone them. Only a refused connection is retried,
    * since then the server cannot have acted on the request.
    */
-  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array | Uint8Array[]): Promise<Buffer> {
+  private async request(method: string, path: string, body?: unknown, binary?: Uint8Array | Uint8Array[], into?: Uint8Array): Promise<Buffer> {
     const url = new URL(this.server.replace(/\/+$/, '') + path);
     const headers: Record<string, string | number> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -39,11 +39,12 @@ export class VaultClient {
       try {
         const { status, data } = await new Promise<{ status: number; data: Buffer }>((resolve, reject) => {
           const req = lib.request(url, { method, headers, agent }, (res) => {
-            // A large body of known length is gathered into one buffer of its own, which a
-            // restore can then move to a worker without another copy.
+            // A large body of known length is gathered into one buffer of its own (or the
+            // caller's), which a restore can then move to a worker without another copy.
             const length = Number(res.headers['content-length']);
-            if (Number.isSafeInteger(length) && length >= LARGE_BODY) {
-              const whole = Buffer.allocUnsafeSlow(length);
+            const fits = into !== undefined && Number.isSafeInteger(length) && length <= into.byteLength && res.statusCode === 200;
+            if (fits || (Number.isSafeInteger(length) && length >= LARGE_BODY)) {
+              const whole = fits ? Buffer.from(into.buffer, into.byteOffset, length) : Buffer.allocUnsafeSlow(length);
               let at = 0;
               res.on('data', (d: Buffer) => {
                 if (at + d.length <= length) d.copy(whole, at);
@@ -112,8 +113,9 @@ export class VaultClient {
   async putPack(container: string, packId: string, data: Uint8Array | Uint8Array[]): Promise<void> {
     await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data);
   }
-  readPack(container: string, packId: string, offset: number, length: number): Promise<Buffer> {
-    return this.bytes('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}`);
+  /** With `into`, the range is read into that buffer when it fits (the answer is a view of it). */
+  readPack(container: string, packId: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
+    return this.request('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}`, undefined, undefined, into);
   }
   startBackup(item: string, kind: string, source: unknown): Promise<BackupStart> { return this.json('POST', '/v1/backups', { item, kind, source }); }
   async putPointObject(point: string, job: string, object: 'manifest' | 'refs', data: Uint8Array): Promise<void> {

@@ -15,6 +15,8 @@ export async function fetchRanges(opts: {
   inFlight: number;
   onRange(range: PackRange, data: Buffer): Promise<void> | void;
   onDamage(range: PackRange, error: CoffreError): void;
+  /** A buffer to read the range into (else one is allocated per range); see readPack. */
+  bufferFor?(range: PackRange): Uint8Array;
 }): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | null = null;
@@ -23,7 +25,7 @@ export async function fetchRanges(opts: {
       const r = opts.ranges[next++]!;
       let data: Buffer;
       try {
-        data = await opts.client.readPack(opts.containerId, r.pack, r.offset, r.length);
+        data = await opts.client.readPack(opts.containerId, r.pack, r.offset, r.length, opts.bufferFor?.(r));
       } catch (err) {
         if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
         opts.onDamage(r, err);

@@ -16,7 +16,7 @@ import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
 import type { VaultClient } from './client.js';
 import { ChunkWriter, type WriteBlob } from './chunk-writer.js';
-import { planRanges, type PackRange } from './pack-ranges.js';
+import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
 import { JobReporter } from './job-report.js';
 
@@ -221,14 +221,17 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // Opening, decompressing, checking and writing every chunk happens in the workers; the main
     // thread creates files before their chunks arrive and finishes them once all have.
     const writer = new ChunkWriter(keys);
+    const buffers = new RangeBuffers();
     const onRange = async (r: PackRange, data: Buffer) => {
       counters.bytesUploaded += data.length;
+      const buffer = buffers.holding(r, data);
       const blobs: WriteBlob[] = r.blobs.map((b) => ({
         id: b.id, offset: b.offset - r.offset, length: b.length, plainLength: plainSize.get(b.id) ?? 0,
         // Files already known to be damaged are removed at the end: no need to write into them.
         targets: targets.get(b.id)!.filter((t) => !damaged.has(t.file)).map((t): [string, number] => [ensureCreated(t.file), t.offset]),
       }));
-      const result = await writer.write(data, blobs);
+      const result = await writer.write(buffer, data.length, blobs);
+      buffers.release(result.buffer);
       for (const k of result.damaged) for (const t of targets.get(r.blobs[k]!.id)!) damaged.add(t.file);
       counters.bytesScanned += result.written;
       for (const b of r.blobs) {
@@ -240,10 +243,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
       tick();
     };
-    const onDamage = (r: PackRange) => { for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file); };
+    const onDamage = (r: PackRange) => {
+      buffers.abandon(r);
+      for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file);
+    };
     try {
       try {
-        await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage });
+        await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage, bufferFor: (r) => buffers.take(r) });
       } finally {
         await writer.close();
       }
@@ -283,6 +289,44 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const p of partial) await rm(Buffer.from(p, 'latin1') as unknown as string, { force: true }).catch(() => undefined);
     await reporter.fail(e, warnings, errors);
     throw e;
+  }
+}
+
+/**
+ * The buffers ranges are fetched into and moved to the workers in: a handful, reused for the
+ * whole restore. A fresh buffer per range cost page faults on every byte restored, and the
+ * freed ones waited for the garbage collector (hundreds of MiB of resident memory).
+ */
+class RangeBuffers {
+  private readonly free: ArrayBuffer[] = [];
+  private readonly given = new Map<PackRange, ArrayBuffer>();
+
+  take(r: PackRange): Uint8Array {
+    const i = this.free.findIndex((b) => b.byteLength >= r.length);
+    const buffer = i >= 0 ? this.free.splice(i, 1)[0]! : new ArrayBuffer(Math.max(r.length, DEFAULT_RANGE_LIMITS.maxStored));
+    this.given.set(r, buffer);
+    return new Uint8Array(buffer);
+  }
+
+  /** The buffer that holds a fetched range's data: the one given for it, filled if the client did not. */
+  holding(r: PackRange, data: Buffer): ArrayBuffer {
+    const given = this.given.get(r);
+    this.given.delete(r);
+    if (given && data.buffer === given) return given;
+    const buffer = given && given.byteLength >= data.length ? given : new ArrayBuffer(data.length);
+    data.copy(new Uint8Array(buffer));
+    return buffer;
+  }
+
+  /** A range that could not be fetched gives its buffer back. */
+  abandon(r: PackRange): void {
+    const given = this.given.get(r);
+    this.given.delete(r);
+    if (given) this.free.push(given);
+  }
+
+  release(buffer: ArrayBuffer): void {
+    this.free.push(buffer);
   }
 }
 
