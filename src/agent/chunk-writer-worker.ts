@@ -5,11 +5,11 @@
  * the page cache.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { closeSync, constants as C, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { BlobDecoder } from '../core/blob.js';
 import { keysFromJSON } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
-import type { WriterReply, WriterRequest } from './chunk-writer.js';
+import type { WholeFile, WriterReply, WriterRequest } from './chunk-writer.js';
 
 const decoder = new BlobDecoder(keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]));
 let plainBuffer = new Uint8Array(4 * 1024 * 1024);
@@ -44,6 +44,33 @@ function writeSparse(fd: number, data: Uint8Array, offset: number): void {
   if (runStart >= 0) writeAll(fd, data, runStart, data.length - runStart, offset + runStart);
 }
 
+/**
+ * Creates a file's partial copy (O_EXCL|O_NOFOLLOW: never follows or reuses what stands
+ * there), writes its one chunk, sets its size and metadata through the descriptor, and gives
+ * it its final name (rename replaces atomically, never following a symlink). On any failure
+ * the partial copy is removed before the error goes on: nothing half-written is left.
+ */
+function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: WholeFile): void {
+  const tmp = Buffer.from(partial, 'latin1');
+  const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  try {
+    try {
+      writeSparse(fd, plain, offset);
+      ftruncateSync(fd, f.size);
+      if (f.chown) fchownSync(fd, f.uid, f.gid);
+      // After chown, which clears set-id bits.
+      fchmodSync(fd, f.mode);
+      futimesSync(fd, f.mtimeSeconds, f.mtimeSeconds);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, Buffer.from(f.dest, 'latin1'));
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
 function handle(msg: WriterRequest): WriterReply {
   const range = new Uint8Array(msg.data, 0, msg.length);
   const damaged: number[] = [];
@@ -59,13 +86,16 @@ function handle(msg: WriterRequest): WriterReply {
       damaged.push(i);
       return;
     }
-    for (const [path, offset] of b.targets) {
-      // The partial file was created by the main thread with O_EXCL; never follow a link here.
-      const fd = openSync(Buffer.from(path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
-      try {
-        writeSparse(fd, plain, offset);
-      } finally {
-        closeSync(fd);
+    for (const t of b.targets) {
+      if (t.whole) writeWholeFile(t.path, plain, t.offset, t.whole);
+      else {
+        // The partial file was created by the main thread with O_EXCL; never follow a link here.
+        const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
+        try {
+          writeSparse(fd, plain, t.offset);
+        } finally {
+          closeSync(fd);
+        }
       }
       written += plain.length;
     }

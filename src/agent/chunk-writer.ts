@@ -8,8 +8,18 @@ import { availableParallelism } from 'node:os';
 import { keysToJSON, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 
+/**
+ * A file whose only stored chunk this is: the worker creates it, writes it and finishes it
+ * (size, owner, mode, mtime, final name), so that the many small files of a tree cost the
+ * main thread no system call. Paths are bytes as latin1.
+ */
+export interface WholeFile { dest: string; size: number; mode: number; uid: number; gid: number; mtimeSeconds: number; chown: boolean }
+
+/** Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. */
+export interface WriteTarget { path: string; offset: number; whole?: WholeFile }
+
 /** One chunk of a range: where it lies in the range and where its plaintext goes. */
-export interface WriteBlob { id: string; offset: number; length: number; plainLength: number; targets: [path: string, offset: number][] }
+export interface WriteBlob { id: string; offset: number; length: number; plainLength: number; targets: WriteTarget[] }
 
 export type WriterRequest = { seq: number; data: ArrayBuffer; length: number; blobs: WriteBlob[] };
 /** The range's buffer comes back with every reply, for the next range. */

@@ -15,7 +15,7 @@ import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
 import type { VaultClient } from './client.js';
-import { ChunkWriter, type WriteBlob } from './chunk-writer.js';
+import { ChunkWriter, type WholeFile, type WriteBlob, type WriteTarget } from './chunk-writer.js';
 import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
 import { JobReporter } from './job-report.js';
@@ -81,12 +81,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   /** Partial files not yet renamed into place: removed if the restore stops half-way. */
   const partial = new Set<string>();
   try {
-    await mkdir(opts.target, { recursive: true });
+    // mkdir answers the first folder it created: then the target is new, and empty.
+    const rootIsNew = (await mkdir(opts.target, { recursive: true })) !== undefined;
     const root = Buffer.from(await realpath(opts.target));
     /** Where each entry goes (null: skipped). Parents are resolved before children. */
     const dest = new Array<Buffer | null>(manifest.entries.length).fill(null);
-    const dirOf = new Map<string, Buffer>();
-    const parentOf = (e: Entry): Buffer | null => e.path.length === 1 ? root : dirOf.get(e.path.slice(0, -1).join('/')) ?? null;
+    /** Folders restored into, and whether this restore created them (then nothing stood in them). */
+    const dirOf = new Map<string, { path: Buffer; isNew: boolean }>();
+    const parentOf = (e: Entry) => e.path.length === 1 ? { path: root, isNew: rootIsNew } : dirOf.get(e.path.slice(0, -1).join('/')) ?? null;
     const files: number[] = [];
     let bytesTotal = 0;
 
@@ -95,11 +97,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const e = manifest.entries[i]!;
       const parent = parentOf(e);
       if (!parent) continue; // its folder could not be created; already reported
-      let p: Buffer = Buffer.concat([parent, Buffer.from('/'), decodeName(e.path[e.path.length - 1]!)]);
+      let p: Buffer = Buffer.concat([parent.path, Buffer.from('/'), decodeName(e.path[e.path.length - 1]!)]);
       if (e.type === 'dir') {
+        let isNew = true;
         try {
           mkdirSync(p as unknown as string, { mode: 0o700 });
         } catch (err) {
+          isNew = false;
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
           // An existing folder is reused only if it is a real folder, never a symlink.
           const s = lstatSync(p as unknown as string);
@@ -108,11 +112,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
             continue;
           }
         }
-        dirOf.set(e.path.join('/'), p);
+        dirOf.set(e.path.join('/'), { path: p, isNew });
         dest[i] = p;
         continue;
       }
-      if (exists(p)) {
+      // In a folder this restore created (mode 0700, ours) nothing can stand: no lstat per file.
+      if (!parent.isNew && exists(p)) {
         if (overwrite === 'skip') {
           warnings.push({ code: 'Skipped', message: `${display(e.path)} exists and was kept (--overwrite skip)`, path: display(e.path) });
           continue;
@@ -175,6 +180,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         offset += len;
       }
     }
+    // A file with one stored chunk is created, written and finished by the worker that writes
+    // that chunk: most files of a tree are small, and their system calls leave the main thread.
+    const solo = new Set<number>();
+    for (const [i, n] of waiting) if (n === 1) solo.add(i);
+    const whole = (i: number): WholeFile | null => {
+      if (!solo.has(i)) return null;
+      const e = manifest.entries[i] as FileEntry;
+      return { dest: dest[i]!.toString('latin1'), size: e.size, mode: e.mode, uid: e.uid, gid: e.gid, mtimeSeconds: mtimeSeconds(e), chown: IS_ROOT };
+    };
     const locations = await client.locate(point.containerId, [...targets.keys()]);
     const found = new Set(locations.map((l) => l.id));
     const damaged = new Set<number>();
@@ -228,7 +242,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const blobs: WriteBlob[] = r.blobs.map((b) => ({
         id: b.id, offset: b.offset - r.offset, length: b.length, plainLength: plainSize.get(b.id) ?? 0,
         // Files already known to be damaged are removed at the end: no need to write into them.
-        targets: targets.get(b.id)!.filter((t) => !damaged.has(t.file)).map((t): [string, number] => [ensureCreated(t.file), t.offset]),
+        targets: targets.get(b.id)!.filter((t) => !damaged.has(t.file)).map((t): WriteTarget => {
+          const w = whole(t.file);
+          return w ? { path: tmpName(dest[t.file]!).toString('latin1'), offset: t.offset, whole: w } : { path: ensureCreated(t.file), offset: t.offset };
+        }),
       }));
       const result = await writer.write(buffer, data.length, blobs);
       buffers.release(result.buffer);
@@ -238,7 +255,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         for (const t of targets.get(b.id)!) {
           const left = waiting.get(t.file)! - 1;
           waiting.set(t.file, left);
-          if (left === 0 && !damaged.has(t.file)) finish(t.file);
+          if (left !== 0 || damaged.has(t.file)) continue;
+          if (partialPath.has(t.file)) finish(t.file);
+          else {
+            // Written and finished whole by the worker.
+            finished.add(t.file);
+            counters.filesChanged++;
+            counters.filesScanned++;
+          }
         }
       }
       tick();
@@ -330,12 +354,18 @@ class RangeBuffers {
   }
 }
 
+/** The mtime as the seconds futimes takes (microseconds: what the system call keeps). */
+function mtimeSeconds(e: Entry): number {
+  return Number(BigInt(e.mtime) / 1000n) / 1e6;
+}
+
 /**
  * Metadata through the open descriptor (never a path that could have been swapped), with
  * synchronous calls: per-file thread-pool round trips dominated restores of many small files.
  */
+
 function setFileMeta(fd: number, e: Entry): void {
-  const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
+  const secs = mtimeSeconds(e);
   if (IS_ROOT) fchownSync(fd, e.uid, e.gid);
   // After chown, which clears set-id bits.
   fchmodSync(fd, e.mode);
@@ -349,7 +379,7 @@ function setDirMeta(p: string, e: Entry): void {
   } catch (err) {
     // A folder we may not read (not root) still takes its metadata by path; we created it.
     if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
-    const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
+    const secs = mtimeSeconds(e);
     chmodSync(p, e.mode);
     utimesSync(p, secs, secs);
     return;
@@ -358,7 +388,7 @@ function setDirMeta(p: string, e: Entry): void {
 }
 
 function setLinkMeta(p: string, e: Entry): void {
-  const secs = Number(BigInt(e.mtime) / 1000n) / 1e6;
+  const secs = mtimeSeconds(e);
   if (IS_ROOT) lchownSync(p, e.uid, e.gid);
   lutimesSync(p, secs, secs);
 }
