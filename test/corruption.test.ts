@@ -237,3 +237,38 @@ test('a manifest moved to another point is refused: it is bound to its own point
     await h.close();
   }
 });
+
+test('a point whose reference list names a chunk the vault lacks is refused with ChunkMissing and never listed', async () => {
+  const h = await harness();
+  try {
+    const a = await h.agent();
+    const src = join(h.dir, 'docs');
+    await mkdir(src);
+    await writeFile(join(src, 'a.txt'), 'kept');
+    const first = (await backup(backupOptions(a, 'docs', [src]))).point;
+    const stored = await a.client.blobIds(a.state.containerId);
+    assert.ok(stored.length >= ID_BYTES);
+    const absent = randomBytes(ID_BYTES);
+
+    const start = await a.client.startBackup('docs', 'files', { paths: [src], excludes: [] });
+    const points = join(h.dir, 'data', 'store', 'points');
+    await a.client.putPointObject(start.pointId, start.job.id, 'manifest', await readFile(join(points, first.id, 'manifest')));
+    // Every chunk the vault has, and one it never received.
+    await a.client.putPointObject(start.pointId, start.job.id, 'refs', Buffer.concat([stored, absent]));
+    const commit = { jobId: start.job.id, files: 1, bytes: 4, kind: 'OnDemand' as const, retainUntil: new Date(Date.now() + 30 * 86_400_000).toISOString().slice(0, 10), consistency: 'crash' as const, counters: { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 }, warnings: [] };
+    await assert.rejects(a.client.commit(start.pointId, commit), (e: unknown) => {
+      assert.ok(e instanceof CoffreError && e.code === 'ChunkMissing', String(e));
+      assert.deepEqual((e.details as { missing: string[] }).missing, [absent.toString('hex')]);
+      return true;
+    });
+    assert.deepEqual((await a.client.listPoints({ item: 'docs' })).map((p) => p.id), [first.id]);
+
+    // With the reference list the vault can satisfy, the same point commits.
+    await a.client.putPointObject(start.pointId, start.job.id, 'refs', stored);
+    const point = await a.client.commit(start.pointId, commit);
+    assert.equal(point.id, start.pointId);
+    assert.deepEqual((await a.client.listPoints({ item: 'docs' })).map((p) => p.id).sort(), [first.id, start.pointId].sort());
+  } finally {
+    await h.close();
+  }
+});

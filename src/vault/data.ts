@@ -81,6 +81,22 @@ export async function locateBlobs(ctx: DataContext, p: Principal, containerId: s
   return out;
 }
 
+/** How many of the given distinct ids the container has. */
+async function countBlobs(ctx: DataContext, containerId: string, ids: string[]): Promise<number> {
+  let n = 0;
+  for (const group of batches(ids)) {
+    const row = await ctx.db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('container_id', '=', containerId).where('id', 'in', group).executeTakeFirstOrThrow();
+    n += Number(row.n);
+  }
+  return n;
+}
+
+async function missingBlobs(ctx: DataContext, p: Principal, containerId: string, ids: string[]): Promise<string[]> {
+  const found = new Set((await locateBlobs(ctx, p, containerId, ids)).map((l) => l.id));
+  return ids.filter((id) => !found.has(id));
+}
+
 export async function readPackRange(ctx: DataContext, p: Principal, containerId: string, packId: string, range?: { offset: number; length: number }): Promise<Buffer> {
   requireContainer(p, containerId);
   if (!PACK_ID.test(packId)) throw new CoffreError('BadRequest', 'a pack id is 32 hexadecimal digits');
@@ -131,8 +147,8 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   const refs = await ctx.store.get(refsKey(pointId));
   const ids: string[] = [];
   for (let o = 0; o < refs.length; o += ID_BYTES) ids.push(refs.toString('hex', o, o + ID_BYTES));
-  const found = new Set((await locateBlobs(ctx, p, item.container_id, ids)).map((l) => l.id));
-  const missing = ids.filter((id) => !found.has(id));
+  // Counting is several times cheaper than listing: the list is built only when one is missing.
+  const missing = await countBlobs(ctx, item.container_id, ids) === ids.length ? [] : await missingBlobs(ctx, p, item.container_id, ids);
   if (missing.length) {
     throw new CoffreError('ChunkMissing', `${missing.length} chunk(s) this point references are not in the vault; run the backup again`, { missing: missing.slice(0, 100) });
   }
