@@ -1,9 +1,8 @@
 /** The `coffre` command: parses arguments, calls the agent or the vault API, prints. No business logic. */
 import { Command, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { backup } from '../agent/backup.js';
 import { parseCredentials, registerAgent } from '../agent/register.js';
-import { restore, type OverwritePolicy } from '../agent/restore.js';
+import type { OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
 import { CoffreError, exitCodeFor } from '../core/errors.js';
 import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
@@ -128,6 +127,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the job as JSON')
     .action(async (paths: string[], o: { item: string; exclude: string[]; retainUntil?: string; json?: boolean }) => {
       const { state, client } = await agentContext(g());
+      const { backup } = await import('../agent/backup.js');
       const bar = progressBar(!o.json, 'backup');
       let result;
       try {
@@ -163,6 +163,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the job as JSON')
     .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; json?: boolean }) => {
       const { state, client } = await agentContext(g());
+      const { restore } = await import('../agent/restore.js');
       const bar = progressBar(!o.json, 'restore');
       let result;
       try {

@@ -1,5 +1,5 @@
 /** Tables, sizes and progress bars for people; plain JSON for scripts. */
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { JobCounters, JobInfo, PointInfo } from '../core/api.js';
 
@@ -16,7 +16,11 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+// Loaded when a table is printed: commands that print none start faster.
+let Table: typeof import('cli-table3') | null = null;
+
 export function table(head: string[], rows: (string | number)[][]): string {
+  Table ??= createRequire(import.meta.url)('cli-table3') as typeof import('cli-table3');
   const t = new Table({ head, style: { head: [], border: [] } });
   for (const r of rows) t.push(r.map(String));
   return t.toString();
