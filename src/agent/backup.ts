@@ -79,9 +79,12 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     const known = new Set<string>();
     const ids = await client.blobIds(opts.containerId);
     for (let o = 0; o < ids.length; o += ID_BYTES) known.add(ids.toString('hex', o, o + ID_BYTES));
-    const minChunk = DEFAULT_CHUNKER.minSize;
-    const shared = SharedIdSet.create(known.size + filesTotal + Math.ceil(bytesTotal / minChunk));
-    for (let o = 0; o < ids.length; o += ID_BYTES) shared.claim(ids.subarray(o, o + ID_BYTES));
+    // The workers' id set is built with them, on the first changed file.
+    const sharedIds = () => {
+      const shared = SharedIdSet.create(known.size + filesTotal + Math.ceil(bytesTotal / DEFAULT_CHUNKER.minSize));
+      for (let o = 0; o < ids.length; o += ID_BYTES) shared.claim(ids.subarray(o, o + ID_BYTES));
+      return shared;
+    };
     const upload = async (data: Uint8Array) => {
       await client.putPack(opts.containerId, randomBytes(16).toString('hex'), data);
       uploaded += data.length;
@@ -113,7 +116,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       if (batch.tasks.length === 0) return;
       const { tasks, reading, bytes: size } = batch;
       batch = { tasks: [], reading: [], bytes: 0 };
-      encoder ??= new FileEncoder(keys, shared, upload);
+      encoder ??= new FileEncoder(keys, sharedIds(), upload);
       await encoder.ready();
       const task = encoder.read(tasks, size).then((results) => { results.forEach((r, i) => finished(reading[i]!, r)); });
       task.catch(() => { /* raised by Promise.all below, or by the next ready() */ });

@@ -159,14 +159,15 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
     retain_until: input.retainUntil ?? null, files: input.files, bytes: input.bytes, chunk_count: ids.length,
   };
   // One transaction: a point the retention rules refuse (e.g. OnDemand without a valid
-  // retainUntil) must not stay visible, nor break every later commit of its item.
+  // retainUntil) must not stay visible, nor break every later commit of its item; and the point
+  // and its completed job become visible together (one sync of the catalog, not two).
   await ctx.db.transaction().execute(async (tx) => {
     await tx.insertInto('points').values(row).execute();
     await refreshExpiries({ ...ctx, db: tx }, item.id);
-  });
-  await finishJob(ctx, input.jobId, {
-    status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
-    ...(input.details ? { details: input.details } : {}),
+    await finishJob({ ...ctx, db: tx }, input.jobId, {
+      status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
+      ...(input.details ? { details: input.details } : {}),
+    });
   });
   return describePoint(ctx, pointId);
 }
