@@ -175,3 +175,32 @@ test('a restore that stops half-way (vault gone) leaves no partial files behind'
     await h.close();
   }
 });
+
+test('a target reached through a folder that does not exist yet (new/../existing) keeps its files', async () => {
+  const h = await harness();
+  try {
+    const a = await h.agent();
+    const file = join(h.dir, 'f.txt');
+    await writeFile(file, 'from backup');
+    const { point } = await backup(backupOptions(a, 'single', [file]));
+    const existing = join(h.dir, 'existing');
+    await mkdir(existing);
+    const { readFile, readdir } = await import('node:fs/promises');
+    await writeFile(join(existing, 'f.txt'), 'local data');
+    // Creating `new` must not make the restore believe its target is a fresh, empty folder.
+    const target = `${join(h.dir, 'new')}/../existing`;
+
+    const skip = await restore({ client: a.client, keys: a.keys, pointId: point.id, target, overwrite: 'skip' });
+    assert.equal(skip.job.status, 'CompletedWithWarnings');
+    assert.equal(await readFile(join(existing, 'f.txt'), 'utf8'), 'local data');
+
+    await restore({ client: a.client, keys: a.keys, pointId: point.id, target, overwrite: 'rename' });
+    assert.equal(await readFile(join(existing, 'f.txt'), 'utf8'), 'local data');
+    const names = await readdir(existing);
+    const renamed = names.filter((n) => n.startsWith('f.txt.restored-'));
+    assert.equal(renamed.length, 1, names.join(', '));
+    assert.equal(await readFile(join(existing, renamed[0]!), 'utf8'), 'from backup');
+  } finally {
+    await h.close();
+  }
+});

@@ -36,6 +36,7 @@ export class ChunkWriter {
   private readonly pending = new Map<number, { resolve(r: WriteResult): void; reject(e: unknown): void; slot: Slot }>();
   private seq = 0;
   private failure: unknown = null;
+  private closing = false;
 
   constructor(keys: KeySet, size = Math.max(1, Math.min(16, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
@@ -49,11 +50,9 @@ export class ChunkWriter {
         if (m.op === 'done') p.resolve({ damaged: m.damaged, written: m.written, buffer: m.data });
         else p.reject(m.code ? Object.assign(new Error(m.message), { code: m.code }) : new CoffreError('Internal', m.message));
       });
-      worker.on('error', (e) => {
-        this.failure ??= e;
-        for (const p of this.pending.values()) p.reject(e);
-        this.pending.clear();
-      });
+      worker.on('error', (e) => this.fail(e));
+      // A worker that stops without an error (killed, out of memory) must not leave a write waiting forever.
+      worker.on('exit', (code) => { if (!this.closing) this.fail(new CoffreError('Internal', `a restore worker stopped (exit code ${code})`)); });
       this.slots.push(slot);
     }
   }
@@ -74,7 +73,14 @@ export class ChunkWriter {
     });
   }
 
+  private fail(e: unknown): void {
+    this.failure ??= e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }

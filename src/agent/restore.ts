@@ -9,7 +9,7 @@ import {
   chmodSync, closeSync, constants as C, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
   mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync,
 } from 'node:fs';
-import { mkdir, realpath, rm } from 'node:fs/promises';
+import { mkdir, opendir, realpath, rm } from 'node:fs/promises';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
 import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
@@ -81,12 +81,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   /** Partial files not yet renamed into place: removed if the restore stops half-way. */
   const partial = new Set<string>();
   try {
-    // mkdir answers the first folder it created: then the target is new, and empty.
-    const rootIsNew = (await mkdir(opts.target, { recursive: true })) !== undefined;
+    await mkdir(opts.target, { recursive: true });
     const root = Buffer.from(await realpath(opts.target));
+    // Asked of the folder itself, not of mkdir: `new/../existing` creates a folder, yet the
+    // target is one that may hold files.
+    const rootIsNew = await isEmptyFolder(root);
     /** Where each entry goes (null: skipped). Parents are resolved before children. */
     const dest = new Array<Buffer | null>(manifest.entries.length).fill(null);
-    /** Folders restored into, and whether this restore created them (then nothing stood in them). */
+    /** Folders restored into, and whether they were new (created by this restore, or an empty target): nothing stood in them. */
     const dirOf = new Map<string, { path: Buffer; isNew: boolean }>();
     const parentOf = (e: Entry) => e.path.length === 1 ? { path: root, isNew: rootIsNew } : dirOf.get(e.path.slice(0, -1).join('/')) ?? null;
     const files: number[] = [];
@@ -207,18 +209,24 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const finish = (i: number) => {
       finished.add(i);
       const e = manifest.entries[i] as FileEntry;
+      if (damaged.has(i)) {
+        const partialName = partialPath.get(i);
+        if (partialName !== undefined) {
+          const fd = fds.get(i);
+          fds.delete(i);
+          if (fd !== undefined) closeSync(fd);
+          partial.delete(partialName);
+          rmSync(Buffer.from(partialName, 'latin1') as unknown as string, { force: true });
+        }
+        errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
+        dest[i] = null;
+        return;
+      }
       const partialName = ensureCreated(i);
       const tmp = Buffer.from(partialName, 'latin1') as unknown as string;
       partial.delete(partialName);
       let fd = fds.get(i);
       fds.delete(i);
-      if (damaged.has(i)) {
-        if (fd !== undefined) closeSync(fd);
-        rmSync(tmp, { force: true });
-        errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
-        dest[i] = null;
-        return;
-      }
       fd ??= openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
       try {
         ftruncateSync(fd, e.size);
@@ -239,15 +247,24 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const onRange = async (r: PackRange, data: Buffer) => {
       counters.bytesUploaded += data.length;
       const buffer = buffers.holding(r, data);
+      // The workers' partial copies of whole files are listed too: if the restore stops while
+      // a worker is killed between creating one and renaming it, the cleanup removes it.
+      const wholePartials: string[] = [];
       const blobs: WriteBlob[] = r.blobs.map((b) => ({
         id: b.id, offset: b.offset - r.offset, length: b.length, plainLength: plainSize.get(b.id) ?? 0,
         // Files already known to be damaged are removed at the end: no need to write into them.
         targets: targets.get(b.id)!.filter((t) => !damaged.has(t.file)).map((t): WriteTarget => {
           const w = whole(t.file);
-          return w ? { path: tmpName(dest[t.file]!).toString('latin1'), offset: t.offset, whole: w } : { path: ensureCreated(t.file), offset: t.offset };
+          if (!w) return { path: ensureCreated(t.file), offset: t.offset };
+          const path = tmpName(dest[t.file]!).toString('latin1');
+          wholePartials.push(path);
+          partial.add(path);
+          return { path, offset: t.offset, whole: w };
         }),
       }));
       const result = await writer.write(buffer, data.length, blobs);
+      // Renamed into place, or (a damaged chunk) never created.
+      for (const p of wholePartials) partial.delete(p);
       buffers.release(result.buffer);
       for (const k of result.damaged) for (const t of targets.get(r.blobs[k]!.id)!) damaged.add(t.file);
       counters.bytesScanned += result.written;
@@ -354,6 +371,16 @@ class RangeBuffers {
   }
 }
 
+/** Reads one entry at most: a target with millions of files is not listed to learn it is not empty. */
+async function isEmptyFolder(path: Buffer): Promise<boolean> {
+  const dir = await opendir(path as unknown as string);
+  try {
+    return (await dir.read()) === null;
+  } finally {
+    await dir.close();
+  }
+}
+
 /** The mtime as the seconds futimes takes (microseconds: what the system call keeps). */
 function mtimeSeconds(e: Entry): number {
   return Number(BigInt(e.mtime) / 1000n) / 1e6;
@@ -363,7 +390,6 @@ function mtimeSeconds(e: Entry): number {
  * Metadata through the open descriptor (never a path that could have been swapped), with
  * synchronous calls: per-file thread-pool round trips dominated restores of many small files.
  */
-
 function setFileMeta(fd: number, e: Entry): void {
   const secs = mtimeSeconds(e);
   if (IS_ROOT) fchownSync(fd, e.uid, e.gid);
