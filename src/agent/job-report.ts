@@ -10,21 +10,38 @@ export function defaultRetainUntil(kind: PointKind, now: Date): string | null {
   return kind === 'OnDemand' ? new Date(now.getTime() + DEFAULT_ON_DEMAND_DAYS * 86_400_000).toISOString().slice(0, 10) : null;
 }
 
+/** Well inside the vault's STALE_JOB_MS (two minutes). */
+const HEARTBEAT_MS = 15_000;
+
 export class JobReporter {
-  private last = 0;
+  /** When the last report went out (the once-a-second limit). */
+  private sentAt = 0;
+  /** When the vault last heard of the job: its creation, then each report. */
+  private heardAt = Date.now();
+  private lastSent: string | null = null;
   private chain: Promise<void> = Promise.resolve();
 
   constructor(private readonly client: VaultClient, private readonly jobId: string, private readonly counters: () => Partial<JobCounters>) {}
 
   /**
-   * Sends the counters at most once a second (or now, when forced), one report at a time.
-   * Reports are best effort: a lost one is replaced by the next.
+   * Sends the counters at most once a second (or now, when forced), one report at a time, and
+   * when they moved: the workers' first bytes are shown as soon as they are read, not a second
+   * after a report of the zeros the vault already has. Unmoved counters still go out every
+   * HEARTBEAT_MS: reports are the job's heartbeat, and the vault fails a job silent for two
+   * minutes (a long pre-script, a stalled read). Best effort: a lost report is replaced by the next.
    */
   progress(force = false): void {
     const now = Date.now();
-    if (!force && now - this.last < 1000) return;
-    this.last = now;
-    this.chain = this.chain.then(() => this.client.progress(this.jobId, this.counters())).catch(() => undefined);
+    if (!force && now - this.sentAt < 1000) return;
+    const counters = this.counters();
+    const sent = JSON.stringify(counters);
+    // The vault created the job with zero counters.
+    const moved = sent !== (this.lastSent ?? JSON.stringify(Object.fromEntries(Object.keys(counters).map((k) => [k, 0]))));
+    if (!force && !moved && now - this.heardAt < HEARTBEAT_MS) return;
+    this.sentAt = now;
+    this.heardAt = now;
+    this.lastSent = sent;
+    this.chain = this.chain.then(() => this.client.progress(this.jobId, counters)).catch(() => undefined);
   }
 
   /** Waits for the reports in flight, so that none arrives after the job has ended. */
