@@ -5,11 +5,12 @@
  * the page cache.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { closeSync, constants as C, fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, ftruncateSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { BlobDecoder } from '../core/blob.js';
 import { keysFromJSON } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import type { WholeFile, WriterReply, WriterRequest } from './chunk-writer.js';
+import { setFileMeta } from './file-meta.js';
 
 const decoder = new BlobDecoder(keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]));
 let plainBuffer = new Uint8Array(4 * 1024 * 1024);
@@ -57,10 +58,7 @@ function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: W
     try {
       writeSparse(fd, plain, offset);
       ftruncateSync(fd, f.size);
-      if (f.chown) fchownSync(fd, f.uid, f.gid);
-      // After chown, which clears set-id bits.
-      fchmodSync(fd, f.mode);
-      futimesSync(fd, f.mtimeSeconds, f.mtimeSeconds);
+      setFileMeta(fd, f);
     } finally {
       closeSync(fd);
     }

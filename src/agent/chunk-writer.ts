@@ -7,13 +7,14 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { keysToJSON, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
+import type { FileMeta } from './file-meta.js';
 
 /**
  * A file whose only stored chunk this is: the worker creates it, writes it and finishes it
  * (size, owner, mode, mtime, final name), so that the many small files of a tree cost the
  * main thread no system call. Paths are bytes as latin1.
  */
-export interface WholeFile { dest: string; size: number; mode: number; uid: number; gid: number; mtimeSeconds: number; chown: boolean }
+export interface WholeFile extends FileMeta { dest: string; size: number }
 
 /** Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. */
 export interface WriteTarget { path: string; offset: number; whole?: WholeFile }

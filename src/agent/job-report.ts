@@ -18,6 +18,7 @@ export class JobReporter {
   private sentAt = 0;
   /** When the vault last heard of the job: its creation, then each report. */
   private heardAt = Date.now();
+  /** The counters as the vault has them. */
   private lastSent: string | null = null;
   private chain: Promise<void> = Promise.resolve();
 
@@ -35,9 +36,9 @@ export class JobReporter {
     if (!force && now - this.sentAt < 1000) return;
     const counters = this.counters();
     const sent = JSON.stringify(counters);
-    // The vault created the job with zero counters.
-    const moved = sent !== (this.lastSent ?? JSON.stringify(Object.fromEntries(Object.keys(counters).map((k) => [k, 0]))));
-    if (!force && !moved && now - this.heardAt < HEARTBEAT_MS) return;
+    // The vault created the job with zero counters: that is what it has until a first report.
+    this.lastSent ??= JSON.stringify(Object.fromEntries(Object.keys(counters).map((k) => [k, 0])));
+    if (!force && sent === this.lastSent && now - this.heardAt < HEARTBEAT_MS) return;
     this.sentAt = now;
     this.heardAt = now;
     this.lastSent = sent;

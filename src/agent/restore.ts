@@ -6,7 +6,7 @@
  * in their place), and files are created with O_EXCL|O_NOFOLLOW.
  */
 import {
-  chmodSync, closeSync, constants as C, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
+  chmodSync, closeSync, constants as C, ftruncateSync, lchownSync, linkSync, lstatSync, lutimesSync,
   mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync,
 } from 'node:fs';
 import { mkdir, opendir, realpath, rm } from 'node:fs/promises';
@@ -19,6 +19,7 @@ import { ChunkWriter, type WholeFile, type WriteBlob, type WriteTarget } from '.
 import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
 import { JobReporter } from './job-report.js';
+import { IS_ROOT, metaOf, mtimeSeconds, setFileMeta } from './file-meta.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -37,7 +38,6 @@ export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProb
 // With the range limits (pack-ranges.ts), this bounds the memory of a restore.
 const FETCHES_IN_FLIGHT = 4;
 const MAX_KEPT_FDS = 256;
-const IS_ROOT = process.getuid?.() === 0;
 
 const display = (path: string[]) => path.map((n) => decodeName(n).toString('utf8')).join('/');
 
@@ -189,7 +189,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const whole = (i: number): WholeFile | null => {
       if (!solo.has(i)) return null;
       const e = manifest.entries[i] as FileEntry;
-      return { dest: dest[i]!.toString('latin1'), size: e.size, mode: e.mode, uid: e.uid, gid: e.gid, mtimeSeconds: mtimeSeconds(e), chown: IS_ROOT };
+      return { dest: dest[i]!.toString('latin1'), size: e.size, ...metaOf(e) };
     };
     const locations = await client.locate(point.containerId, [...targets.keys()]);
     const found = new Set(locations.map((l) => l.id));
@@ -230,7 +230,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       fd ??= openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
       try {
         ftruncateSync(fd, e.size);
-        setFileMeta(fd, e);
+        setFileMeta(fd, metaOf(e));
       } finally {
         closeSync(fd);
       }
@@ -273,7 +273,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           const left = waiting.get(t.file)! - 1;
           waiting.set(t.file, left);
           if (left !== 0 || damaged.has(t.file)) continue;
-          if (partialPath.has(t.file)) finish(t.file);
+          if (!solo.has(t.file)) finish(t.file);
           else {
             // Written and finished whole by the worker.
             finished.add(t.file);
@@ -381,23 +381,6 @@ async function isEmptyFolder(path: Buffer): Promise<boolean> {
   }
 }
 
-/** The mtime as the seconds futimes takes (microseconds: what the system call keeps). */
-function mtimeSeconds(e: Entry): number {
-  return Number(BigInt(e.mtime) / 1000n) / 1e6;
-}
-
-/**
- * Metadata through the open descriptor (never a path that could have been swapped), with
- * synchronous calls: per-file thread-pool round trips dominated restores of many small files.
- */
-function setFileMeta(fd: number, e: Entry): void {
-  const secs = mtimeSeconds(e);
-  if (IS_ROOT) fchownSync(fd, e.uid, e.gid);
-  // After chown, which clears set-id bits.
-  fchmodSync(fd, e.mode);
-  futimesSync(fd, secs, secs);
-}
-
 function setDirMeta(p: string, e: Entry): void {
   let fd: number;
   try {
@@ -410,7 +393,7 @@ function setDirMeta(p: string, e: Entry): void {
     utimesSync(p, secs, secs);
     return;
   }
-  try { setFileMeta(fd, e); } finally { closeSync(fd); }
+  try { setFileMeta(fd, metaOf(e)); } finally { closeSync(fd); }
 }
 
 function setLinkMeta(p: string, e: Entry): void {

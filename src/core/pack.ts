@@ -41,7 +41,6 @@ export class PackWriter {
     writeFooter(this.entries, footer, 0);
     return { parts: [...this.parts, footer], size: this.size + footer.length, entries: this.entries };
   }
-
 }
 
 /**
