@@ -32,7 +32,10 @@ export interface FileMeta {
 
 export interface MetaProblem { code: 'XattrNotRestored' | 'OwnerNotRestored' | 'ModeNotRestored' | 'TimeNotRestored'; message: string }
 
-export function metaOf(e: Entry, owner: { uid: number; gid: number } = e, strip?: string[]): FileMeta {
+/** What every kind of entry carries, in a flat manifest or a tree page. */
+type EntryMeta = Pick<Entry, 'mode' | 'uid' | 'gid' | 'mtime' | 'xattrs'>;
+
+export function metaOf(e: EntryMeta, owner: { uid: number; gid: number } = e, strip?: string[]): FileMeta {
   const meta: FileMeta = { mode: e.mode, uid: owner.uid, gid: owner.gid, mtime: splitNs(e.mtime) };
   if (e.xattrs) meta.xattrs = e.xattrs;
   if (strip?.length) meta.strip = strip;

@@ -1,14 +1,11 @@
 /**
- * Walks the folders to back up. Names are handled as bytes (Linux allows any byte but "/" and
- * NUL), entries come parents first, and what cannot be read is reported, not fatal.
+ * What the backup's walk (tree-backup.ts) keeps of each entry it meets: a compact stat, the
+ * name a root gets in the point, and the exclude patterns. Names are handled as bytes (Linux
+ * allows any byte but "/" and NUL).
  */
-import { lstatSync, readdirSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import picomatch from 'picomatch';
-import type { JobProblem } from '../core/api.js';
-import { CoffreError } from '../core/errors.js';
-import { encodeName } from '../core/manifest.js';
 
 /**
  * What a backup needs of an entry's metadata. Kept instead of the BigIntStats (about twenty
@@ -55,22 +52,6 @@ export function entryStat(s: BigIntStats): EntryStat | null {
   return stat;
 }
 
-export interface WalkEntry {
-  /** Absolute path as bytes, for system calls. */
-  abs: Buffer;
-  /** Path inside the point, as encoded components. */
-  path: string[];
-  /** '/'-joined readable path, for messages and exclude patterns. */
-  display: string;
-  stat: EntryStat;
-}
-
-const SEP = Buffer.from('/');
-
-function join(parent: Buffer, name: Buffer): Buffer {
-  return parent[parent.length - 1] === 0x2f ? Buffer.concat([parent, name]) : Buffer.concat([parent, SEP, name]);
-}
-
 export function rootName(root: string): string {
   const name = basename(resolve(root));
   return name === '' ? 'rootfs' : name;
@@ -84,65 +65,4 @@ export function excluder(patterns: string[]): (display: string, name: string) =>
   if (patterns.length === 0) return () => false;
   const matchers = patterns.map((p) => picomatch(p, { dot: true }));
   return (display, name) => matchers.some((m) => m(display) || m(name));
-}
-
-export async function walk(roots: string[], excludes: string[], warn: (p: JobProblem) => void): Promise<WalkEntry[]> {
-  const isExcluded = excluder(excludes);
-  const names = new Set<string>();
-  const out: WalkEntry[] = [];
-  for (const root of roots) {
-    const abs = resolve(root);
-    const name = rootName(root);
-    if (names.has(name)) throw new CoffreError('InvalidArgument', `two folders to back up share the name ${name}; back them up as separate items`);
-    names.add(name);
-    let stat: EntryStat | null;
-    try {
-      stat = entryStat(lstatSync(abs, { bigint: true }));
-    } catch (e) {
-      throw new CoffreError('InvalidArgument', `cannot back up ${root}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}`);
-    }
-    if (!stat || (stat.kind !== 'dir' && stat.kind !== 'file' && stat.kind !== 'symlink')) {
-      throw new CoffreError('InvalidArgument', `cannot back up ${root}: it is a device, socket or FIFO; back up the folder that holds it`);
-    }
-    const rootEntry = { abs: Buffer.from(abs), path: [name], display: name, stat };
-    out.push(rootEntry);
-    if (stat.kind === 'dir') walkDir(rootEntry, out, isExcluded, warn);
-  }
-  return out;
-}
-
-/**
- * Synchronous on purpose: metadata comes from the kernel's caches in microseconds, while a
- * thread-pool round trip per entry made the walk of an unchanged tree several times slower.
- */
-function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: string) => boolean, warn: (p: JobProblem) => void): void {
-  let children: Buffer[];
-  try {
-    children = readdirSync(dir.abs as unknown as string, { encoding: 'buffer' });
-  } catch (e) {
-    warn({ code: 'Unreadable', message: `cannot list folder ${dir.display}: ${(e as Error).message}`, path: dir.display });
-    return;
-  }
-  // Sorted children make manifests deterministic and diffs between points meaningful.
-  children.sort(Buffer.compare);
-  for (const nameBuf of children) {
-    const text = nameBuf.toString('utf8');
-    const display = `${dir.display}/${text}`;
-    if (isExcluded(display, text)) continue;
-    const abs = join(dir.abs, nameBuf);
-    let stat: EntryStat | null;
-    try {
-      stat = entryStat(lstatSync(abs as unknown as string, { bigint: true }));
-    } catch (e) {
-      warn({ code: 'Unreadable', message: `cannot read ${display}: ${(e as Error).message}`, path: display });
-      continue;
-    }
-    if (!stat) {
-      warn({ code: 'SpecialFileSkipped', message: `${display} is a socket; sockets are not backed up (the program that made it re-creates it)`, path: display });
-      continue;
-    }
-    const entry = { abs, path: [...dir.path, encodeName(nameBuf)], display, stat };
-    out.push(entry);
-    if (stat.kind === 'dir') walkDir(entry, out, isExcluded, warn);
-  }
 }

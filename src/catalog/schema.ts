@@ -25,6 +25,13 @@ export interface JobRow {
 export interface PackRow { id: string; container_id: string; size: number; blob_count: number; created_at: string }
 export interface BlobRow { container_id: string; id: string; pack_id: string; offset: number; length: number; checksum: string }
 
+/**
+ * A tree page's references (src/core/tree.ts): its stored clear-text prefix, as read from its
+ * pack. `verified` is set once every id it names was found stored, by the commit of a point
+ * that reaches it: a verified page's whole subtree is stored.
+ */
+export interface TreeRow { container_id: string; id: string; refs: Buffer; verified: number }
+
 /** Per-item scheduling state: what the agent backs up on schedule, and the last run handed out. */
 export interface ScheduleRow { item_id: string; source: string; last_run: string | null }
 /** Vault-wide maintenance bookkeeping (daily prune and GC). */
@@ -43,6 +50,7 @@ export interface Database {
   jobs: JobRow;
   packs: PackRow;
   blobs: BlobRow;
+  trees: TreeRow;
 }
 
 export async function migrate(db: Kysely<Database>): Promise<void> {
@@ -155,6 +163,13 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
   await s.createTable('maintenance').ifNotExists()
     .addColumn('vault_id', 'text', (c) => c.primaryKey())
     .addColumn('last_daily', 'text')
+    .execute();
+  await s.createTable('trees').ifNotExists()
+    .addColumn('container_id', 'text', (c) => c.notNull())
+    .addColumn('id', 'text', (c) => c.notNull())
+    .addColumn('refs', 'blob', (c) => c.notNull())
+    .addColumn('verified', 'integer', (c) => c.notNull().defaultTo(0))
+    .addPrimaryKeyConstraint('trees_pk', ['container_id', 'id'])
     .execute();
   await sql`select 1`.execute(db);
 }

@@ -9,12 +9,15 @@
  *
  * Version 2 added what a Linux tree holds beyond bytes and modes: extended attributes (which
  * carry POSIX ACLs and file capabilities), FIFOs and device nodes, and the names of owners.
- * Version 1 manifests stay readable; a reader that knows only version 1 refuses version 2
- * rather than restoring it without its attributes.
+ * Version 3 holds only the point's roots: folders name their pages (src/core/tree.ts), so a
+ * manifest no longer grows with the tree. Versions 1 and 2 (flat lists of every entry) stay
+ * readable; a reader that knows only an older version refuses a newer one rather than
+ * restoring it without what it does not understand.
  */
 import { open, seal, type KeySet } from './crypto.js';
 import { compressChunk, decompressChunk } from './compress.js';
 import { CoffreError } from './errors.js';
+import { entryProblem, validateEntries, type TreeEntry } from './tree.js';
 
 /** [chunk id hex, plaintext length]; a null id is a run of zero bytes, restored as a hole. */
 export type ChunkRef = [string | null, number];
@@ -50,8 +53,7 @@ export type Entry = DirEntry | FileEntry | SymlinkEntry | HardlinkEntry | FifoEn
 /** Names of the numeric owners seen in the tree (id as a decimal string -> name), for restores on other machines. */
 export interface OwnerNames { users: Record<string, string>; groups: Record<string, string> }
 
-export const MANIFEST_VERSION = 2;
-
+/** A flat manifest: every entry of the point, parents first (versions 1 and 2). */
 export interface Manifest {
   version: 1 | 2;
   item: string;
@@ -59,6 +61,20 @@ export interface Manifest {
   entries: Entry[];
   owners?: OwnerNames;
 }
+
+/** A point's root record (version 3): the backed-up folders and files, their folders by their pages. */
+export interface RootManifest {
+  version: 3;
+  item: string;
+  time: string;
+  /** One entry per backed-up path, in name order; its name is the path's last component. */
+  roots: TreeEntry[];
+  owners: OwnerNames;
+  files: number;
+  bytes: number;
+}
+
+export type AnyManifest = Manifest | RootManifest;
 
 export function encodeName(name: Buffer): string {
   const text = name.toString('utf8');
@@ -87,14 +103,14 @@ function manifestAd(pointId: string): Buffer {
 // Encodes a long string about twice as fast as Buffer.from (Node 20).
 const utf8 = new TextEncoder();
 
-export function sealManifest(keys: KeySet, pointId: string, manifest: Manifest): Buffer {
+export function sealManifest(keys: KeySet, pointId: string, manifest: AnyManifest): Buffer {
   const plain = utf8.encode(JSON.stringify(manifest));
   const { codec, data } = compressChunk(plain);
   const sealed = seal(keys.encKey, data, manifestAd(pointId));
   return Buffer.concat([Uint8Array.of(codec), sealed]);
 }
 
-export function openManifest(keys: KeySet, pointId: string, stored: Buffer): Manifest {
+export function openManifest(keys: KeySet, pointId: string, stored: Buffer): AnyManifest {
   const opened = open(keys.encKey, stored.subarray(1), manifestAd(pointId));
   if (!opened) throw new CoffreError('ChecksumMismatch', `the manifest of point ${pointId} is damaged or belongs to another point`);
   let parsed: unknown;
@@ -103,7 +119,23 @@ export function openManifest(keys: KeySet, pointId: string, stored: Buffer): Man
   } catch {
     throw new CoffreError('ManifestInvalid', `the manifest of point ${pointId} cannot be decoded`);
   }
-  return validateManifest(parsed);
+  return validateAnyManifest(parsed);
+}
+
+/** A manifest of any version a restore can read, checked as its version requires. */
+export function validateAnyManifest(input: unknown): AnyManifest {
+  if (typeof input === 'object' && input !== null && (input as { version?: unknown }).version === 3) return validateRootManifest(input);
+  return validateManifest(input);
+}
+
+export function validateRootManifest(input: unknown): RootManifest {
+  const bad = (why: string) => new CoffreError('ManifestInvalid', `manifest refused: ${why}`);
+  const m = input as Record<string, unknown>;
+  if (m.version !== 3 || typeof m.item !== 'string' || typeof m.time !== 'string' || !Array.isArray(m.roots)) throw bad('missing fields');
+  if (!isInt(m.files) || !isInt(m.bytes)) throw bad('invalid totals');
+  if (!validOwners(m.owners)) throw bad('invalid owner names');
+  validateEntries(m.roots);
+  return input as RootManifest;
 }
 
 const isInt = (v: unknown, min = 0): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
@@ -116,7 +148,7 @@ export function validateManifest(input: unknown): Manifest {
   const bad = (why: string) => new CoffreError('ManifestInvalid', `manifest refused: ${why}`);
   if (typeof input !== 'object' || input === null) throw bad('not an object');
   const m = input as Record<string, unknown>;
-  if ((m.version !== 1 && m.version !== MANIFEST_VERSION) || typeof m.item !== 'string' || typeof m.time !== 'string' || !Array.isArray(m.entries)) throw bad('missing fields');
+  if ((m.version !== 1 && m.version !== 2) || typeof m.item !== 'string' || typeof m.time !== 'string' || !Array.isArray(m.entries)) throw bad('missing fields');
   const dirs = new Set<string>();
   const seen = new Set<string>();
   const entries = m.entries as unknown[];
@@ -132,57 +164,18 @@ export function validateManifest(input: unknown): Manifest {
     if (path.length > 1 && !dirs.has(parent)) throw bad(`entry ${index} comes before its folder or lies under a non-folder`);
     if (seen.has(key)) throw bad(`entry ${index} repeats a path`);
     seen.add(key);
-    if (!isInt(e.mode) || !isInt(e.uid) || !isInt(e.gid) || typeof e.mtime !== 'string' || !/^-?\d+$/.test(e.mtime)) {
-      throw bad(`entry ${index} has invalid metadata`);
+    if (e.type === 'hardlink') {
+      if (!isInt(e.mode) || !isInt(e.uid) || !isInt(e.gid) || typeof e.mtime !== 'string' || !/^-?\d+$/.test(e.mtime)) throw bad(`entry ${index} has invalid metadata`);
+      const target = isInt(e.link) ? entries[e.link] as Record<string, unknown> | undefined : undefined;
+      if (!target || (e.link as number) >= index || target.type !== 'file') throw bad(`entry ${index} links to an invalid entry`);
+      return;
     }
-    if (e.xattrs !== undefined && !validXattrs(e.xattrs)) throw bad(`entry ${index} has invalid extended attributes`);
-    switch (e.type) {
-      case 'dir': dirs.add(key); break;
-      case 'file': {
-        if (!isInt(e.size) || !Array.isArray(e.chunks)) throw bad(`entry ${index} has an invalid size or chunk list`);
-        let total = 0;
-        for (const c of e.chunks as unknown[]) {
-          if (!Array.isArray(c) || c.length !== 2 || !isInt(c[1], 1) || !(c[0] === null || (typeof c[0] === 'string' && /^[0-9a-f]{64}$/.test(c[0])))) {
-            throw bad(`entry ${index} has an invalid chunk reference`);
-          }
-          total += c[1] as number;
-        }
-        if (total !== e.size) throw bad(`entry ${index}: chunks do not add up to the file size`);
-        break;
-      }
-      case 'symlink':
-        if (typeof e.target !== 'string') throw bad(`entry ${index} has no link target`);
-        break;
-      case 'fifo': break;
-      case 'chardev':
-      case 'blockdev':
-        if (!Array.isArray(e.rdev) || e.rdev.length !== 2 || !e.rdev.every((n) => isInt(n) && n <= 0xffffffff)) throw bad(`entry ${index} has an invalid device number`);
-        break;
-      case 'hardlink': {
-        const target = isInt(e.link) ? entries[e.link] as Record<string, unknown> | undefined : undefined;
-        if (!target || (e.link as number) >= index || target.type !== 'file') throw bad(`entry ${index} links to an invalid entry`);
-        break;
-      }
-      default: throw bad(`entry ${index} has an unknown type`);
-    }
+    const why = entryProblem(e, { tree: false });
+    if (why) throw bad(`entry ${index} has ${why}`);
+    if (e.type === 'dir') dirs.add(key);
   });
   if (m.owners !== undefined && !validOwners(m.owners)) throw bad('invalid owner names');
   return input as Manifest;
-}
-
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** Names as the kernel takes them (1-255 bytes, no NUL), values base64, no name twice. */
-function validXattrs(x: unknown): boolean {
-  if (!Array.isArray(x)) return false;
-  const names = new Set<string>();
-  for (const a of x as unknown[]) {
-    if (!Array.isArray(a) || a.length !== 2 || typeof a[0] !== 'string' || typeof a[1] !== 'string') return false;
-    const name = a[0];
-    if (name.length === 0 || Buffer.byteLength(name) > 255 || name.includes('\0') || names.has(name) || !BASE64.test(a[1])) return false;
-    names.add(name);
-  }
-  return true;
 }
 
 function validOwners(o: unknown): boolean {
@@ -193,7 +186,7 @@ function validOwners(o: unknown): boolean {
   return valid(users) && valid(groups);
 }
 
-/** Every distinct chunk id the manifest references, for the vault's reference list. */
+/** Every distinct chunk id a flat manifest references, for the vault's reference list. */
 export function referencedChunks(manifest: Manifest): string[] {
   const ids = new Set<string>();
   for (const e of manifest.entries) if (e.type === 'file') for (const [id] of e.chunks) if (id) ids.add(id);

@@ -9,14 +9,15 @@ import type { Clock } from '../core/clock.js';
 import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { readPack } from '../core/pack.js';
+import { packKind, readPack } from '../core/pack.js';
 import { validatePolicy } from '../policy/policy.js';
 import { evaluateRetention } from '../policy/retention.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
-import { rememberSource, type BackupSource } from './scheduler.js';
+import { rememberSource } from './scheduler.js';
+import { checkClosure, idsOf, indexTreePack, markVerified } from './references.js';
 
 function isFileSource(s: unknown): s is { paths: string[]; excludes?: string[] } {
   const src = s as { paths?: unknown; excludes?: unknown } | null;
@@ -48,9 +49,10 @@ export async function blobIds(ctx: DataContext, p: Principal, containerId: strin
 }
 
 /**
- * Stores a pack, then indexes its blobs. The pack is durable before any index row exists, so
- * an indexed chunk is always readable; a crash in between leaves an unindexed pack that the
- * next backup simply re-sends and garbage collection removes.
+ * Stores a pack, then indexes its blobs (and, for a pack of tree pages, what each page
+ * references). The pack is durable before any index row exists, so an indexed chunk is always
+ * readable; a crash in between leaves an unindexed pack that the next backup simply re-sends
+ * and garbage collection removes.
  */
 export async function putPack(ctx: DataContext, p: Principal, containerId: string, packId: string, data: Buffer): Promise<{ blobs: number }> {
   requireContainer(p, containerId);
@@ -66,6 +68,7 @@ export async function putPack(ctx: DataContext, p: Principal, containerId: strin
         container_id: containerId, id: e.id.toString('hex'), pack_id: packId, offset: e.offset, length: e.length, checksum: e.checksum.toString('hex'),
       }))).onConflict((oc) => oc.columns(['container_id', 'id']).doNothing()).execute();
     }
+    if (packKind(data) === 'tree') await indexTreePack(tx, containerId, data, entries);
   });
   return { blobs: entries.length };
 }
@@ -79,22 +82,6 @@ export async function locateBlobs(ctx: DataContext, p: Principal, containerId: s
     for (const r of rows) out.push({ id: r.id, pack: r.pack_id, offset: Number(r.offset), length: r.length });
   }
   return out;
-}
-
-/** How many of the given distinct ids the container has. */
-async function countBlobs(ctx: DataContext, containerId: string, ids: string[]): Promise<number> {
-  let n = 0;
-  for (const group of batches(ids)) {
-    const row = await ctx.db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('container_id', '=', containerId).where('id', 'in', group).executeTakeFirstOrThrow();
-    n += Number(row.n);
-  }
-  return n;
-}
-
-async function missingBlobs(ctx: DataContext, p: Principal, containerId: string, ids: string[]): Promise<string[]> {
-  const found = new Set((await locateBlobs(ctx, p, containerId, ids)).map((l) => l.id));
-  return ids.filter((id) => !found.has(id));
 }
 
 export async function readPackRange(ctx: DataContext, p: Principal, containerId: string, packId: string, range?: { offset: number; length: number }): Promise<Buffer> {
@@ -144,12 +131,11 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   const job = await backupJob(ctx, p, pointId, input.jobId);
   const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirstOrThrow();
   if (!(await ctx.store.stat(manifestKey(pointId)))) throw new CoffreError('BadRequest', `point ${pointId} has no manifest yet`);
-  const refs = await ctx.store.get(refsKey(pointId));
-  const ids: string[] = [];
-  for (let o = 0; o < refs.length; o += ID_BYTES) ids.push(refs.toString('hex', o, o + ID_BYTES));
-  // Counting is several times cheaper than listing: the list is built only when one is missing.
-  const missing = await countBlobs(ctx, item.container_id, ids) === ids.length ? [] : await missingBlobs(ctx, p, item.container_id, ids);
-  if (missing.length) {
+  const ids = idsOf(await ctx.store.get(refsKey(pointId)));
+  // Everything the point reaches must be stored; pages a previous commit found complete are not walked again.
+  const closure = await checkClosure(ctx.db, item.container_id, ids);
+  if (closure.missing.length) {
+    const missing = closure.missing;
     throw new CoffreError('ChunkMissing', `${missing.length} chunk(s) this point references are not in the vault; run the backup again`, { missing: missing.slice(0, 100) });
   }
   const now = ctx.clock.now();
@@ -162,6 +148,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   // retainUntil) must not stay visible, nor break every later commit of its item; and the point
   // and its completed job become visible together (one sync of the catalog, not two).
   await ctx.db.transaction().execute(async (tx) => {
+    await markVerified(tx, item.container_id, closure.verified);
     await tx.insertInto('points').values(row).execute();
     await refreshExpiries({ ...ctx, db: tx }, item.id);
     await finishJob({ ...ctx, db: tx }, input.jobId, {
