@@ -11,7 +11,7 @@
  * warning. Once the pre-script ran, the post-script always runs, even when the snapshot
  * fails, so an application is never left quiesced; a frozen file system is always thawed.
  */
-import type { Consistency, JobProblem } from '../../core/api.js';
+import type { Consistency, JobProblem } from '../core/api.js';
 import { describeEnd, runCommand, type CommandResult } from './scripts.js';
 
 export interface QuiescePlan {
