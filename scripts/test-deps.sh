@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2

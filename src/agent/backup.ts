@@ -16,6 +16,7 @@ import type { VaultClient } from './client.js';
 import { walk, type EntryStat, type WalkEntry } from './walk.js';
 import { FileEncoder, type FileResult, type FileTask } from './file-encoder.js';
 import { JobReporter, defaultRetainUntil } from './job-report.js';
+import type { PreparedRead } from './snapshot/prepared-read.js';
 
 /** Files below this size are read in batches (one message for many files). */
 const SMALL_FILE = 1024 * 1024;
@@ -35,6 +36,8 @@ export interface BackupOptions {
   kind?: PointKind;
   retainUntil?: string | null;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+  /** Snapshots to read `paths` from, and the point's label (src/agent/snapshot/); without it, a live, crash-consistent read. */
+  read?: PreparedRead;
 }
 
 export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
@@ -48,13 +51,13 @@ interface Reading { entry: FileEntry; key: string; stat: EntryStat }
 
 export async function backup(opts: BackupOptions): Promise<BackupResult> {
   const { client, keys } = opts;
-  const warnings: JobProblem[] = [];
+  const warnings: JobProblem[] = [...(opts.read?.warnings ?? [])];
   const warn = (p: JobProblem) => { warnings.push(p); };
-  const entries = await walk(opts.paths, opts.excludes ?? [], warn);
+  const entries = await walk(opts.read?.roots ?? opts.paths, opts.excludes ?? [], warn);
   const bytesTotal = entries.reduce((n, e) => n + (e.stat.kind === 'file' ? e.stat.size : 0), 0);
   const filesTotal = entries.filter((e) => e.stat.kind === 'file').length;
 
-  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes: opts.excludes ?? [] });
+  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes: opts.excludes ?? [], ...opts.read?.options });
   const jobId = start.job.id;
   let cachedBytes = 0;
   let filesChanged = 0;
@@ -168,6 +171,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     await dispatch();
     await Promise.all(work);
     if (encoder) await (encoder as FileEncoder).finish();
+    if (opts.read) warnings.push(...await opts.read.beforeCommit());
 
     const manifest: Manifest = { version: 1, item: opts.item, time: new Date().toISOString(), entries: withoutUnreadable(manifestEntries, unreadable) };
     const refs = referencedChunks(manifest);
@@ -177,11 +181,11 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     await client.putPointObject(start.pointId, jobId, 'refs', refsBuf);
     await reporter.drain();
     const final = snapshot();
-    const consistency: Consistency = 'crash';
+    const consistency: Consistency = opts.read?.consistency ?? 'crash';
     const kind = opts.kind ?? 'OnDemand';
     const retainUntil = opts.retainUntil ?? defaultRetainUntil(kind, new Date());
     const point = await client.commit(start.pointId, {
-      jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings,
+      jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings, ...(opts.read ? { details: opts.read.details } : {}),
     });
     // The cache is rewritten only when it changed: an unchanged tree reuses every entry of it.
     if (reused !== Object.keys(cache.files).length || reused !== Object.keys(nextCache.files).length) {

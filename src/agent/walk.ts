@@ -71,12 +71,21 @@ export function excluder(patterns: string[]): (display: string, name: string) =>
   return (display, name) => matchers.some((m) => m(display) || m(name));
 }
 
-export async function walk(roots: string[], excludes: string[], warn: (p: JobProblem) => void): Promise<WalkEntry[]> {
+/**
+ * A folder read from one place and recorded as another (src/agent/snapshot/): `read` is the
+ * snapshot's copy of `record`. `grafts` maps an entry's path inside the point ('/'-joined
+ * `WalkEntry.path`) to the folder its contents are read from instead (a nested volume's own
+ * snapshot), or to null for a folder left out (the snapshots' own folder).
+ */
+export interface WalkRoot { read: string; record: string; grafts?: Map<string, string | null> }
+
+export async function walk(roots: (string | WalkRoot)[], excludes: string[], warn: (p: JobProblem) => void): Promise<WalkEntry[]> {
   const isExcluded = excluder(excludes);
   const names = new Set<string>();
   const out: WalkEntry[] = [];
-  for (const root of roots) {
-    const abs = resolve(root);
+  for (const given of roots) {
+    const { read, record: root, grafts } = typeof given === 'string' ? { read: given, record: given, grafts: undefined } : given;
+    const abs = resolve(read);
     const name = rootName(root);
     if (names.has(name)) throw new CoffreError('InvalidArgument', `two folders to back up share the name ${name}; back them up as separate items`);
     names.add(name);
@@ -89,7 +98,7 @@ export async function walk(roots: string[], excludes: string[], warn: (p: JobPro
     if (!stat) throw new CoffreError('InvalidArgument', `cannot back up ${root}: it is a device, socket or FIFO`);
     const rootEntry = { abs: Buffer.from(abs), path: [name], display: name, stat };
     out.push(rootEntry);
-    if (stat.kind === 'dir') walkDir(rootEntry, out, isExcluded, warn);
+    if (stat.kind === 'dir') walkDir(rootEntry, out, isExcluded, warn, grafts?.size ? grafts : undefined);
   }
   return out;
 }
@@ -98,7 +107,7 @@ export async function walk(roots: string[], excludes: string[], warn: (p: JobPro
  * Synchronous on purpose: metadata comes from the kernel's caches in microseconds, while a
  * thread-pool round trip per entry made the walk of an unchanged tree several times slower.
  */
-function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: string) => boolean, warn: (p: JobProblem) => void): void {
+function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: string) => boolean, warn: (p: JobProblem) => void, grafts?: Map<string, string | null>): void {
   let children: Buffer[];
   try {
     children = readdirSync(dir.abs as unknown as string, { encoding: 'buffer' });
@@ -112,7 +121,11 @@ function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: st
     const text = nameBuf.toString('utf8');
     const display = `${dir.display}/${text}`;
     if (isExcluded(display, text)) continue;
-    const abs = join(dir.abs, nameBuf);
+    let abs = join(dir.abs, nameBuf);
+    const path = [...dir.path, encodeName(nameBuf)];
+    const graft = grafts?.get(path.join('/'));
+    if (graft === null) continue;
+    if (graft !== undefined) abs = Buffer.from(graft);
     let stat: EntryStat | null;
     try {
       stat = entryStat(lstatSync(abs as unknown as string, { bigint: true }));
@@ -124,8 +137,8 @@ function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: st
       warn({ code: 'SpecialFileSkipped', message: `${display} is a device, socket or FIFO; such files are not backed up`, path: display });
       continue;
     }
-    const entry = { abs, path: [...dir.path, encodeName(nameBuf)], display, stat };
+    const entry = { abs, path, display, stat };
     out.push(entry);
-    if (stat.kind === 'dir') walkDir(entry, out, isExcluded, warn);
+    if (stat.kind === 'dir') walkDir(entry, out, isExcluded, warn, grafts);
   }
 }
