@@ -340,6 +340,32 @@ test('a scheduled run (agent run) backs the item up with the snapshot mode and s
   assert.deepEqual(coffreSubvolumes(), []);
 });
 
+test('btrfs with an ext4 file system mounted inside: the btrfs part comes from its snapshot, the ext4 part is read live, nothing is lost, crash with a note', async () => {
+  const m = await machine();
+  const vol = await subvolume(join(btrfs.mnt, 'mixed'), { 'top.txt': 'on btrfs\n' });
+  const inner = join(ext4.mnt, 'inner');
+  await mkdir(inner);
+  await writeFile(join(inner, 'e.txt'), 'on ext4\n');
+  await mkdir(join(vol, 'ext'));
+  sh('mount', ['--bind', inner, join(vol, 'ext')]);
+  try {
+    const r = await backupFiles(opts(m, 'mixed', [vol]));
+    assert.equal(r.point.consistency, 'crash');
+    const job = await m.client.getJob(r.jobId);
+    const details = job.details as { snapshot: { snapshots: { volume: string }[]; live: { path: string }[] }; notes: string[] };
+    assert.deepEqual(details.snapshot.snapshots.map((s) => s.volume), [vol]);
+    assert.deepEqual(details.snapshot.live.map((l) => l.path), [join(vol, 'ext')]);
+    assert.match(details.notes.join('\n'), /read live, without a snapshot, so the point is crash-consistent: .*mixed\/ext \(ext4 on \/dev\/loop\d+: /);
+    const target = join(dir, 'restore-mixed');
+    await restore({ client: m.client, keys: m.keys, pointId: r.point.id, target, paths: [], overwrite: 'rename' });
+    assert.equal(await readFile(join(target, 'mixed', 'top.txt'), 'utf8'), 'on btrfs\n');
+    assert.equal(await readFile(join(target, 'mixed', 'ext', 'e.txt'), 'utf8'), 'on ext4\n', 'the mount inside is backed up, as a live read would');
+    assert.deepEqual(coffreSubvolumes(), []);
+  } finally {
+    sh('umount', [join(vol, 'ext')]);
+  }
+});
+
 test('ext4 on a loop device: auto reads live, crash-consistent, with one note in the job; --snapshot btrfs fails clearly', async () => {
   const m = await machine();
   const folder = join(ext4.mnt, 'files');

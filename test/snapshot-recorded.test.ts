@@ -204,7 +204,7 @@ test('LVM: a file system not on a logical volume is read live under auto, and re
   auto.assertDone();
   assert.equal(r.point.consistency, 'crash');
   const notes = (await a.client.getJob(r.jobId)).details.notes as string[];
-  assert.match(notes.join('\n'), /read live, without a snapshot.*on \/dev\/sda1, which is not an LVM logical volume/);
+  assert.match(notes.join('\n'), /read live, without a snapshot.*plain \(ext4 on \/dev\/sda1: \/dev\/sda1 is not an LVM logical volume\)/);
   const explicit = new RecordedRunner([{ argv: PROBE, out: ok(await recorded('lvs-probe.json')) }]);
   await assert.rejects(backupFiles(options('plain', [live], explicit, mounts, { snapshot: 'lvm' })),
     (e: unknown) => e instanceof CoffreError && e.code === 'SnapshotUnavailable' && /cannot take a lvm snapshot of/.test(e.message));

@@ -71,7 +71,7 @@ export class LvmSnapshotter implements Snapshotter {
     const found = await this.lvs('vg_name,lv_name,lv_attr,pool_lv,lv_kernel_major,lv_kernel_minor');
     if ('failed' in found) return { unavailable: found.failed };
     const lv = found.rows.find((r) => `${r.lv_kernel_major}:${r.lv_kernel_minor}` === mount.device);
-    if (!lv) return { unavailable: `${path} is on ${mount.source}, which is not an LVM logical volume` };
+    if (!lv) return { unavailable: `${mount.source} is not an LVM logical volume` };
     if (/^[sS]/.test(lv.lv_attr ?? '')) return { unavailable: `${path} is on ${lv.vg_name}/${lv.lv_name}, itself an LVM snapshot` };
     return {
       method: 'lvm', key: `lvm:${lv.vg_name}/${lv.lv_name}`, live: mount.mountPoint, vg: lv.vg_name!, lv: lv.lv_name!, pool: lv.pool_lv ?? '',

@@ -85,7 +85,7 @@ export async function planRead(input: PlanInput): Promise<ReadPlan> {
         }
         return snapshotter.copyOf(ref, live);
       }
-      const reason = reasons.join('; ') || `${live} is on ${mount.fsType} (${mount.source}), of which Coffre makes no snapshot`;
+      const reason = explicit ? reasons.join('; ') : `${mount.fsType} on ${mount.source}: ${reasons.join('; ') || 'Coffre makes no snapshot of this kind of file system'}`;
       if (explicit) throw new CoffreError('SnapshotUnavailable', `cannot take a ${explicit} snapshot of ${given}: ${reason}; use --snapshot auto to read what cannot be snapshotted live`);
       plan.live.push({ path: live, reason });
       return live;

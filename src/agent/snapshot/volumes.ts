@@ -71,7 +71,7 @@ export function mountOf(path: string, mounts: Mount[]): Mount {
   return best;
 }
 
-/** Mounts strictly below `path` (the top one of each mount point), shallowest first. */
+/** Mounts strictly below `path` (the top one of each mount point), each before the mounts inside it. */
 export function mountsBelow(path: string, mounts: Mount[]): Mount[] {
   const top = new Map<string, Mount>();
   for (const m of mounts) if (m.mountPoint !== path && isWithin(m.mountPoint, path)) top.set(m.mountPoint, m);
