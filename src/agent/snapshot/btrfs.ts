@@ -105,19 +105,20 @@ export class BtrfsSnapshotter implements Snapshotter {
     return [];
   }
 
-  async remove(ref: SnapshotRef): Promise<void> {
+  async remove(ref: SnapshotRef): Promise<boolean> {
     const path = this.pathOf(ref);
     let s;
     try {
       s = await lstat(path, { bigint: true });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw e;
     }
     if (s.ino !== SUBVOLUME_ROOT_INO) throw new CoffreError('SnapshotFailed', `${path} is not a btrfs snapshot: it was left as it is`);
     const args = ['subvolume', 'delete', path];
     const r = await this.runner.run('btrfs', args);
     if (r.code !== 0) throw new CoffreError('SnapshotFailed', `cannot remove the snapshot ${path}: ${describeFailure('btrfs', args, r)}`);
+    return true;
   }
 
   async list(volume: Volume): Promise<SnapshotRef[]> {

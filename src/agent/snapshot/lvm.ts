@@ -130,7 +130,7 @@ export class LvmSnapshotter implements Snapshotter {
     return [];
   }
 
-  async remove(ref: SnapshotRef): Promise<void> {
+  async remove(ref: SnapshotRef): Promise<boolean> {
     const v = ref.volume as LvmVolume;
     const at = this.mountPointOf(ref);
     const isMounted = await this.runner.run('mountpoint', ['-q', at]);
@@ -143,10 +143,11 @@ export class LvmSnapshotter implements Snapshotter {
     });
     const found = await this.lvs('lv_name', v.vg);
     if ('failed' in found) throw new CoffreError('SnapshotFailed', `cannot tell whether the snapshot ${v.vg}/${ref.name} is still there: ${found.failed}`);
-    if (!found.rows.some((r) => r.lv_name === ref.name)) return;
+    if (!found.rows.some((r) => r.lv_name === ref.name)) return isMounted.code === 0;
     const args = ['--yes', `${v.vg}/${ref.name}`];
     const r = await this.runner.run('lvremove', args);
     if (r.code !== 0) throw new CoffreError('SnapshotFailed', `cannot remove the snapshot ${v.vg}/${ref.name}: ${describeFailure('lvremove', args, r)}`);
+    return true;
   }
 
   async list(volume: Volume): Promise<SnapshotRef[]> {

@@ -21,7 +21,7 @@ function fake(method: SnapshotMethod, nested: Record<string, string[]> = {}): Sn
     async create() {},
     copyOf(ref: SnapshotRef, path: string) { return join('/snap', ref.name, relative(ref.volume.live, path)); },
     async check() { return []; },
-    async remove() {},
+    async remove() { return false; },
     async list() { return []; },
   };
 }

@@ -89,9 +89,11 @@ export async function deadRecords(agentDir: string): Promise<{ run: string; snap
   }
   const out: { run: string; snapshots: SnapshotRef[] }[] = [];
   for (const name of names) {
-    if (!name.endsWith('.json')) continue;
     const owner = ownerOf(name);
     if (!owner || await isRunning(owner)) continue;
+    // A record torn by a kill while it was written: its snapshots were not made yet.
+    if (name.endsWith('.json.tmp')) await rm(join(recordsDir(agentDir), name), { force: true });
+    if (!name.endsWith('.json')) continue;
     try {
       const record = JSON.parse(await readFile(join(recordsDir(agentDir), name), 'utf8')) as RunRecord;
       if (record.version === 1 && Array.isArray(record.snapshots)) out.push({ run: record.run, snapshots: record.snapshots });

@@ -80,17 +80,18 @@ const describe = (e: unknown): JobProblem => {
   return { code: err.code, message: err.message };
 };
 
-/** Removes each snapshot; says, for each that stays, why. */
-async function removeAll(refs: SnapshotRef[], kinds: Record<SnapshotMethod, Snapshotter>, why: string): Promise<JobProblem[]> {
+/** Removes each snapshot: says which were there, and for each that stays, why. */
+async function removeAll(refs: SnapshotRef[], kinds: Record<SnapshotMethod, Snapshotter>, why: string): Promise<{ removed: string[]; problems: JobProblem[] }> {
+  const removed: string[] = [];
   const problems: JobProblem[] = [];
   for (const ref of refs) {
     try {
-      await kinds[ref.volume.method].remove(ref);
+      if (await kinds[ref.volume.method].remove(ref)) removed.push(ref.name);
     } catch (e) {
       problems.push({ code: 'SnapshotNotRemoved', message: `${why} ${ref.name} (${ref.volume.method}, ${ref.volume.live}) could not be removed, the next backup tries again: ${(e as Error).message}` });
     }
   }
-  return problems;
+  return { removed, problems };
 }
 
 /** Removes the snapshots of runs whose process is gone: first those they recorded, then those found by name on these volumes. */
@@ -98,23 +99,28 @@ async function sweep(agentDir: string, kinds: Record<SnapshotMethod, Snapshotter
   const removed: string[] = [];
   const problems: JobProblem[] = [];
   for (const record of await deadRecords(agentDir)) {
-    const failed = await removeAll(record.snapshots, kinds, 'a snapshot left by a killed run');
-    problems.push(...failed);
-    if (failed.length === 0) {
-      await removeRecord(agentDir, record.run);
-      removed.push(...record.snapshots.map((s) => s.name));
-    }
+    const done = await removeAll(record.snapshots, kinds, 'a snapshot left by a killed run');
+    problems.push(...done.problems);
+    removed.push(...done.removed);
+    if (done.problems.length === 0) await removeRecord(agentDir, record.run);
   }
   const seen = new Set<string>();
   for (const ref of planned) {
-    for (const found of await kinds[ref.volume.method].list(ref.volume)) {
-      const owner = ownerOf(found.name);
-      const id = `${found.volume.method}:${found.volume.live}:${found.name}`;
+    let found: SnapshotRef[];
+    try {
+      found = await kinds[ref.volume.method].list(ref.volume);
+    } catch (e) {
+      problems.push({ code: 'SnapshotNotRemoved', message: `cannot look for snapshots left by killed runs on ${ref.volume.live}: ${(e as Error).message}` });
+      continue;
+    }
+    for (const stale of found) {
+      const owner = ownerOf(stale.name);
+      const id = `${stale.volume.method}:${stale.volume.live}:${stale.name}`;
       if (!owner || seen.has(id) || await isRunning(owner)) continue;
       seen.add(id);
-      const failed = await removeAll([found], kinds, 'a snapshot left by a killed run');
-      problems.push(...failed);
-      if (failed.length === 0 && !removed.includes(found.name)) removed.push(found.name);
+      const done = await removeAll([stale], kinds, 'a snapshot left by a killed run');
+      problems.push(...done.problems);
+      removed.push(...done.removed);
     }
   }
   return { removed, problems };
@@ -216,9 +222,9 @@ export async function backupFiles(opts: SnapshotBackupOptions): Promise<BackupRe
           more.push(...quiesced.warnings.slice(seen));
         }
         removed = true;
-        const left = await removeAll(plan.snapshots, kinds, 'the snapshot');
-        if (left.length === 0) await removeRecord(opts.agentDir, run);
-        return [...more, ...left];
+        const { problems } = await removeAll(plan.snapshots, kinds, 'the snapshot');
+        if (problems.length === 0) await removeRecord(opts.agentDir, run);
+        return [...more, ...problems];
       },
     };
     return await backup({ ...opts, read });
@@ -232,8 +238,8 @@ export async function backupFiles(opts: SnapshotBackupOptions): Promise<BackupRe
   } finally {
     await quiesced.resume(snapshotsMade);
     if (!removed && plan.snapshots.length) {
-      const left = await removeAll(plan.snapshots, kinds, 'the snapshot');
-      if (left.length === 0) await removeRecord(opts.agentDir, run);
+      const { problems } = await removeAll(plan.snapshots, kinds, 'the snapshot');
+      if (problems.length === 0) await removeRecord(opts.agentDir, run);
     }
   }
 }

@@ -86,6 +86,7 @@ export interface Snapshotter {
   create(refs: SnapshotRef[]): Promise<void>;
   copyOf(ref: SnapshotRef, path: string): string;
   check(ref: SnapshotRef): Promise<JobProblem[]>;
-  remove(ref: SnapshotRef): Promise<void>;
+  /** Resolves with whether there was a snapshot to remove. */
+  remove(ref: SnapshotRef): Promise<boolean>;
   list(volume: Volume): Promise<SnapshotRef[]>;
 }

@@ -68,11 +68,12 @@ export class ZfsSnapshotter implements Snapshotter {
     return [];
   }
 
-  async remove(ref: SnapshotRef): Promise<void> {
-    if (!(await this.exists(ref))) return;
+  async remove(ref: SnapshotRef): Promise<boolean> {
+    if (!(await this.exists(ref))) return false;
     const args = ['destroy', snapshotOf(ref)];
     const r = await this.runner.run('zfs', args);
     if (r.code !== 0) throw new CoffreError('SnapshotFailed', `cannot remove the snapshot ${snapshotOf(ref)}: ${describeFailure('zfs', args, r)}`);
+    return true;
   }
 
   async list(volume: Volume): Promise<SnapshotRef[]> {
