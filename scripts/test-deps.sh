@@ -5,6 +5,11 @@ set -euo pipefail
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# Restore fidelity: POSIX ACLs and capabilities on test files, a vfat target without attributes.
+command -v setfacl >/dev/null 2>&1 || need+=(acl)
+command -v setcap >/dev/null 2>&1 || need+=(libcap2-bin)
+command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
+# File backups from volume snapshots: btrfs images.
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -8,6 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VaultClient } from '../src/agent/client.js';
@@ -84,7 +85,7 @@ async function script(name: string, body: string): Promise<string> {
   return p;
 }
 
-/** Every file, folder and link under `a` equals the one under `b`: names, kinds, bytes, modes, mtimes (to the microsecond), targets. */
+/** Every file, folder and link under `a` equals the one under `b`: names, kinds, bytes, modes, mtimes (to the nanosecond), targets. */
 async function assertSameTree(a: string, b: string, skip: Set<string> = new Set(), rel = ''): Promise<void> {
   const names = async (p: string) => (await readdir(p)).filter((n) => !skip.has(rel ? `${rel}/${n}` : n)).sort();
   const [na, nb] = [await names(a), await names(b)];
@@ -97,9 +98,7 @@ async function assertSameTree(a: string, b: string, skip: Set<string> = new Set(
     if (sa.isDirectory()) await assertSameTree(pa, pb, skip, what);
     else if (sa.isSymbolicLink()) assert.equal(await readlink(pa), await readlink(pb), `target of ${what}`);
     else {
-      // Restores set times through futimes in float seconds (src/agent/file-meta.ts), which can land one microsecond low.
-      const us = sa.mtimeNs / 1000n - sb.mtimeNs / 1000n;
-      assert.ok(us === 0n || us === -1n, `mtime of ${what}: ${sa.mtimeNs} vs ${sb.mtimeNs}`);
+      assert.equal(sa.mtimeNs, sb.mtimeNs, `mtime of ${what}`);
       assert.ok((await readFile(pa)).equals(await readFile(pb)), `bytes of ${what}`);
     }
   }
@@ -207,9 +206,9 @@ test('btrfs: a kill -9 mid-read leaves a snapshot, which the next run finds and 
   const big = await subvolume(join(btrfs.mnt, 'big'));
   // Enough incompressible data that the read takes a while after it started.
   for (let i = 0; i < 24; i++) {
-    const buf = Buffer.alloc(4 * 1024 * 1024);
-    for (let o = 0; o < buf.length; o += 4) buf.writeUInt32LE((Math.imul(o + 1, 2654435761) ^ (i * 7919)) >>> 0, o);
-    await writeFile(join(big, `blob${i}.bin`), buf);
+    // Deterministic and incompressible: AES-CTR of zeros under a key per file.
+    const cipher = createCipheriv('aes-128-ctr', Buffer.alloc(16, i + 1), Buffer.alloc(16));
+    await writeFile(join(big, `blob${i}.bin`), cipher.update(Buffer.alloc(4 * 1024 * 1024)));
   }
   const env = { COFFRE_SERVER: server.url, COFFRE_AGENT_DIR: m.agentDir, COFFRE_TOKEN: '' };
   let pid = 0;

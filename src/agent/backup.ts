@@ -10,12 +10,14 @@ import type { Consistency, JobCounters, JobProblem, PointInfo, PointKind } from 
 import { ID_BYTES, type KeySet } from '../core/crypto.js';
 import { DEFAULT_CHUNKER } from '../core/fastcdc.js';
 import { SharedIdSet } from '../core/known-ids.js';
-import { encodeName, referencedChunks, type Entry, type FileEntry, type Manifest, sealManifest } from '../core/manifest.js';
+import { encodeName, MANIFEST_VERSION, referencedChunks, type Entry, type FileEntry, type Manifest, sealManifest, type Xattr } from '../core/manifest.js';
 import { loadCache, saveCache, type MetadataCache } from './cache.js';
 import type { VaultClient } from './client.js';
 import { walk, type EntryStat, type WalkEntry } from './walk.js';
 import { FileEncoder, type FileResult, type FileTask } from './file-encoder.js';
 import { JobReporter, defaultRetainUntil } from './job-report.js';
+import { OwnerDirectory, ownerNames } from './owners.js';
+import { readXattrs } from './xattrs.js';
 import type { PreparedRead } from './snapshot/prepared-read.js';
 
 /** Files below this size are read in batches (one message for many files). */
@@ -42,8 +44,9 @@ export interface BackupOptions {
 
 export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
 
-function baseEntry(w: WalkEntry) {
-  return { path: w.path, mode: w.stat.mode, uid: w.stat.uid, gid: w.stat.gid, mtime: w.stat.mtimeNs };
+function baseEntry(w: WalkEntry, xattrs?: Xattr[]) {
+  const base = { path: w.path, mode: w.stat.mode, uid: w.stat.uid, gid: w.stat.gid, mtime: w.stat.mtimeNs };
+  return xattrs ? { ...base, xattrs } : base;
 }
 
 /** A file entry whose chunks a worker is still reading. */
@@ -111,7 +114,8 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       }
       r.entry.chunks = result.chunks;
       r.entry.size = result.chunks.reduce((n, c) => n + c[1], 0);
-      nextCache.files[r.key] = { stat: r.stat.key, chunks: result.chunks };
+      if (result.xattrs) r.entry.xattrs = result.xattrs;
+      nextCache.files[r.key] = result.xattrs ? { stat: r.stat.key, chunks: result.chunks, xattrs: result.xattrs } : { stat: r.stat.key, chunks: result.chunks };
       files++;
       bytes += r.entry.size;
     };
@@ -126,10 +130,25 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       work.push(task);
     };
 
+    /**
+     * Attributes of what has no cache entry (folders, links, FIFOs, devices) are read every
+     * time: one system call, which finds none on most entries. Files' attributes are read by the
+     * workers with their bytes, or reused from the cache while the file's ctime has not moved.
+     */
+    const attributesOf = (w: WalkEntry): Xattr[] | undefined => {
+      const read = readXattrs(w.abs);
+      if (read.problem) warn({ code: 'XattrUnreadable', message: `${w.display}: ${read.problem}`, path: w.display });
+      return read.xattrs;
+    };
+
     for (const w of entries) {
       const s = w.stat;
       if (s.kind === 'dir') {
-        manifestEntries.push({ type: 'dir', ...baseEntry(w) });
+        manifestEntries.push({ type: 'dir', ...baseEntry(w, attributesOf(w)) });
+      } else if (s.kind === 'fifo') {
+        manifestEntries.push({ type: 'fifo', ...baseEntry(w, attributesOf(w)) });
+      } else if (s.kind === 'chardev' || s.kind === 'blockdev') {
+        manifestEntries.push({ type: s.kind, ...baseEntry(w, attributesOf(w)), rdev: s.rdev! });
       } else if (s.kind === 'symlink') {
         let target: Buffer;
         try {
@@ -138,7 +157,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
           warn({ code: 'Unreadable', message: `cannot read link ${w.display}: ${(e as Error).message}`, path: w.display });
           continue;
         }
-        manifestEntries.push({ type: 'symlink', ...baseEntry(w), target: encodeName(target) });
+        manifestEntries.push({ type: 'symlink', ...baseEntry(w, attributesOf(w)), target: encodeName(target) });
       } else {
         filesScanned++;
         const first = s.nlink > 1 ? hardlinks.get(s.inode) : undefined;
@@ -154,7 +173,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
           cachedBytes += size;
           nextCache.files[key] = cached;
           reused++;
-          manifestEntries.push({ type: 'file', ...baseEntry(w), size, chunks: cached.chunks });
+          manifestEntries.push({ type: 'file', ...baseEntry(w, cached.xattrs), size, chunks: cached.chunks });
           files++;
           bytes += size;
         } else {
@@ -173,7 +192,10 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     if (encoder) await (encoder as FileEncoder).finish();
     if (opts.read) warnings.push(...await opts.read.beforeCommit());
 
-    const manifest: Manifest = { version: 1, item: opts.item, time: new Date().toISOString(), entries: withoutUnreadable(manifestEntries, unreadable) };
+    const kept = withoutUnreadable(manifestEntries, unreadable);
+    // Names of the owners beside their numbers, for restores on machines where ids differ.
+    const owners = ownerNames(new OwnerDirectory(), new Set(kept.map((e) => e.uid)), new Set(kept.map((e) => e.gid)));
+    const manifest: Manifest = { version: MANIFEST_VERSION, item: opts.item, time: new Date().toISOString(), entries: kept, owners };
     const refs = referencedChunks(manifest);
     const refsBuf = Buffer.allocUnsafe(refs.length * ID_BYTES);
     refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));

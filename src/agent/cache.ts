@@ -6,10 +6,17 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import type { ChunkRef } from '../core/manifest.js';
+import type { ChunkRef, Xattr } from '../core/manifest.js';
 import { writeFileAtomic } from './state.js';
 
-export interface MetadataCache { files: Record<string, { stat: string; chunks: ChunkRef[] }> }
+/** Per file: its stat key, its chunks and its extended attributes (an attribute change moves the ctime, so the key). */
+export interface MetadataCache { version?: number; files: Record<string, { stat: string; chunks: ChunkRef[]; xattrs?: Xattr[] }> }
+
+/**
+ * Version 2 keeps extended attributes. A cache of an earlier version is dropped: reusing its
+ * entries would back up unchanged files without the attributes it never recorded.
+ */
+export const CACHE_VERSION = 2;
 
 function cacheFile(agentDir: string, vaultId: string, item: string): string {
   const name = createHash('sha256').update(`${vaultId}\0${item}`).digest('hex').slice(0, 24);
@@ -19,7 +26,7 @@ function cacheFile(agentDir: string, vaultId: string, item: string): string {
 export async function loadCache(agentDir: string, vaultId: string, item: string): Promise<MetadataCache> {
   try {
     const parsed = JSON.parse(await readFile(cacheFile(agentDir, vaultId, item), 'utf8')) as MetadataCache;
-    return parsed && typeof parsed.files === 'object' ? parsed : { files: {} };
+    return parsed && parsed.version === CACHE_VERSION && typeof parsed.files === 'object' ? parsed : { files: {} };
   } catch {
     // A missing or damaged cache only costs a full re-read; the backup stays correct.
     return { files: {} };
@@ -27,5 +34,5 @@ export async function loadCache(agentDir: string, vaultId: string, item: string)
 }
 
 export async function saveCache(agentDir: string, vaultId: string, item: string, cache: MetadataCache): Promise<void> {
-  await writeFileAtomic(cacheFile(agentDir, vaultId, item), JSON.stringify(cache));
+  await writeFileAtomic(cacheFile(agentDir, vaultId, item), JSON.stringify({ ...cache, version: CACHE_VERSION }));
 }

@@ -14,8 +14,10 @@ import { encodeName } from '../core/manifest.js';
  * What a backup needs of an entry's metadata. Kept instead of the BigIntStats (about twenty
  * BigInts and four Dates each), which made the heap of a walk of many files several times larger.
  */
+export type EntryKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'chardev' | 'blockdev';
+
 export interface EntryStat {
-  kind: 'dir' | 'file' | 'symlink';
+  kind: EntryKind;
   mode: number;
   uid: number;
   gid: number;
@@ -27,17 +29,30 @@ export interface EntryStat {
   ctimeNs: string;
   /** Size, mtime, ctime and inode: equal keys mean an unchanged file (the metadata cache). */
   key: string;
+  /** [major, minor] of a device node. */
+  rdev?: [number, number];
 }
 
+/** glibc's encoding of dev_t (gnu_dev_major / gnu_dev_minor), which the kernel's stat returns. */
+export function deviceNumbers(rdev: bigint): [number, number] {
+  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  return [major, minor];
+}
+
+/** Null for a socket: it is the running program's endpoint, nothing a restore could bring back. */
 export function entryStat(s: BigIntStats): EntryStat | null {
-  const kind = s.isDirectory() ? 'dir' : s.isFile() ? 'file' : s.isSymbolicLink() ? 'symlink' : null;
+  const kind: EntryKind | null = s.isDirectory() ? 'dir' : s.isFile() ? 'file' : s.isSymbolicLink() ? 'symlink'
+    : s.isFIFO() ? 'fifo' : s.isCharacterDevice() ? 'chardev' : s.isBlockDevice() ? 'blockdev' : null;
   if (!kind) return null;
   const mtimeNs = s.mtimeNs.toString();
   const ctimeNs = s.ctimeNs.toString();
-  return {
+  const stat: EntryStat = {
     kind, mode: Number(s.mode & 0o7777n), uid: Number(s.uid), gid: Number(s.gid), size: Number(s.size), nlink: Number(s.nlink),
     inode: `${s.dev}:${s.ino}`, mtimeNs, ctimeNs, key: `${s.size}:${mtimeNs}:${ctimeNs}:${s.ino}`,
   };
+  if (kind === 'chardev' || kind === 'blockdev') stat.rdev = deviceNumbers(s.rdev);
+  return stat;
 }
 
 export interface WalkEntry {
@@ -95,7 +110,9 @@ export async function walk(roots: (string | WalkRoot)[], excludes: string[], war
     } catch (e) {
       throw new CoffreError('InvalidArgument', `cannot back up ${root}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}`);
     }
-    if (!stat) throw new CoffreError('InvalidArgument', `cannot back up ${root}: it is a device, socket or FIFO`);
+    if (!stat || (stat.kind !== 'dir' && stat.kind !== 'file' && stat.kind !== 'symlink')) {
+      throw new CoffreError('InvalidArgument', `cannot back up ${root}: it is a device, socket or FIFO; back up the folder that holds it`);
+    }
     const rootEntry = { abs: Buffer.from(abs), path: [name], display: name, stat };
     out.push(rootEntry);
     if (stat.kind === 'dir') walkDir(rootEntry, out, isExcluded, warn, grafts?.size ? grafts : undefined);
@@ -134,7 +151,7 @@ function walkDir(dir: WalkEntry, out: WalkEntry[], isExcluded: (d: string, n: st
       continue;
     }
     if (!stat) {
-      warn({ code: 'SpecialFileSkipped', message: `${display} is a device, socket or FIFO; such files are not backed up`, path: display });
+      warn({ code: 'SpecialFileSkipped', message: `${display} is a socket; sockets are not backed up (the program that made it re-creates it)`, path: display });
       continue;
     }
     const entry = { abs, path, display, stat };

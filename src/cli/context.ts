@@ -32,11 +32,15 @@ export async function adminClient(g: GlobalOptions): Promise<VaultClient> {
   return new VaultClient(server, token);
 }
 
-/** For backups and restores: this machine's registration and keys. */
+/**
+ * For the agent's own work (backups, restores, the daemon, VM snapshots): this machine's
+ * registration, keys and agent key, even when --token / COFFRE_TOKEN hold an administrator's
+ * token, as an administrator of the vault keeps it. Backups are the machine's to make: the
+ * vault accepts them from its key only.
+ */
 export async function agentContext(g: GlobalOptions) {
   const state = await requireState(agentDirOf(g));
-  const client = new VaultClient(explicitServer(g) ?? state.server, explicitToken(g) ?? state.token);
-  return { state, client };
+  return { state, client: new VaultClient(explicitServer(g) ?? state.server, state.token) };
 }
 
 export function readPassphrase(file: string | undefined): string {

@@ -163,14 +163,18 @@ export function buildProgram(): Command {
     .requiredOption('--target <dir>', 'folder to restore into (created if missing); nothing is written outside it')
     .option('--path <p>', 'restore only this path of the point, e.g. projects/src (repeatable)', collect, [])
     .addOption(new Option('--overwrite <policy>', 'when a file already exists in the target').choices(['skip', 'replace', 'rename']).default('rename'))
+    .option('--numeric-owner', 'give files their recorded user and group ids, not the ids their recorded names have on this machine')
     .option('--json', 'print the job as JSON')
-    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; json?: boolean }) => {
+    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; numericOwner?: boolean; json?: boolean }) => {
       const { state, client } = await agentContext(g());
       const { restore } = await import('../agent/restore.js');
       const bar = progressBar(!o.json, 'restore');
       let result;
       try {
-        result = await restore({ client, keys: state.keySet, pointId: point, target: o.target, paths: o.path, overwrite: o.overwrite, onProgress: (c) => bar.update(c) });
+        result = await restore({
+          client, keys: state.keySet, pointId: point, target: o.target, paths: o.path, overwrite: o.overwrite,
+          numericOwner: o.numericOwner ?? false, onProgress: (c) => bar.update(c),
+        });
       } finally {
         bar.stop();
       }

@@ -5,11 +5,10 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { VaultClient } from '../agent/client.js';
-import { requireState } from '../agent/state.js';
 import type { VmConfig } from '../agent/vm/config.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS, MAX_BLOCK, MIN_BLOCK } from '../agent/vm/limits.js';
 import type { RestoreFormat } from '../agent/vm/vm-restore.js';
-import { adminClient, agentDirOf, type GlobalOptions } from './context.js';
+import { adminClient, agentContext, agentDirOf, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, printJson, progressBar, table } from './output.js';
 import { executable, retainUntil, seconds } from './arguments.js';
 
@@ -33,15 +32,6 @@ function blockSize(v: string): number {
     throw new InvalidArgumentError(`give a power of two from 64K to 16M, e.g. 1M`);
   }
   return n;
-}
-
-/**
- * The agent's own client: backups, restores and snapshots are the machine's work, made with
- * its key even when --token / COFFRE_TOKEN hold an administrator's token (used to assign policies).
- */
-async function agentContext(g: GlobalOptions) {
-  const state = await requireState(agentDirOf(g));
-  return { state, client: new VaultClient(g.server || process.env.COFFRE_SERVER || state.server, state.token) };
 }
 
 /**

@@ -6,6 +6,11 @@
  *
  * Names are bytes on Linux. A component that is valid UTF-8 is stored as a string; any other
  * is stored as "\0" + base64 (NUL never occurs in a file name, so this is unambiguous).
+ *
+ * Version 2 added what a Linux tree holds beyond bytes and modes: extended attributes (which
+ * carry POSIX ACLs and file capabilities), FIFOs and device nodes, and the names of owners.
+ * Version 1 manifests stay readable; a reader that knows only version 1 refuses version 2
+ * rather than restoring it without its attributes.
  */
 import { open, seal, type KeySet } from './crypto.js';
 import { compressChunk, decompressChunk } from './compress.js';
@@ -13,6 +18,13 @@ import { CoffreError } from './errors.js';
 
 /** [chunk id hex, plaintext length]; a null id is a run of zero bytes, restored as a hole. */
 export type ChunkRef = [string | null, number];
+
+/**
+ * An extended attribute: its name (e.g. `user.comment`, `system.posix_acl_access`,
+ * `security.capability`) and its value as base64, since values are bytes (ACLs and
+ * capabilities are binary) and may be empty.
+ */
+export type Xattr = [string, string];
 
 interface EntryBase {
   /** Path components from the point's root; the first is the backed-up folder's name. */
@@ -22,19 +34,30 @@ interface EntryBase {
   gid: number;
   /** Modification time, nanoseconds since the epoch, as a decimal string. */
   mtime: string;
+  /** Extended attributes, sorted by name; absent when there are none. */
+  xattrs?: Xattr[];
 }
 export interface DirEntry extends EntryBase { type: 'dir' }
 export interface FileEntry extends EntryBase { type: 'file'; size: number; chunks: ChunkRef[] }
 export interface SymlinkEntry extends EntryBase { type: 'symlink'; target: string }
 /** A further name of a file seen earlier in the manifest (`link` = that entry's index). */
 export interface HardlinkEntry extends EntryBase { type: 'hardlink'; link: number }
-export type Entry = DirEntry | FileEntry | SymlinkEntry | HardlinkEntry;
+export interface FifoEntry extends EntryBase { type: 'fifo' }
+/** A device node; `rdev` is [major, minor]. */
+export interface DeviceEntry extends EntryBase { type: 'chardev' | 'blockdev'; rdev: [number, number] }
+export type Entry = DirEntry | FileEntry | SymlinkEntry | HardlinkEntry | FifoEntry | DeviceEntry;
+
+/** Names of the numeric owners seen in the tree (id as a decimal string -> name), for restores on other machines. */
+export interface OwnerNames { users: Record<string, string>; groups: Record<string, string> }
+
+export const MANIFEST_VERSION = 2;
 
 export interface Manifest {
-  version: 1;
+  version: 1 | 2;
   item: string;
   time: string;
   entries: Entry[];
+  owners?: OwnerNames;
 }
 
 export function encodeName(name: Buffer): string {
@@ -93,7 +116,7 @@ export function validateManifest(input: unknown): Manifest {
   const bad = (why: string) => new CoffreError('ManifestInvalid', `manifest refused: ${why}`);
   if (typeof input !== 'object' || input === null) throw bad('not an object');
   const m = input as Record<string, unknown>;
-  if (m.version !== 1 || typeof m.item !== 'string' || typeof m.time !== 'string' || !Array.isArray(m.entries)) throw bad('missing fields');
+  if ((m.version !== 1 && m.version !== MANIFEST_VERSION) || typeof m.item !== 'string' || typeof m.time !== 'string' || !Array.isArray(m.entries)) throw bad('missing fields');
   const dirs = new Set<string>();
   const seen = new Set<string>();
   const entries = m.entries as unknown[];
@@ -112,6 +135,7 @@ export function validateManifest(input: unknown): Manifest {
     if (!isInt(e.mode) || !isInt(e.uid) || !isInt(e.gid) || typeof e.mtime !== 'string' || !/^-?\d+$/.test(e.mtime)) {
       throw bad(`entry ${index} has invalid metadata`);
     }
+    if (e.xattrs !== undefined && !validXattrs(e.xattrs)) throw bad(`entry ${index} has invalid extended attributes`);
     switch (e.type) {
       case 'dir': dirs.add(key); break;
       case 'file': {
@@ -129,6 +153,11 @@ export function validateManifest(input: unknown): Manifest {
       case 'symlink':
         if (typeof e.target !== 'string') throw bad(`entry ${index} has no link target`);
         break;
+      case 'fifo': break;
+      case 'chardev':
+      case 'blockdev':
+        if (!Array.isArray(e.rdev) || e.rdev.length !== 2 || !e.rdev.every((n) => isInt(n) && n <= 0xffffffff)) throw bad(`entry ${index} has an invalid device number`);
+        break;
       case 'hardlink': {
         const target = isInt(e.link) ? entries[e.link] as Record<string, unknown> | undefined : undefined;
         if (!target || (e.link as number) >= index || target.type !== 'file') throw bad(`entry ${index} links to an invalid entry`);
@@ -137,7 +166,31 @@ export function validateManifest(input: unknown): Manifest {
       default: throw bad(`entry ${index} has an unknown type`);
     }
   });
+  if (m.owners !== undefined && !validOwners(m.owners)) throw bad('invalid owner names');
   return input as Manifest;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Names as the kernel takes them (1-255 bytes, no NUL), values base64, no name twice. */
+function validXattrs(x: unknown): boolean {
+  if (!Array.isArray(x)) return false;
+  const names = new Set<string>();
+  for (const a of x as unknown[]) {
+    if (!Array.isArray(a) || a.length !== 2 || typeof a[0] !== 'string' || typeof a[1] !== 'string') return false;
+    const name = a[0];
+    if (name.length === 0 || Buffer.byteLength(name) > 255 || name.includes('\0') || names.has(name) || !BASE64.test(a[1])) return false;
+    names.add(name);
+  }
+  return true;
+}
+
+function validOwners(o: unknown): boolean {
+  if (typeof o !== 'object' || o === null) return false;
+  const { users, groups } = o as Record<string, unknown>;
+  const valid = (map: unknown) => typeof map === 'object' && map !== null &&
+    Object.entries(map).every(([id, name]) => /^\d+$/.test(id) && typeof name === 'string' && name.length > 0 && name.length <= 256 && !name.includes('\0'));
+  return valid(users) && valid(groups);
 }
 
 /** Every distinct chunk id the manifest references, for the vault's reference list. */
