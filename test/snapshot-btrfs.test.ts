@@ -336,6 +336,9 @@ test('a scheduled run (agent run) backs the item up with the snapshot mode and s
   assert.equal(await readFile(log, 'utf8'), 'pre\npost\n');
   const job = await m.client.getJob(ran[0]!.result!.jobId);
   assert.equal((job.details.snapshot as { mode: string }).mode, 'btrfs');
+  // A snapshot keeps inode numbers and times: the metadata cache knows the unchanged file, read from a new snapshot.
+  assert.equal(job.filesScanned, 1);
+  assert.equal(job.filesChanged, 0);
   assert.deepEqual(coffreSubvolumes(), []);
 });
 

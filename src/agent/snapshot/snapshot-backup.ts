@@ -13,6 +13,7 @@
  * Snapshots are removed before the commit (a removal that fails is a warning) and again, as
  * needed, when the backup fails; a killed run's are removed by the next run (records.ts).
  */
+import { resolve } from 'node:path';
 import type { FileSource, JobProblem } from '../../core/api.js';
 import { CoffreError } from '../../core/errors.js';
 import { backup, type BackupOptions, type BackupResult } from '../backup.js';
@@ -129,7 +130,7 @@ async function sweep(agentDir: string, kinds: Record<SnapshotMethod, Snapshotter
 /** A backup that failed before it started reading still gets a Failed job, so scheduled runs leave a trace in the vault. */
 async function recordFailure(opts: SnapshotBackupOptions, error: unknown, warnings: JobProblem[]): Promise<void> {
   try {
-    const start = await opts.client.startBackup(opts.item, 'files', { paths: opts.paths.map(realLivePath), excludes: opts.excludes ?? [], ...storedOptions(opts) });
+    const start = await opts.client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes: opts.excludes ?? [], ...storedOptions(opts) });
     await opts.client.finishJob(start.job.id, { status: 'Failed', errors: [describe(error)], warnings });
   } catch {
     // Best effort: the error itself still reaches the caller, which is what matters most.
