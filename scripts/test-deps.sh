@@ -9,6 +9,8 @@ command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v setfacl >/dev/null 2>&1 || need+=(acl)
 command -v setcap >/dev/null 2>&1 || need+=(libcap2-bin)
 command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
+# File backups from volume snapshots: btrfs images.
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2

@@ -20,6 +20,7 @@ import { JobReporter, defaultRetainUntil } from './job-report.js';
 import { OwnerDirectory, ownerNames } from './owners.js';
 import { TreeBackup } from './tree-backup.js';
 import { TreeCache } from './tree-cache.js';
+import type { PreparedRead } from './snapshot/prepared-read.js';
 
 const PROGRESS_MS = 200;
 /** The shared id table is sized for at most this many ids (16 bytes each, half full). */
@@ -37,6 +38,8 @@ export interface BackupOptions {
   kind?: PointKind;
   retainUntil?: string | null;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+  /** Snapshots to read `paths` from, and the point's label (src/agent/snapshot/); without it, a live, crash-consistent read. */
+  read?: PreparedRead;
 }
 
 export interface BackupResult { point: PointInfo; jobId: string; counters: JobCounters; warnings: JobProblem[] }
@@ -67,10 +70,10 @@ function expectedIds(vaultIds: number, cache: TreeCache, paths: string[]): numbe
 
 export async function backup(opts: BackupOptions): Promise<BackupResult> {
   const { client, keys } = opts;
-  const warnings: JobProblem[] = [];
+  const warnings: JobProblem[] = [...(opts.read?.warnings ?? [])];
   const warn = (p: JobProblem) => { warnings.push(p); };
   const excludes = opts.excludes ?? [];
-  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes });
+  const start = await client.startBackup(opts.item, 'files', { paths: opts.paths.map((p) => resolve(p)), excludes, ...opts.read?.options });
   const jobId = start.job.id;
   const cache = TreeCache.open(opts.agentDir, opts.vaultId, opts.item);
   // The last backup's size is the estimate a progress bar needs before the walk has ended.
@@ -107,8 +110,9 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
       // Workers start on the first changed file: an unchanged re-backup never pays for them.
       encoder: async () => (encoder ??= new FileEncoder(keys, known, upload)),
     });
-    const { roots, uids, gids } = await tree.run(opts.paths);
+    const { roots, uids, gids } = await tree.run(opts.read?.roots ?? opts.paths);
     if (encoder) await (encoder as FileEncoder).finish();
+    if (opts.read) warnings.push(...await opts.read.beforeCommit());
 
     const { files, bytes } = tree.counters;
     // Names of the owners beside their numbers, for restores on machines where ids differ.
@@ -122,11 +126,11 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     await client.putPointObject(start.pointId, jobId, 'refs', refsBuf);
     await reporter.drain();
     const final = snapshot();
-    const consistency: Consistency = 'crash';
+    const consistency: Consistency = opts.read?.consistency ?? 'crash';
     const kind = opts.kind ?? 'OnDemand';
     const retainUntil = opts.retainUntil ?? defaultRetainUntil(kind, new Date());
     const point = await client.commit(start.pointId, {
-      jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings,
+      jobId, files, bytes, kind, consistency, retainUntil, counters: final, warnings, ...(opts.read ? { details: opts.read.details } : {}),
     });
     // Only a committed point's tree may serve as the next backup's cache.
     cache.setMeta('files', String(files));

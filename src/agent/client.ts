@@ -10,7 +10,7 @@ import { CoffreError, isErrorCode } from '../core/errors.js';
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
-import type { PolicyInfo, RetentionChange } from '../core/api.js';
+import type { FileSource, PolicyInfo, RetentionChange } from '../core/api.js';
 
 export class VaultClient {
   constructor(readonly server: string, private readonly token?: string) {}
@@ -149,7 +149,7 @@ export class VaultClient {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
   gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
-  due(): Promise<{ item: string; scheduledAt: string; source: { paths: string[]; excludes?: string[] } | { vm: string } }[]> { return this.json('GET', '/v1/agent/due'); }
+  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string } }[]> { return this.json('GET', '/v1/agent/due'); }
   async claim(item: string, scheduledAt: string): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt }); }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }

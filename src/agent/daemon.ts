@@ -5,7 +5,7 @@
  */
 import type { JobProblem } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
-import { backup } from './backup.js';
+import { backupFiles, optionsFromSource } from './snapshot/snapshot-backup.js';
 import { backupVm } from './vm/vm-backup.js';
 import { requireVmConfig } from './vm/config.js';
 
@@ -40,7 +40,7 @@ export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; s
       const source = run.source;
       const result: BackupResult = 'vm' in source
         ? await backupVm({ ...common, config: await requireVmConfig(opts.agentDir, source.vm) })
-        : await backup({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [] });
+        : await backupFiles({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [], ...optionsFromSource(source) });
       log(`${run.item}: point ${result.point.id}, ${result.counters.bytesNew} new bytes, ${result.warnings.length} warning(s)`);
       out.push({ item: run.item, scheduledAt: run.scheduledAt, result });
     } catch (e) {

@@ -28,7 +28,7 @@ import { PackWriter } from '../core/pack.js';
 import { encodeRefsPrefix, pageRefs, paginate, type TreeDir, type TreeEntry, type TreeFile } from '../core/tree.js';
 import type { FileEncoder, FileResult, FileTask } from './file-encoder.js';
 import type { CachedEntry, CachedFolder, TreeCache } from './tree-cache.js';
-import { entryStat, excluder, rootName, type EntryStat } from './walk.js';
+import { entryStat, excluder, rootName, type EntryStat, type WalkRoot } from './walk.js';
 import { readXattrs } from './xattrs.js';
 
 /** Files below this size are read in batches (one message for many files). */
@@ -105,17 +105,23 @@ export class TreeBackup {
   /** First entry of each file with several names in this backup ("dev:ino"), and who waits for it. */
   private readonly inodes = new Map<string, { entry: TreeFile | null; waiting: ((e: TreeFile | null) => void)[] | null }>();
   private rootsDone!: (roots: TreeEntry[]) => void;
+  /** Folders read from elsewhere (a nested volume's snapshot) or left out (null), by their path in the point. */
+  private grafts = new Map<string, string | null>();
 
   constructor(private readonly o: TreeBackupOptions) {
     this.isExcluded = excluder(o.excludes);
   }
 
-  /** Walks the given paths; resolves once every page is stored or on its way. */
-  async run(paths: string[]): Promise<TreeResult> {
+  /**
+   * Walks the given paths (each read where it is, or from a snapshot's copy: WalkRoot);
+   * resolves once every page is stored or on its way.
+   */
+  async run(paths: (string | WalkRoot)[]): Promise<TreeResult> {
     const names = new Set<string>();
     const roots: { name: Buffer; abs: Buffer; stat: EntryStat }[] = [];
-    for (const root of paths) {
-      const abs = resolve(root);
+    for (const given of paths) {
+      const { read, record: root, grafts } = typeof given === 'string' ? { read: given, record: given, grafts: undefined } : given;
+      const abs = resolve(read);
       const name = rootName(root);
       if (names.has(name)) throw new CoffreError('InvalidArgument', `two folders to back up share the name ${name}; back them up as separate items`);
       names.add(name);
@@ -129,6 +135,7 @@ export class TreeBackup {
         throw new CoffreError('InvalidArgument', `cannot back up ${root}: it is a device, socket or FIFO; back up the folder that holds it`);
       }
       roots.push({ name: Buffer.from(name), abs: Buffer.from(abs), stat });
+      for (const [path, to] of grafts ?? []) this.grafts.set(path, to);
     }
     roots.sort((a, b) => Buffer.compare(a.name, b.name));
     const done = new Promise<TreeEntry[]>((resolve) => { this.rootsDone = resolve; });
@@ -148,7 +155,7 @@ export class TreeBackup {
   }
 
   /** Lists a folder: its children, sorted by name, with their stats; what cannot be read is a warning. */
-  private list(abs: Buffer, display: string): { name: Buffer; abs: Buffer; stat: EntryStat }[] {
+  private list(abs: Buffer, display: string, path: readonly string[]): { name: Buffer; abs: Buffer; stat: EntryStat }[] {
     let names: Buffer[];
     try {
       names = readdirSync(abs as unknown as string, { encoding: 'buffer' });
@@ -164,7 +171,12 @@ export class TreeBackup {
       const text = name.toString('utf8');
       const childDisplay = `${display}/${text}`;
       if (this.isExcluded(childDisplay, text)) continue;
-      const childAbs = Buffer.concat([abs, sep, name]);
+      let childAbs = Buffer.concat([abs, sep, name]);
+      if (this.grafts.size > 0) {
+        const graft = this.grafts.get([...path, encodeName(name)].join('/'));
+        if (graft === null) continue;
+        if (graft !== undefined) childAbs = Buffer.from(graft);
+      }
       let stat: EntryStat | null;
       try {
         stat = entryStat(lstatSync(childAbs as unknown as string, { bigint: true }));
@@ -222,7 +234,7 @@ export class TreeBackup {
           f.entries[slot] = { ...(reuse ?? this.base(name, s, c.abs, display)), type: 'dir', tree: [] } as TreeDir;
         }
         f.pending++;
-        const children = this.list(c.abs, display);
+        const children = this.list(c.abs, display, [...f.path, name]);
         await this.fill(this.folder({ path: [...f.path, name], display, abs: c.abs, parent: f, slot }, children), children);
         continue;
       }

@@ -66,3 +66,11 @@ export function excluder(patterns: string[]): (display: string, name: string) =>
   const matchers = patterns.map((p) => picomatch(p, { dot: true }));
   return (display, name) => matchers.some((m) => m(display) || m(name));
 }
+
+/**
+ * A folder read from one place and recorded as another (src/agent/snapshot/): `read` is the
+ * snapshot's copy of `record`. `grafts` maps an entry's path inside the point (its encoded
+ * names, '/'-joined) to the folder its contents are read from instead (a nested volume's own
+ * snapshot), or to null for a folder left out (the snapshots' own folder).
+ */
+export interface WalkRoot { read: string; record: string; grafts?: Map<string, string | null> }

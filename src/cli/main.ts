@@ -10,6 +10,7 @@ import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
+import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -119,28 +120,30 @@ export function buildProgram(): Command {
       await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
     });
 
-  program.command('backup <path...>')
+  addSnapshotOptions(program.command('backup <path...>')
     .description('back up files and folders now (incremental: only what changed is read and sent)')
     .requiredOption('--item <name>', 'protected item the backup belongs to (created on first use)')
     .option('--exclude <glob>', 'skip paths matching this glob (repeatable), e.g. "*.tmp" or "node_modules"', collect, [])
     .option('--retain-until <date>', 'keep this on-demand point until this day (YYYY-MM-DD; default: 30 days)', retainUntil)
-    .option('--json', 'print the job as JSON')
-    .action(async (paths: string[], o: { item: string; exclude: string[]; retainUntil?: string; json?: boolean }) => {
+    .option('--json', 'print the job as JSON'))
+    .action(async (paths: string[], o: SnapshotFlags & { item: string; exclude: string[]; retainUntil?: string; json?: boolean }) => {
+      const snapshot = await snapshotOptionsFrom(o);
       const { state, client } = await agentContext(g());
-      const { backup } = await import('../agent/backup.js');
+      const { backupFiles } = await import('../agent/snapshot/snapshot-backup.js');
       const bar = progressBar(!o.json, 'backup');
       let result;
       try {
-        result = await backup({
+        result = await backupFiles({
           client, containerId: state.containerId, keys: state.keySet, agentDir: agentDirOf(g()), vaultId: state.vaultId,
           item: o.item, paths, excludes: o.exclude, kind: 'OnDemand', ...(o.retainUntil ? { retainUntil: o.retainUntil } : {}), onProgress: (c) => bar.update(c),
+          ...snapshot,
         });
       } finally {
         bar.stop();
       }
       const job = await client.getJob(result.jobId);
       if (o.json) printJson(job);
-      else process.stdout.write(`${jobSummary(job)}\n  point ${result.point.id}: ${result.point.files} files, ${formatBytes(result.point.bytes)}, kept until ${result.point.expiresAt}\n`);
+      else process.stdout.write(`${jobSummary(job)}\n${jobNotes(job)}  point ${result.point.id}: ${result.point.files} files, ${formatBytes(result.point.bytes)}, ${result.point.consistency}-consistent, kept until ${result.point.expiresAt}\n`);
       if (job.status === 'CompletedWithWarnings') process.exitCode = EXIT_WARNINGS;
     });
 

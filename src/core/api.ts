@@ -63,6 +63,20 @@ export interface CredentialsFile {
 
 export interface RegisterResult { containerId: string; machine: string; vaultId: string; vault: string; token: string; wrappedKeys: unknown | null }
 
+/**
+ * What a file item backs up and how, stored with it by its last backup so that scheduled runs
+ * do the same: folders, excludes, snapshot mode (auto|btrfs|lvm|zfs|none) and scripts.
+ */
+export interface FileSource {
+  paths: string[];
+  excludes?: string[];
+  snapshot?: string;
+  preScript?: string;
+  postScript?: string;
+  scriptTimeoutSeconds?: number;
+  snapshotSize?: string;
+}
+
 export interface BackupStart { job: JobInfo; pointId: string; item: ItemInfo }
 
 export interface BlobLocation { id: string; pack: string; offset: number; length: number }

@@ -30,6 +30,12 @@ export const ERROR_CODES = {
   PackInvalid: 422,
   ServerUnreachable: 503,
   Internal: 500,
+  /** The snapshot asked for (`--snapshot btrfs|lvm|zfs`) cannot be made of this path. */
+  SnapshotUnavailable: 409,
+  /** Making a volume snapshot failed (the tool's message says why); nothing was read. */
+  SnapshotFailed: 500,
+  /** A snapshot stopped being one instant while it was read (an LVM snapshot filled up): no point was made. */
+  SnapshotInvalid: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -4,7 +4,7 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, PointRow } from '../catalog/schema.js';
-import type { BackupStart, BlobLocation, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
+import type { BackupStart, BlobLocation, FileSource, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
@@ -19,9 +19,12 @@ import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
 import { rememberSource } from './scheduler.js';
 import { checkClosure, idsOf, indexTreePack, markVerified } from './references.js';
 
-function isFileSource(s: unknown): s is { paths: string[]; excludes?: string[] } {
-  const src = s as { paths?: unknown; excludes?: unknown } | null;
-  return Array.isArray(src?.paths) && src.paths.every((p) => typeof p === 'string') && (src.excludes === undefined || Array.isArray(src.excludes));
+function isFileSource(s: unknown): s is FileSource {
+  const src = s as Record<string, unknown> | null;
+  const optional = (k: string, type: string) => src?.[k] === undefined || typeof src[k] === type;
+  return Array.isArray(src?.paths) && src.paths.every((p) => typeof p === 'string') && (src.excludes === undefined || Array.isArray(src.excludes))
+    && optional('snapshot', 'string') && optional('preScript', 'string') && optional('postScript', 'string')
+    && optional('scriptTimeoutSeconds', 'number') && optional('snapshotSize', 'string');
 }
 
 export interface DataContext { db: Kysely<Database>; store: ObjectStore; clock: Clock }

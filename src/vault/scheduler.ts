@@ -5,6 +5,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
+import type { FileSource } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { validatePolicy, type Policy } from '../policy/policy.js';
@@ -16,7 +17,7 @@ import { createJob, finishJob } from './jobs.js';
 export const RUN_WINDOW_MS = 4 * 60 * 60 * 1000;
 
 /** What a scheduled run backs up: folders (file agent) or a protected VM, configured on the machine. */
-export type BackupSource = { paths: string[]; excludes?: string[] } | { vm: string };
+export type BackupSource = FileSource | { vm: string };
 export interface DueRun { item: string; scheduledAt: string; source: BackupSource }
 
 interface SchedulerContext { db: Kysely<Database>; clock: Clock }

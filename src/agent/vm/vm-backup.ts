@@ -18,7 +18,7 @@ import { CoffreError } from '../../core/errors.js';
 import type { VaultClient } from '../client.js';
 import { loadPreviousBlocks, savePreviousBlocks } from './block-cache.js';
 import { DEFAULT_INSTANT_RESTORE_DAYS, type VmConfig } from './config.js';
-import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } from './consistency.js';
+import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } from '../consistency.js';
 import { sealVmManifest, vmReferences, type VmDisk, type VmManifest } from './disk-manifest.js';
 import { emptyDiskCounters, scanDisk, type DiskCounters } from './disk-scan.js';
 import { diskNames, probeDisk, probeSnapshot, type DiskProbe } from './disk-source.js';

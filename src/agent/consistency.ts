@@ -1,5 +1,6 @@
 /**
- * Taking a VM's snapshot as consistently as the machine allows, and saying which it got:
+ * Taking a snapshot (a VM's disks, a file backup's volumes) as consistently as the machine
+ * allows, and saying which it got:
  *
  *   pre-script (quiesce) → fsfreeze (if --freeze) → snapshot → thaw → post-script (resume)
  *
@@ -10,8 +11,10 @@
  * A failing or hanging script never fails the backup: it lowers the consistency and adds a
  * warning. Once the pre-script ran, the post-script always runs, even when the snapshot
  * fails, so an application is never left quiesced; a frozen file system is always thawed.
+ * The labels above are the VM's; a file backup, whose volume snapshot is filesystem-consistent
+ * by itself, uses `quiesce` and labels its point itself (src/agent/snapshot/snapshot-backup.ts).
  */
-import type { Consistency, JobProblem } from '../../core/api.js';
+import type { Consistency, JobProblem } from '../core/api.js';
 import { describeEnd, runCommand, type CommandResult } from './scripts.js';
 
 export interface QuiescePlan {
@@ -44,7 +47,27 @@ export type QuiesceOutcome<T> =
   | { ok: true; result: T; consistency: Consistency; warnings: JobProblem[]; steps: StepRecord[] }
   | { ok: false; error: unknown; warnings: JobProblem[]; steps: StepRecord[] };
 
-export async function snapshotConsistently<T>(plan: QuiescePlan, q: Quiescer, take: () => Promise<T>): Promise<QuiesceOutcome<T>> {
+/** The first half of the sequence: the application is quiesced (as far as the pre-script went). */
+export interface Quiesced {
+  /** The pre-script ran and succeeded (false when there is none). */
+  preOk: boolean;
+  frozen: boolean;
+  /** What went wrong so far and later; `resume` adds to them. */
+  warnings: JobProblem[];
+  steps: StepRecord[];
+  /**
+   * Thaws and runs the post-script: once, whatever happened in between (call it from a
+   * `finally`). Says whether the post-script succeeded (true when there is none).
+   */
+  resume(snapshotOk: boolean): Promise<{ postOk: boolean }>;
+}
+
+/**
+ * pre-script, then fsfreeze: the half before the snapshot. Split from the half after it so a
+ * caller can keep the application quiesced for longer than one snapshot (a file backup read
+ * live, with no snapshot, runs the post-script after its read).
+ */
+export async function quiesce(plan: QuiescePlan, q: Quiescer): Promise<Quiesced> {
   const warnings: JobProblem[] = [];
   const steps: StepRecord[] = [];
   const env = plan.env ?? {};
@@ -70,6 +93,37 @@ export async function snapshotConsistently<T>(plan: QuiescePlan, q: Quiescer, ta
     if (!frozen) warnings.push({ code: 'FreezeFailed', message: `${describeEnd(`fsfreeze --freeze ${plan.freezePath}`, r, plan.timeoutMs)}; the file system was not frozen` });
   }
 
+  let resumed: Promise<{ postOk: boolean }> | null = null;
+  const resume = async (snapshotOk: boolean): Promise<{ postOk: boolean }> => {
+    if (frozen) {
+      const r = await q.thaw(plan.freezePath!, plan.timeoutMs);
+      if (!record('thaw', r, `fsfreeze --unfreeze ${plan.freezePath}`)) {
+        warnings.push({ code: 'ThawFailed', message: `${describeEnd(`fsfreeze --unfreeze ${plan.freezePath}`, r, plan.timeoutMs)}; run \`fsfreeze --unfreeze ${plan.freezePath}\` now` });
+      }
+    }
+    let postOk = true;
+    if (plan.postScript) {
+      const r = await q.script(plan.postScript, plan.timeoutMs, {
+        ...env, COFFRE_PHASE: 'post', COFFRE_PRE_SCRIPT: plan.preScript ? (preOk ? 'ok' : 'failed') : 'none', COFFRE_SNAPSHOT: snapshotOk ? 'ok' : 'failed',
+      });
+      postOk = record('post-script', r, `post-script ${plan.postScript}`);
+      if (!postOk) {
+        warnings.push({ code: r.timedOut ? 'PostScriptTimeout' : 'PostScriptFailed',
+          message: `${describeEnd(`post-script ${plan.postScript}`, r, plan.timeoutMs)}; the point is not application-consistent and the application may still be quiesced` });
+      }
+    }
+    return { postOk };
+  };
+  return {
+    preOk, frozen, warnings, steps,
+    resume: (snapshotOk) => (resumed ??= resume(snapshotOk)),
+  };
+}
+
+export async function snapshotConsistently<T>(plan: QuiescePlan, q: Quiescer, take: () => Promise<T>): Promise<QuiesceOutcome<T>> {
+  const quiesced = await quiesce(plan, q);
+  const { warnings, steps } = quiesced;
+
   let result: T | undefined;
   let error: unknown = null;
   let snapshotOk = false;
@@ -83,26 +137,8 @@ export async function snapshotConsistently<T>(plan: QuiescePlan, q: Quiescer, ta
     steps.push({ step: 'snapshot', ok: false, durationMs: Date.now() - started, detail: (e as Error).message });
   }
 
-  if (frozen) {
-    const r = await q.thaw(plan.freezePath!, plan.timeoutMs);
-    if (!record('thaw', r, `fsfreeze --unfreeze ${plan.freezePath}`)) {
-      warnings.push({ code: 'ThawFailed', message: `${describeEnd(`fsfreeze --unfreeze ${plan.freezePath}`, r, plan.timeoutMs)}; run \`fsfreeze --unfreeze ${plan.freezePath}\` now` });
-    }
-  }
-
-  let postOk = true;
-  if (plan.postScript) {
-    const r = await q.script(plan.postScript, plan.timeoutMs, {
-      ...env, COFFRE_PHASE: 'post', COFFRE_PRE_SCRIPT: plan.preScript ? (preOk ? 'ok' : 'failed') : 'none', COFFRE_SNAPSHOT: snapshotOk ? 'ok' : 'failed',
-    });
-    postOk = record('post-script', r, `post-script ${plan.postScript}`);
-    if (!postOk) {
-      warnings.push({ code: r.timedOut ? 'PostScriptTimeout' : 'PostScriptFailed',
-        message: `${describeEnd(`post-script ${plan.postScript}`, r, plan.timeoutMs)}; the point is not application-consistent and the application may still be quiesced` });
-    }
-  }
-
+  const { postOk } = await quiesced.resume(snapshotOk);
   if (!snapshotOk) return { ok: false, error, warnings, steps };
-  const consistency: Consistency = plan.preScript && preOk && postOk ? 'app' : frozen ? 'filesystem' : 'crash';
+  const consistency: Consistency = plan.preScript && quiesced.preOk && postOk ? 'app' : quiesced.frozen ? 'filesystem' : 'crash';
   return { ok: true, result: result as T, consistency, warnings, steps };
 }
