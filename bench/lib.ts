@@ -73,6 +73,28 @@ export async function generateTree(dir: string, scale: number, seed: number): Pr
   await must('python3', [DATASET, 'generate', dir, '--seed', String(seed), '--scale', String(scale)]);
 }
 
+/**
+ * A tree of many small files, as mail spools, source trees and package caches are: folders of
+ * 1000 files of 64-200 bytes each, contents from a seeded generator (the same tree every time).
+ */
+export async function generateSmallFiles(dir: string, count: number, seed: number): Promise<void> {
+  const { mkdir: mk, writeFile: wf } = await import('node:fs/promises');
+  let x = (seed * 2654435761) >>> 0 || 1;
+  const next = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+  const PER_FOLDER = 1000;
+  for (let d = 0; d * PER_FOLDER < count; d++) {
+    const folder = join(dir, `d${String(d).padStart(5, '0')}`);
+    await mk(folder, { recursive: true });
+    const writes: Promise<void>[] = [];
+    for (let f = 0; f < PER_FOLDER && d * PER_FOLDER + f < count; f++) {
+      const data = Buffer.allocUnsafe(64 + (next() % 137));
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(next(), Math.min(i, data.length - 4));
+      writes.push(wf(join(folder, `f${String(f).padStart(4, '0')}.dat`), data));
+    }
+    await Promise.all(writes);
+  }
+}
+
 export async function mutateTree(dir: string, seed: number, round: number): Promise<void> {
   await must('python3', [DATASET, 'mutate', dir, '--seed', String(seed), '--round', String(round)]);
 }

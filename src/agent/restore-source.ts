@@ -19,11 +19,15 @@ export interface RestoreSource {
   /** Files and bytes of the whole point (for progress). */
   readonly totals: { files: number; bytes: number };
   /**
-   * The entries of each folder whose pages are asked for, in name order; a folder whose pages
-   * are missing or damaged maps to the error that says so.
+   * The listing of each folder whose pages are asked for: a function that gives its entries in
+   * name order, or the error that says why its pages are missing or damaged. Pages are fetched
+   * for many folders at once but decoded only when their folder's turn comes: fetched, they
+   * are a few KiB each; decoded, thousands of objects.
    */
-  listings(folders: readonly string[][]): Promise<Map<string[], TreeEntry[] | CoffreError>>;
+  listings(folders: readonly string[][]): Promise<Map<string[], Listing>>;
 }
+
+export type Listing = () => TreeEntry[] | CoffreError;
 
 const PAGE_FETCHES = 4;
 
@@ -37,50 +41,44 @@ export class PageSource implements RestoreSource {
     this.totals = { files: manifest.files, bytes: manifest.bytes };
   }
 
-  async listings(folders: readonly string[][]): Promise<Map<string[], TreeEntry[] | CoffreError>> {
+  async listings(folders: readonly string[][]): Promise<Map<string[], Listing>> {
     const wanted = [...new Set(folders.flat())];
     const locations = await this.client.locate(this.containerId, wanted);
-    const pages = new Map<string, Uint8Array | CoffreError>();
+    const stored = new Map<string, Buffer | CoffreError>();
     const ranges = planRanges(locations, () => 0);
     await fetchRanges({
       client: this.client, containerId: this.containerId, ranges, inFlight: PAGE_FETCHES,
       onRange: (r, data) => {
-        for (const b of r.blobs) {
-          const stored = data.subarray(b.offset - r.offset, b.offset - r.offset + b.length);
-          try {
-            const prefix = readRefsPrefix(stored);
-            pages.set(b.id, decodeBlob(this.keys, Buffer.from(b.id, 'hex'), stored.subarray(prefix.length)));
-          } catch (e) {
-            if (!(e instanceof CoffreError)) throw e;
-            pages.set(b.id, e);
-          }
-        }
+        // Copied out of the range: a range holds other blobs too, and may be a reused buffer.
+        for (const b of r.blobs) stored.set(b.id, Buffer.from(data.subarray(b.offset - r.offset, b.offset - r.offset + b.length)));
       },
-      onDamage: (r, e) => { for (const b of r.blobs) pages.set(b.id, e); },
+      onDamage: (r, e) => { for (const b of r.blobs) stored.set(b.id, e); },
     });
-    const out = new Map<string[], TreeEntry[] | CoffreError>();
-    for (const ids of folders) {
-      const entries: TreeEntry[] = [];
-      let last: Buffer | null = null;
-      let failure: CoffreError | null = null;
-      for (const id of ids) {
-        const page = pages.get(id);
-        if (!page) { failure = new CoffreError('ChunkMissing', `tree page ${id.slice(0, 16)} is missing from the vault`); break; }
-        if (page instanceof CoffreError) { failure = page; break; }
-        try {
-          // Names ascend across the pages of one folder too: no name can be given twice.
-          const part = decodePage(page, last);
-          entries.push(...part);
-          if (part.length) last = decodeName(part[part.length - 1]!.name);
-        } catch (e) {
-          if (!(e instanceof CoffreError)) throw e;
-          failure = e;
-          break;
-        }
-      }
-      out.set(ids, failure ?? entries);
-    }
+    const out = new Map<string[], Listing>();
+    for (const ids of folders) out.set(ids, () => this.decode(ids, stored));
     return out;
+  }
+
+  /** A folder's entries from its stored pages: opened, checked against their ids, validated. */
+  private decode(ids: readonly string[], stored: Map<string, Buffer | CoffreError>): TreeEntry[] | CoffreError {
+    const entries: TreeEntry[] = [];
+    let last: Buffer | null = null;
+    for (const id of ids) {
+      const page = stored.get(id);
+      if (!page) return new CoffreError('ChunkMissing', `tree page ${id.slice(0, 16)} is missing from the vault`);
+      if (page instanceof CoffreError) return page;
+      try {
+        const plain = decodeBlob(this.keys, Buffer.from(id, 'hex'), page.subarray(readRefsPrefix(page).length));
+        // Names ascend across the pages of one folder too: no name can be given twice.
+        const part = decodePage(plain, last);
+        for (const e of part) entries.push(e);
+        if (part.length) last = decodeName(part[part.length - 1]!.name);
+      } catch (e) {
+        if (!(e instanceof CoffreError)) throw e;
+        return e;
+      }
+    }
+    return entries;
   }
 }
 
@@ -132,8 +130,8 @@ export class FlatSource implements RestoreSource {
     this.totals = { files, bytes };
   }
 
-  async listings(folders: readonly string[][]): Promise<Map<string[], TreeEntry[] | CoffreError>> {
-    return new Map(folders.map((ids) => [ids, ids.flatMap((id) => this.children.get(id) ?? [])]));
+  async listings(folders: readonly string[][]): Promise<Map<string[], Listing>> {
+    return new Map(folders.map((ids) => [ids, () => ids.flatMap((id) => this.children.get(id) ?? [])]));
   }
 }
 

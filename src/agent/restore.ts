@@ -33,7 +33,7 @@ import { OwnerDirectory, ownerMapper } from './owners.js';
 import { posix } from './posix.js';
 import { ACCESS_ACL, DEFAULT_ACL } from './xattrs.js';
 import { ProblemList } from './problem-list.js';
-import { sourceFor, type RestoreSource } from './restore-source.js';
+import { sourceFor, type Listing, type RestoreSource } from './restore-source.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -136,7 +136,7 @@ async function pathExists(source: RestoreSource, path: string): Promise<boolean>
     if (!e) return false;
     if (i === parts.length - 1) return true;
     if (e.type !== 'dir') return false;
-    const listing = (await source.listings([e.tree])).get(e.tree);
+    const listing = (await source.listings([e.tree])).get(e.tree)?.();
     if (!listing || listing instanceof CoffreError) return false;
     entries = listing;
   }
@@ -234,7 +234,7 @@ class Restore {
     const stack: Folder[] = [];
     this.place(top, this.source.roots, stack);
     this.release(top);
-    const listed = new Map<string[], TreeEntry[] | CoffreError>();
+    const listed = new Map<string[], Listing>();
     while (stack.length > 0) {
       const f = stack[stack.length - 1]!;
       if (!listed.has(f.pages!)) {
@@ -242,7 +242,7 @@ class Restore {
         for (const [k, v] of await this.source.listings(batch)) listed.set(k, v);
       }
       stack.pop();
-      const entries = listed.get(f.pages!)!;
+      const entries = listed.get(f.pages!)!();
       listed.delete(f.pages!);
       if (entries instanceof CoffreError) {
         this.problem(f.display, entries.code, `its listing could not be read from the vault (${entries.message}); nothing in it was restored`);
