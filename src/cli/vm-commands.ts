@@ -9,7 +9,7 @@ import { requireState } from '../agent/state.js';
 import type { VmConfig } from '../agent/vm/config.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS, MAX_BLOCK, MIN_BLOCK } from '../agent/vm/limits.js';
 import type { RestoreFormat } from '../agent/vm/vm-restore.js';
-import { adminClient, agentDirOf, type GlobalOptions } from './context.js';
+import { adminClient, agentClient, agentDirOf, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, printJson, progressBar, table } from './output.js';
 import { retainUntil } from './arguments.js';
 
@@ -59,7 +59,7 @@ async function executable(file: string, flag: string): Promise<string> {
  */
 async function agentContext(g: GlobalOptions) {
   const state = await requireState(agentDirOf(g));
-  return { state, client: new VaultClient(g.server || process.env.COFFRE_SERVER || state.server, state.token) };
+  return { state, client: agentClient(g, state) };
 }
 
 /**

@@ -10,13 +10,14 @@ import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { readPack } from '../core/pack.js';
-import { validatePolicy } from '../policy/policy.js';
+import { validatePolicy, type Policy } from '../policy/policy.js';
 import { evaluateRetention } from '../policy/retention.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
 import { rememberSource, type BackupSource } from './scheduler.js';
+import { itemState, NEVER, type ProtectionState } from './item-state.js';
 
 function isFileSource(s: unknown): s is { paths: string[]; excludes?: string[] } {
   const src = s as { paths?: unknown; excludes?: unknown } | null;
@@ -56,6 +57,10 @@ export async function putPack(ctx: DataContext, p: Principal, containerId: strin
   requireContainer(p, containerId);
   if (!PACK_ID.test(packId)) throw new CoffreError('BadRequest', 'a pack id is 32 hexadecimal digits');
   const entries = readPack(data);
+  // An indexed pack is never replaced: a retried upload finds it done, and a key that tries to
+  // overwrite a pack (with garbage, under the same id) cannot damage the points that use it.
+  const known = await ctx.db.selectFrom('packs').select('blob_count').where('id', '=', packId).where('container_id', '=', containerId).executeTakeFirst();
+  if (known) return { blobs: known.blob_count };
   await ctx.store.put(packKey(containerId, packId), data);
   const now = ctx.clock.now().toISOString();
   await ctx.db.transaction().execute(async (tx) => {
@@ -116,6 +121,7 @@ export async function startBackup(ctx: DataContext, p: Principal, input: { item:
 async function backupJob(ctx: DataContext, p: Principal, pointId: string, jobId: string) {
   const job = await loadJob(ctx, p, jobId);
   if (job.operation !== 'Backup' || job.point_id !== pointId) throw new CoffreError('BadRequest', `job ${jobId} is not the backup of point ${pointId}`);
+  if (job.status === 'Cancelled') throw new CoffreError('JobCancelled', `backup job ${jobId} was cancelled; nothing of it is kept as a point`);
   if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${jobId} is ${job.status}; start a new backup`);
   return job;
 }
@@ -172,17 +178,23 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   return describePoint(ctx, pointId);
 }
 
-/** Expiries come from the item's current policy over all its points (retroactive by design). */
-export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
-  const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
-  const policy = validatePolicy(JSON.parse(item.body));
-  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).execute();
+/** An item's points with their stored expiry and the one `policy` gives them in `state`. */
+export async function expiriesUnder(ctx: DataContext, itemId: string, policy: Policy, state: ProtectionState): Promise<{ id: string; time: string; stored: string; expiresAt: string }[]> {
+  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).orderBy('time').execute();
+  // A stopped or soft-deleted item's points are kept until it is resumed or purged.
+  if (state !== 'Protected') return points.map((pt) => ({ id: pt.id, time: pt.time, stored: pt.expires_at, expiresAt: NEVER }));
   const results = evaluateRetention(policy, points.map((pt) => ({
     id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
   })), ctx.clock.now());
-  for (const [i, r] of results.entries()) {
-    const iso = r.expiresAt.toISOString();
-    if (points[i]!.expires_at !== iso) await ctx.db.updateTable('points').set({ expires_at: iso }).where('id', '=', r.id).execute();
+  return results.map((r, i) => ({ id: r.id, time: points[i]!.time, stored: points[i]!.expires_at, expiresAt: r.expiresAt.toISOString() }));
+}
+
+/** Expiries come from the item's current policy over all its points (retroactive by design). */
+export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
+  const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
+  const { state } = await itemState(ctx.db, itemId);
+  for (const pt of await expiriesUnder(ctx, itemId, validatePolicy(JSON.parse(item.body)), state)) {
+    if (pt.stored !== pt.expiresAt) await ctx.db.updateTable('points').set({ expires_at: pt.expiresAt }).where('id', '=', pt.id).execute();
   }
 }
 
