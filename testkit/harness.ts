@@ -51,13 +51,13 @@ export async function credentialsFor(server: RunningServer, vault: string): Prom
  * One raw HTTP(S) call to a server, for status codes and bodies the client would turn into
  * errors. Trusts the server's own certificate (read from its data folder).
  */
-export async function rawRequest(server: { url: string; dataDir: string }, method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: unknown }> {
+export async function rawRequest(server: { url: string; dataDir: string }, method: string, path: string, opts: { token?: string; body?: unknown; raw?: Uint8Array; headers?: Record<string, string> } = {}): Promise<{ status: number; body: unknown }> {
   const url = new URL(server.url + path);
   const ca = url.protocol === 'https:' ? await readFile(join(server.dataDir, 'tls', 'cert.pem'), 'utf8') : undefined;
-  const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+  const payload = opts.raw ?? (opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body)));
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  if (payload) headers['content-type'] = 'application/json';
+  if (payload) headers['content-type'] = opts.raw ? 'application/octet-stream' : 'application/json';
   const lib = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = lib.request(url, { method, headers, ...(ca ? { ca } : {}) }, (res) => {
