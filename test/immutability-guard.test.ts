@@ -20,7 +20,7 @@ const code = (c: string) => (e: unknown) => e instanceof CoffreError && e.code =
 const DAY = 86_400_000;
 const daily = (days: number) => ({ timeZone: 'UTC', schedule: { frequency: 'Daily', times: ['02:30'] }, retention: { daily: { count: days } } });
 
-/** A vault "v" with items a, b and c, each with three daily points under policy Month (30 days). */
+/** A vault "v" with items a, b and c, each with three daily points under DefaultPolicy (daily points kept 30 days). */
 async function setup() {
   const dir = await tempDir();
   const clock = new ManualClock(new Date('2026-05-01T02:30:00Z'));
@@ -31,14 +31,12 @@ async function setup() {
   const agent = clientFor(server, state.token);
   const src = join(dir, 'src');
   await mkdir(src);
-  await admin.createPolicy('Month', daily(30));
   await admin.createPolicy('Week', daily(7));
   await admin.createPolicy('Year', daily(365));
   for (let d = 0; d < 3; d++) {
     for (const item of ['a', 'b', 'c']) {
       await writeFile(join(src, 'f'), `${item} ${d}`);
       await backup({ client: agent, containerId: state.containerId, keys: keysFromJSON(state.keys), agentDir: join(dir, 'agent'), vaultId: state.vaultId, item, paths: [src], kind: 'Scheduled' });
-      if (d === 0) await admin.assignPolicy('Month', item);
     }
     clock.advance(DAY);
   }
@@ -64,16 +62,16 @@ test('an immutable vault refuses stop-with-delete, shortening a retention and di
     const stop = await env.run(['item', 'stop', 'a', '--delete-data'], env.server.adminToken);
     assert.equal(stop.code, 1);
     assert.match(stop.stderr, /immutable \(Unlocked\).*stop protection and delete its data.*\[VaultImmutable\]/);
-    await assert.rejects(env.admin.setPolicy('Month', daily(7), false), code('VaultImmutable'));
+    await assert.rejects(env.admin.setPolicy('DefaultPolicy', daily(7), false), code('VaultImmutable'));
     await assert.rejects(env.admin.assignPolicy('Week', 'b'), code('VaultImmutable'));
     await assert.rejects(env.admin.setSecurity('v', { softDelete: 'Disabled' }), code('VaultImmutable'));
     await assert.rejects(env.admin.setSecurity('v', { immutability: 'Locked', softDelete: 'Disabled' }), code('VaultImmutable'));
     // A daily → weekly schedule change that drops daily points is a shortening too.
-    await assert.rejects(env.admin.setPolicy('Month', { timeZone: 'UTC', schedule: { frequency: 'Weekly', weekDays: ['Sunday'], times: ['02:30'] }, retention: { weekly: { count: 52, weekDays: ['Sunday'] } } }, false), code('VaultImmutable'));
+    await assert.rejects(env.admin.setPolicy('DefaultPolicy', { timeZone: 'UTC', schedule: { frequency: 'Weekly', weekDays: ['Sunday'], times: ['02:30'] }, retention: { weekly: { count: 52, weekDays: ['Sunday'] } } }, false), code('VaultImmutable'));
     assert.equal(await env.points(), before);
 
     // Allowed: lengthening, moving to a longer policy, stopping with the data kept, a dry run.
-    const longer = await env.admin.setPolicy('Month', daily(60), false);
+    const longer = await env.admin.setPolicy('DefaultPolicy', daily(60), false);
     assert.equal(longer.change.deleted.length, 0);
     await env.admin.assignPolicy('Year', 'b');
     await env.admin.stopItem('c', false);
@@ -145,27 +143,27 @@ test('the guard: a critical operation waits for its approval, runs once, cannot 
     await assert.rejects(sec.client.approveGuardRequest(ownId), code('GuardSelfApproval'));
 
     // Requests expire.
-    const late = await ops.client.setPolicy('Month', daily(7), false).catch((e: CoffreError) => e);
+    const late = await ops.client.setPolicy('DefaultPolicy', daily(7), false).catch((e: CoffreError) => e);
     assert.ok(late instanceof CoffreError && late.code === 'GuardApprovalRequired', String(late));
     const lateId = (late.details as { requestId: string }).requestId;
     env.clock.advance(61 * 60_000);
     await assert.rejects(sec.client.approveGuardRequest(lateId), code('GuardRequestExpired'));
     // An approved one that is not used in time expires too.
-    const slow = (await ops.client.setPolicy('Month', daily(7), false).catch((e: CoffreError) => e)) as CoffreError;
+    const slow = (await ops.client.setPolicy('DefaultPolicy', daily(7), false).catch((e: CoffreError) => e)) as CoffreError;
     const slowId = (slow.details as { requestId: string }).requestId;
     await sec.client.approveGuardRequest(slowId);
     env.clock.advance(61 * 60_000);
-    await assert.rejects(ops.client.withGuardRequest(slowId).setPolicy('Month', daily(7), false), code('GuardRequestExpired'));
+    await assert.rejects(ops.client.withGuardRequest(slowId).setPolicy('DefaultPolicy', daily(7), false), code('GuardRequestExpired'));
 
     // Shortening a retention by reassignment, and by policy change, both wait for the guard.
     await assert.rejects(ops.client.assignPolicy('Week', 'c'), code('GuardApprovalRequired'));
-    const shorten = (await ops.client.setPolicy('Month', daily(7), false).catch((e: CoffreError) => e)) as CoffreError;
+    const shorten = (await ops.client.setPolicy('DefaultPolicy', daily(7), false).catch((e: CoffreError) => e)) as CoffreError;
     assert.equal(shorten.code, 'GuardApprovalRequired');
     await sec.client.approveGuardRequest((shorten.details as { requestId: string }).requestId);
-    const applied = await ops.client.withGuardRequest((shorten.details as { requestId: string }).requestId).setPolicy('Month', daily(7), false);
+    const applied = await ops.client.withGuardRequest((shorten.details as { requestId: string }).requestId).setPolicy('DefaultPolicy', daily(7), false);
     assert.equal((applied.policy.policy as { retention: { daily: { count: number } } }).retention.daily.count, 7);
     // Lengthening needs no approval.
-    await ops.client.setPolicy('Month', daily(90), false);
+    await ops.client.setPolicy('DefaultPolicy', daily(90), false);
 
     // Disabling soft delete and removing the guard are guarded too.
     await assert.rejects(ops.client.setSecurity('v', { softDelete: 'Disabled' }), code('GuardApprovalRequired'));

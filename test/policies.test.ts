@@ -5,7 +5,6 @@ import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { ManualClock } from '../src/core/clock.js';

@@ -11,7 +11,6 @@ import { createHash } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
 import { runDueOnce } from '../src/agent/daemon.js';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { requireState } from '../src/agent/state.js';
 import { keysFromJSON } from '../src/core/crypto.js';

@@ -104,7 +104,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   });
 
   // Registration authenticates with the credentials' secret, not a token.
-  app.post('/v1/register', auth('public'), async (req) => {
+  app.post('/v1/register', { config: { auth: { op: 'public', auditAs: 'machine.register' } } }, async (req) => {
     const body = parse(z.object({ secret: z.string().min(1), machine: z.string() }), req.body);
     return vaults.register(ctx, body.secret, body.machine);
   });

@@ -21,6 +21,8 @@ export type TargetResolver = (req: FastifyRequest, p: Principal) => Promise<Targ
 
 export interface RouteAuth {
   op: Operation;
+  /** How the audit log names a public route's call (registration, authenticated by its secret). */
+  auditAs?: Operation;
   /** For a route whose operation depends on the request (stop with or without the data). */
   chooseOp?: (req: FastifyRequest) => Operation;
   /** Where the operation applies; public routes need none. */
@@ -78,7 +80,7 @@ export function installRouteAuth(app: FastifyInstance, ctx: { db: Kysely<Databas
     const refused = reply.statusCode === 401 || reply.statusCode === 403;
     if (auth.audit === false && !refused) return payload;
     await recordAudit(ctx, {
-      principal: req.principal, operation: req.operation ?? auth.op, target: req.target ?? null, resource: req.url.split('?')[0]!,
+      principal: req.principal, operation: req.operation ?? auth.auditAs ?? auth.op, target: req.target ?? null, resource: req.url.split('?')[0]!,
       status: reply.statusCode, code: req.errorCode ?? null, guardRequest: req.headers['x-coffre-guard-request'],
       ...(req.errorDetails !== undefined ? { details: { error: req.errorDetails } } : {}),
     });
