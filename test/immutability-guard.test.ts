@@ -20,7 +20,7 @@ const code = (c: string) => (e: unknown) => e instanceof CoffreError && e.code =
 const DAY = 86_400_000;
 const daily = (days: number) => ({ timeZone: 'UTC', schedule: { frequency: 'Daily', times: ['02:30'] }, retention: { daily: { count: days } } });
 
-/** A vault "v" with items a, b and c, each with three daily points under DefaultPolicy (daily points kept 30 days). */
+/** A vault "v" with items a, b and c, each with two daily points under DefaultPolicy (daily points kept 30 days). */
 async function setup() {
   const dir = await tempDir();
   const clock = new ManualClock(new Date('2026-05-01T02:30:00Z'));
@@ -33,7 +33,7 @@ async function setup() {
   await mkdir(src);
   await admin.createPolicy('Week', daily(7));
   await admin.createPolicy('Year', daily(365));
-  for (let d = 0; d < 3; d++) {
+  for (let d = 0; d < 2; d++) {
     for (const item of ['a', 'b', 'c']) {
       await writeFile(join(src, 'f'), `${item} ${d}`);
       await backup({ client: agent, containerId: state.containerId, keys: keysFromJSON(state.keys), agentDir: join(dir, 'agent'), vaultId: state.vaultId, item, paths: [src], kind: 'Scheduled' });
@@ -76,7 +76,7 @@ test('an immutable vault refuses stop-with-delete, shortening a retention and di
     await env.admin.assignPolicy('Year', 'b');
     await env.admin.stopItem('c', false);
     const dry = await env.admin.setPolicy('Year', daily(7), true);
-    assert.equal(dry.change.changed.filter((c) => c.to < c.from).length, 3, 'a dry run tells what would shorten, and does nothing');
+    assert.equal(dry.change.changed.filter((c) => c.to < c.from).length, 2, 'a dry run tells what would shorten, and does nothing');
     // Resuming would make the kept points expire again: a shortening.
     await assert.rejects(env.admin.resumeItem('c'), code('VaultImmutable'));
     assert.equal(await env.points(), before);
@@ -162,8 +162,9 @@ test('the guard: a critical operation waits for its approval, runs once, cannot 
     await sec.client.approveGuardRequest((shorten.details as { requestId: string }).requestId);
     const applied = await ops.client.withGuardRequest((shorten.details as { requestId: string }).requestId).setPolicy('DefaultPolicy', daily(7), false);
     assert.equal((applied.policy.policy as { retention: { daily: { count: number } } }).retention.daily.count, 7);
-    // Lengthening needs no approval.
+    // Lengthening, and stopping with the data kept, need no approval.
     await ops.client.setPolicy('DefaultPolicy', daily(90), false);
+    assert.equal((await ops.client.stopItem('b', false)).state, 'ProtectionStopped');
 
     // Disabling soft delete and removing the guard are guarded too.
     await assert.rejects(ops.client.setSecurity('v', { softDelete: 'Disabled' }), code('GuardApprovalRequired'));
@@ -202,7 +203,7 @@ test('the checks run in order: RBAC, then immutability, then the guard, then sof
     await sec.client.approveGuardRequest(id);
     const deleted = await ops.client.withGuardRequest(id).stopItem('a', true);
     assert.equal(deleted.state, 'SoftDeleted');
-    assert.equal((await env.admin.listPoints({ item: 'a' })).length, 3);
+    assert.equal((await env.admin.listPoints({ item: 'a' })).length, 2);
     // Soft delete's own rule comes after the guard: AlwaysOn refuses even an approved request.
     await env.admin.setSecurity('v', { softDelete: 'AlwaysOn' });
     const off = (await ops.client.setSecurity('v', { softDelete: 'Disabled' }).catch((x: CoffreError) => x)) as CoffreError;

@@ -101,6 +101,7 @@ test('every built-in role × every semantic operation, at vault and subscription
   try {
     await h.admin.createPrincipal('bystander');
     const observed = new Map<string, Map<string, boolean>>(); // op -> "role@scope" -> allowed
+    const keys = new Map<string, { key: string; vault: string; sub: string }>();
     let n = 0;
     for (const role of ROLES) {
       const f = await fixture(h, role, n++);
@@ -109,6 +110,7 @@ test('every built-in role × every semantic operation, at vault and subscription
         const name = `p-${n}-${scopeKind}`;
         const { key } = await h.admin.createPrincipal(name);
         await h.admin.assignRole({ principal: name, role, scope: assigned });
+        keys.set(`${role}@${scopeKind}`, { key, vault: f.vault, sub: f.sub });
         for (const [op, call] of Object.entries(calls(f, scopeKind))) {
           const expected = TABLE[op]!.includes(role) && covers(assigned, call.target(f, scopeKind));
           const res = await rawRequest(h.server, call.method, call.path, { token: key, ...(call.body !== undefined ? { body: call.body } : {}) });
@@ -143,6 +145,23 @@ test('every built-in role × every semantic operation, at vault and subscription
     }
     console.log(`\nrole matrix observed through the HTTP API\n${lines.join('\n')}\n`);
     assert.equal(observed.size, Object.keys(TABLE).length);
+
+    // Listings show only what a principal may view: its vault, or every vault of its subscription.
+    for (const [who, expected] of [['Owner@vault', ['vault0']], ['Owner@subscription', ['vault0', 'vault0-new']]] as const) {
+      const { key, vault, sub } = keys.get(who)!;
+      const c = clientFor(h.server, key);
+      const within = who.endsWith('@vault') ? (scope: string) => scope === `/subscriptions/${sub}/vaults/${vault}` : (scope: string) => scope === `/subscriptions/${sub}` || scope.startsWith(`/subscriptions/${sub}/`);
+      assert.deepEqual((await c.listVaults()).map((v) => v.name), [...expected], who);
+      const points = await c.listPoints({});
+      assert.ok(points.length > 0 && points.every((pt) => pt.vault === vault), who);
+      assert.ok((await c.listItems()).every((i) => i.vault === vault), who);
+      assert.ok((await c.listJobs()).every((j) => expected.includes(j.vault as never)), who);
+      const audit = await c.audit();
+      assert.ok(audit.length > 0 && audit.every((e) => within(e.scope)), `${who}: ${JSON.stringify(audit.map((e) => e.scope))}`);
+      assert.ok((await c.listAssignments()).every((a) => within(a.scope)), who);
+    }
+    // Without naming a vault, a principal's commands default to its only one.
+    assert.equal((await clientFor(h.server, keys.get('Owner@vault')!.key).listPolicies()).length >= 1, true);
   } finally {
     await h.close();
   }

@@ -18,6 +18,7 @@ import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
 import { rememberSource, type BackupSource } from './scheduler.js';
 import { itemState, NEVER, type ProtectionState } from './item-state.js';
+import { visibleVaults } from './authorize.js';
 
 function isFileSource(s: unknown): s is { paths: string[]; excludes?: string[] } {
   const src = s as { paths?: unknown; excludes?: unknown } | null;
@@ -148,7 +149,8 @@ export interface CommitInput {
 /** Makes a point visible, after checking that everything it references is stored. */
 export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput): Promise<PointInfo> {
   const job = await backupJob(ctx, p, pointId, input.jobId);
-  const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirstOrThrow();
+  const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirst();
+  if (!item) throw new CoffreError('ItemNotFound', 'the item of this backup was deleted (purged) while it ran; nothing is kept');
   if (!(await ctx.store.stat(manifestKey(pointId)))) throw new CoffreError('BadRequest', `point ${pointId} has no manifest yet`);
   const refs = await ctx.store.get(refsKey(pointId));
   const ids: string[] = [];
@@ -233,6 +235,8 @@ export async function listPoints(ctx: DataContext, p: Principal, filter: { vault
   if (filter.vault) q = q.where('vault_id', '=', (await resolveVault(ctx, p, filter.vault)).id);
   if (filter.item) q = q.where('item_id', '=', (await findItem(ctx, p, filter.item, filter.vault ? (await resolveVault(ctx, p, filter.vault)).id : undefined)).id);
   if (p.kind === 'agent') q = q.where('container_id', '=', p.containerId);
+  const visible = await visibleVaults(ctx.db, p);
+  if (visible !== 'all') q = q.where('vault_id', 'in', visible.size ? [...visible] : ['']); // '' matches no vault
   return pointInfoRows(ctx, await q.orderBy('time').orderBy('id').execute());
 }
 

@@ -6,6 +6,7 @@ import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { principalName, requireContainer, requireVault, type Principal } from './access.js';
+import { visibleVaults } from './authorize.js';
 
 /** A running job whose agent has not reported for this long is declared failed. */
 export const STALE_JOB_MS = 120_000;
@@ -117,6 +118,8 @@ export async function listJobs(ctx: JobContext, p: Principal, filter: { vaultId?
   if (filter.vaultId) q = q.where('jobs.vault_id', '=', filter.vaultId);
   if (filter.itemId) q = q.where('jobs.item_id', '=', filter.itemId);
   if (p.kind === 'agent') q = q.where('jobs.container_id', '=', p.containerId);
+  const visible = await visibleVaults(ctx.db, p);
+  if (visible !== 'all') q = q.where('jobs.vault_id', 'in', visible.size ? [...visible] : ['']); // '' matches no vault
   const rows = await q.orderBy('jobs.start_time', 'desc').orderBy('jobs.id').limit(filter.limit ?? 1000).execute();
   return rows.reverse().map((r) => jobInfo(r, r.vaultName, r.itemName ?? null));
 }
