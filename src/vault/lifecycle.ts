@@ -18,7 +18,7 @@ import { principalName, SYSTEM, type Principal } from './access.js';
 import { recordAudit } from './audit.js';
 import { manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
 import { collectGarbage } from './gc.js';
-import { itemState, NEVER, setItemState } from './item-state.js';
+import { itemState, setItemState } from './item-state.js';
 import { pruneVault, retentionChange, shortens } from './policies.js';
 import { checkCritical } from './protection-rules.js';
 import { vaultScope } from './roles.js';
@@ -28,8 +28,6 @@ import { visibleVaults } from './authorize.js';
 
 /** How long an on-demand point asked for by a principal is kept when no date is given. */
 export const ON_DEMAND_DEFAULT_DAYS = 30;
-
-export type { ItemStatus };
 
 async function status(ctx: DataContext, item: Selectable<ItemRow>): Promise<ItemStatus> {
   const s = await itemState(ctx.db, item.id);
@@ -168,4 +166,3 @@ export async function purgeSoftDeleted(ctx: DataContext, filter: { vaultId?: str
   return out;
 }
 
-export { NEVER };
