@@ -12,5 +12,10 @@ export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
   await migrate(db);
+  // The audit log is append-only at the engine too, not only by the vault's code.
+  sqlite.exec(`
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `);
   return db;
 }
