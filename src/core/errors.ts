@@ -30,6 +30,14 @@ export const ERROR_CODES = {
   PackInvalid: 422,
   ServerUnreachable: 503,
   Internal: 500,
+  DatabaseNotReady: 412,
+  DatabaseUnreachable: 503,
+  TimeNotRestorable: 409,
+  ChainIncomplete: 409,
+  WalGap: 409,
+  WalOverlap: 409,
+  WalNotArchived: 504,
+  BackupInProgress: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -10,8 +10,9 @@ import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { readPack } from '../core/pack.js';
-import { validatePolicy } from '../policy/policy.js';
-import { evaluateRetention } from '../policy/retention.js';
+import { validateAnyPolicy } from '../policy/db-policy.js';
+import { attachDbInfo } from './db-points.js';
+import { itemRetention } from './item-retention.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
@@ -139,8 +140,12 @@ export interface CommitInput {
   details?: Record<string, unknown>;
 }
 
-/** Makes a point visible, after checking that everything it references is stored. */
-export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput): Promise<PointInfo> {
+/**
+ * Makes a point visible, after checking that everything it references is stored. `within` runs
+ * in the point's catalog transaction, after the point row (a database point's chain facts).
+ */
+export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput,
+  within?: (tx: Kysely<Database>, row: Selectable<PointRow>) => Promise<void>): Promise<PointInfo> {
   const job = await backupJob(ctx, p, pointId, input.jobId);
   const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirstOrThrow();
   if (!(await ctx.store.stat(manifestKey(pointId)))) throw new CoffreError('BadRequest', `point ${pointId} has no manifest yet`);
@@ -163,6 +168,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   // and its completed job become visible together (one sync of the catalog, not two).
   await ctx.db.transaction().execute(async (tx) => {
     await tx.insertInto('points').values(row).execute();
+    await within?.(tx, row);
     await refreshExpiries({ ...ctx, db: tx }, item.id);
     await finishJob({ ...ctx, db: tx }, input.jobId, {
       status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
@@ -175,11 +181,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
 /** Expiries come from the item's current policy over all its points (retroactive by design). */
 export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
   const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
-  const policy = validatePolicy(JSON.parse(item.body));
-  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).execute();
-  const results = evaluateRetention(policy, points.map((pt) => ({
-    id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
-  })), ctx.clock.now());
+  const { points, results } = await itemRetention(ctx, itemId, validateAnyPolicy(JSON.parse(item.body)), ctx.clock.now());
   for (const [i, r] of results.entries()) {
     const iso = r.expiresAt.toISOString();
     if (points[i]!.expires_at !== iso) await ctx.db.updateTable('points').set({ expires_at: iso }).where('id', '=', r.id).execute();
@@ -207,6 +209,7 @@ async function pointInfoRows(ctx: DataContext, rows: Selectable<PointRow>[]): Pr
       consistency: r.consistency as Consistency, expiresAt: r.expires_at, retainUntil: r.retain_until, files: r.files, bytes: Number(r.bytes),
     });
   }
+  await attachDbInfo(ctx, out);
   return out;
 }
 

@@ -19,6 +19,7 @@ import { verify } from './verify.js';
 import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
+import { registerDbRoutes } from './db-http.js';
 
 export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
 
@@ -209,10 +210,12 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   });
   app.get('/v1/agent/due', async (req) => dueRuns(ctx, await who(req)));
   app.post('/v1/agent/claim', async (req) => {
-    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime() }), req.body);
-    await claimRun(ctx, await who(req), body.item, body.scheduledAt);
+    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime(), backupType: z.enum(['Full', 'Differential', 'Log']).optional() }), req.body);
+    await claimRun(ctx, await who(req), body.item, body.scheduledAt, body.backupType);
     return { ok: true };
   });
+
+  registerDbRoutes(app, ctx, who);
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

@@ -8,15 +8,15 @@ import type { PolicyRow } from '../catalog/schema.js';
 import type { JobInfo, PointKind, PolicyInfo as ApiPolicyInfo, RetentionChange } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { validatePolicy, type Policy } from '../policy/policy.js';
-import { evaluateRetention } from '../policy/retention.js';
+import { isDbPolicy, validateAnyPolicy, type AnyPolicy } from '../policy/db-policy.js';
+import { itemRetention } from './item-retention.js';
 import { requireAdmin, type Principal } from './access.js';
 import { manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
 import { collectGarbage } from './gc.js';
 
-export interface PolicyInfo extends ApiPolicyInfo { policy: Policy }
+export interface PolicyInfo extends ApiPolicyInfo { policy: AnyPolicy }
 
 async function policyRow(ctx: DataContext, vaultId: string, name: string): Promise<Selectable<PolicyRow>> {
   const row = await ctx.db.selectFrom('policies').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst();
@@ -26,12 +26,12 @@ async function policyRow(ctx: DataContext, vaultId: string, name: string): Promi
 
 async function describe(ctx: DataContext, row: Selectable<PolicyRow>, vaultName: string): Promise<PolicyInfo> {
   const items = await ctx.db.selectFrom('items').select('name').where('policy_id', '=', row.id).orderBy('name').execute();
-  return { name: row.name, vault: vaultName, items: items.map((i) => i.name), policy: validatePolicy(JSON.parse(row.body)), updatedAt: row.updated_at };
+  return { name: row.name, vault: vaultName, items: items.map((i) => i.name), policy: validateAnyPolicy(JSON.parse(row.body)), updatedAt: row.updated_at };
 }
 
-function named(body: unknown, name: string): Policy {
+function named(body: unknown, name: string): AnyPolicy {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CoffreError('InvalidPolicy', 'a policy is a JSON object');
-  return validatePolicy({ ...(body as Record<string, unknown>), name });
+  return validateAnyPolicy({ ...(body as Record<string, unknown>), name });
 }
 
 export async function createPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown): Promise<PolicyInfo> {
@@ -56,24 +56,35 @@ export async function showPolicy(ctx: DataContext, p: Principal, vault: string |
 }
 
 /** What evaluating `policy` instead of each item's stored expiries would do to the items' points. */
-async function previewChange(ctx: DataContext, itemIds: string[], policyFor: (itemId: string) => Policy): Promise<RetentionChange> {
+async function previewChange(ctx: DataContext, itemIds: string[], policyFor: (itemId: string) => AnyPolicy): Promise<RetentionChange> {
   const now = ctx.clock.now();
   const out: RetentionChange = { deleted: [], changed: [] };
   for (const itemId of itemIds) {
     const item = await ctx.db.selectFrom('items').select('name').where('id', '=', itemId).executeTakeFirstOrThrow();
-    const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).orderBy('time').execute();
-    const results = evaluateRetention(policyFor(itemId), points.map((pt) => ({
-      id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
-    })), now);
+    const { points, results } = await itemRetention(ctx, itemId, policyFor(itemId), now);
     results.forEach((r, i) => {
       const pt = points[i]!;
       const to = r.expiresAt.toISOString();
       const liveBefore = pt.expires_at > now.toISOString();
+      // A database point kept past its own rule says which kept points need it.
+      const keptFor = r.keptFor?.length ? { keptFor: r.keptFor } : {};
       if (liveBefore && !r.keep) out.deleted.push({ id: pt.id, item: item.name, time: pt.time, expiresAt: to });
-      else if (r.keep && to !== pt.expires_at) out.changed.push({ id: pt.id, item: item.name, time: pt.time, from: pt.expires_at, to });
+      else if (r.keep && (to !== pt.expires_at || r.keptFor?.length)) out.changed.push({ id: pt.id, item: item.name, time: pt.time, from: pt.expires_at, to, ...keptFor });
     });
   }
   return out;
+}
+
+/** A database policy governs database items only, and the other kind the others. */
+async function checkKinds(ctx: DataContext, policy: AnyPolicy, itemIds: string[]): Promise<void> {
+  for (const id of itemIds) {
+    const item = await ctx.db.selectFrom('items').select(['name', 'kind']).where('id', '=', id).executeTakeFirstOrThrow();
+    if ((item.kind === 'PostgreSQL') !== isDbPolicy(policy)) {
+      throw new CoffreError('InvalidPolicy', isDbPolicy(policy)
+        ? `policy ${policy.name} is a database policy; item ${item.name} holds ${item.kind} backups: give it a file/VM policy`
+        : `policy ${policy.name} is not a database policy; item ${item.name} is a PostgreSQL database: give it a policy with "workload": "PostgreSQL"`);
+    }
+  }
 }
 
 export async function setPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown, dryRun: boolean): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null; gc?: JobInfo }> {
@@ -82,6 +93,7 @@ export async function setPolicy(ctx: DataContext, p: Principal, vault: string | 
   const row = await policyRow(ctx, v.id, name);
   const policy = named(body, name);
   const items = (await ctx.db.selectFrom('items').select('id').where('policy_id', '=', row.id).execute()).map((i) => i.id);
+  await checkKinds(ctx, policy, items);
   const change = await previewChange(ctx, items, () => policy);
   if (dryRun) return { policy: { ...(await describe(ctx, row, v.name)), policy }, change, prune: null };
   await ctx.db.updateTable('policies').set({ body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).where('id', '=', row.id).execute();
@@ -96,7 +108,9 @@ export async function assignPolicy(ctx: DataContext, p: Principal, vault: string
   const v = await resolveVault(ctx, p, vault);
   const row = await policyRow(ctx, v.id, name);
   const item = await findItem(ctx, p, itemName, v.id);
-  const change = await previewChange(ctx, [item.id], () => validatePolicy(JSON.parse(row.body)));
+  const policy = validateAnyPolicy(JSON.parse(row.body));
+  await checkKinds(ctx, policy, [item.id]);
+  const change = await previewChange(ctx, [item.id], () => policy);
   await ctx.db.updateTable('items').set({ policy_id: row.id }).where('id', '=', item.id).execute();
   await refreshExpiries(ctx, item.id);
   const prune = await pruneVault(ctx, p, v.id);
@@ -118,6 +132,7 @@ export async function pruneVault(ctx: DataContext, p: Principal, vault?: string)
   const expired = await ctx.db.selectFrom('points').select(['id', 'bytes']).where('vault_id', '=', v.id).where('expires_at', '<=', now).execute();
   for (const pt of expired) {
     await ctx.db.deleteFrom('points').where('id', '=', pt.id).execute();
+    await ctx.db.deleteFrom('db_points').where('point_id', '=', pt.id).execute();
     await ctx.store.delete(manifestKey(pt.id));
     await ctx.store.delete(refsKey(pt.id));
   }

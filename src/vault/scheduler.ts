@@ -7,7 +7,10 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
-import { validatePolicy, type Policy } from '../policy/policy.js';
+import type { Policy } from '../policy/policy.js';
+import { isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
+import type { DbBackupType } from '../core/api.js';
+import { claimDbRun, reconcileDb, type DbDueRun } from './db-scheduler.js';
 import { nextRuns } from '../policy/schedule.js';
 import type { Principal } from './access.js';
 import { createJob, finishJob } from './jobs.js';
@@ -16,8 +19,8 @@ import { createJob, finishJob } from './jobs.js';
 export const RUN_WINDOW_MS = 4 * 60 * 60 * 1000;
 
 /** What a scheduled run backs up: folders (file agent) or a protected VM, configured on the machine. */
-export type BackupSource = { paths: string[]; excludes?: string[] } | { vm: string };
-export interface DueRun { item: string; scheduledAt: string; source: BackupSource }
+export type BackupSource = { paths: string[]; excludes?: string[] } | { vm: string } | { db: string };
+export interface DueRun { item: string; scheduledAt: string; source: BackupSource | DbDueRun['source'] }
 
 interface SchedulerContext { db: Kysely<Database>; clock: Clock }
 
@@ -63,7 +66,11 @@ export async function reconcile(ctx: SchedulerContext, containerId?: string): Pr
   const now = ctx.clock.now();
   const due = new Map<string, DueRun & { containerId: string }>();
   for (const row of await scheduledItems(ctx, containerId)) {
-    const policy = validatePolicy(JSON.parse(row.body));
+    const policy = validateAnyPolicy(JSON.parse(row.body));
+    if (isDbPolicy(policy)) {
+      for (const run of await reconcileDb(ctx, row, policy, RUN_WINDOW_MS)) due.set(`${row.itemId}:${run.source.backupType}`, { ...run, containerId: row.containerId });
+      continue;
+    }
     const runs = runsBetween(policy, new Date(row.lastRun ?? row.createdAt), now);
     if (runs.length === 0) continue;
     const last = runs[runs.length - 1]!;
@@ -89,7 +96,8 @@ export async function dueRuns(ctx: SchedulerContext, p: Principal): Promise<DueR
 }
 
 /** An agent takes a due run; a run is handed out once. */
-export async function claimRun(ctx: SchedulerContext, p: Principal, item: string, scheduledAt: string): Promise<void> {
+export async function claimRun(ctx: SchedulerContext, p: Principal, item: string, scheduledAt: string, backupType?: DbBackupType): Promise<void> {
+  if (backupType) return claimDbRun(ctx, p, item, scheduledAt, backupType);
   if (p.kind !== 'agent') throw new CoffreError('Forbidden', 'only a registered agent claims scheduled backups');
   const row = await ctx.db.selectFrom('schedules').innerJoin('items', 'items.id', 'schedules.item_id')
     .select(['items.id', 'schedules.last_run']).where('items.name', '=', item).where('items.container_id', '=', p.containerId).executeTakeFirst();
