@@ -10,7 +10,7 @@ import { CoffreError, isErrorCode } from '../core/errors.js';
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
-import type { PolicyInfo, RetentionChange } from '../core/api.js';
+import type { DbBackupType, DbPointMeta, ItemInfo, PolicyInfo, RestorableRange, RetentionChange } from '../core/api.js';
 
 export class VaultClient {
   constructor(readonly server: string, private readonly token?: string) {}
@@ -149,8 +149,23 @@ export class VaultClient {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
   gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
-  due(): Promise<{ item: string; scheduledAt: string; source: { paths: string[]; excludes?: string[] } | { vm: string } }[]> { return this.json('GET', '/v1/agent/due'); }
-  async claim(item: string, scheduledAt: string): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt }); }
+  due(): Promise<{ item: string; scheduledAt: string; source: { paths: string[]; excludes?: string[] } | { vm: string } | { db: string; backupType: DbBackupType } }[]> {
+    return this.json('GET', '/v1/agent/due');
+  }
+  async claim(item: string, scheduledAt: string, backupType?: DbBackupType): Promise<void> {
+    await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(backupType ? { backupType } : {}) });
+  }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
+
+  // Databases (PostgreSQL): see src/vault/db-points.ts.
+  dbProtect(name: string, policy?: string): Promise<{ item: ItemInfo; created: boolean; policyNote: string | null }> {
+    return this.json('POST', '/v1/db/items', { name, ...(policy ? { policy } : {}) });
+  }
+  dbChain(item: string): Promise<PointInfo[]> { return this.json('GET', `/v1/db/items/${encodeURIComponent(item)}/chain`); }
+  dbRanges(item: string): Promise<RestorableRange[]> { return this.json('GET', `/v1/db/items/${encodeURIComponent(item)}/ranges`); }
+  dbStartBackup(item: string, type: DbBackupType): Promise<BackupStart> { return this.json('POST', `/v1/db/items/${encodeURIComponent(item)}/backups`, { type }); }
+  dbCommit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[]; details?: Record<string, unknown>; database: DbPointMeta }): Promise<PointInfo> {
+    return this.json('POST', `/v1/db/points/${point}/commit`, body);
+  }
 }

@@ -70,6 +70,67 @@ function store(chunk: Buffer): ChunkRef {
   return [id.toString('hex'), chunk.length];
 }
 
+const PAGE = 8192;
+/** Pages read at a time by readPages: a multiple of the page size, well under the buffer. */
+const PAGE_BATCH = 1024 * 1024;
+
+/**
+ * A relation file read by page, keeping the pages the filter selects: each run of contiguous
+ * kept pages is cut into content-defined chunks on its own, so that every chunk lands in one
+ * extent of the file. The size is rounded down to whole pages: a page being appended while
+ * read is restored by WAL replay, which extends the file itself.
+ */
+function readPages(file: FileTask, fd: number): FileResult {
+  const filter = file.pages!;
+  const minLsn = BigInt(filter.minLsn);
+  const size = Math.floor(fstatSync(fd).size / PAGE) * PAGE;
+  const extents: [number, ChunkRef[]][] = [];
+  const page = Buffer.allocUnsafe(PAGE_BATCH);
+  let run: ChunkRef[] | null = null;
+  let filled = 0;
+  const cutRun = (final: boolean) => {
+    let start = 0;
+    for (;;) {
+      const len = chunker.cut(buffer, start, filled, final);
+      if (len <= 0) break;
+      run!.push(store(buffer.subarray(start, start + len)));
+      start += len;
+    }
+    if (start > 0) buffer.copyWithin(0, start, filled);
+    filled -= start;
+  };
+  const endRun = () => {
+    if (!run) return;
+    cutRun(true);
+    run = null;
+  };
+  for (let offset = 0; offset < size;) {
+    const want = Math.min(PAGE_BATCH, size - offset);
+    let n = 0;
+    while (n < want) {
+      const got = readSync(fd, page, n, want - n, offset + n);
+      if (got === 0) break;
+      n += got;
+    }
+    stats[0] += n;
+    const whole = Math.floor(n / PAGE) * PAGE;
+    for (let p = 0; p < whole; p += PAGE) {
+      const index = (offset + p) / PAGE;
+      const lsn = (BigInt(page.readUInt32LE(p)) << 32n) | BigInt(page.readUInt32LE(p + 4));
+      const keep = index >= filter.basePages || lsn >= minLsn || page.subarray(p, p + PAGE).equals(zero.subarray(0, PAGE));
+      if (!keep) { endRun(); continue; }
+      if (!run) { run = []; extents.push([offset + p, run]); }
+      page.copy(buffer, filled, p, p + PAGE);
+      filled += PAGE;
+      if (filled >= maxSize) cutRun(false);
+    }
+    if (whole < want) { endRun(); return { chunks: [], extents, size: offset + whole, problems: [] }; }
+    offset += want;
+  }
+  endRun();
+  return { chunks: [], extents, size, problems: [] };
+}
+
 function readFile(file: FileTask): FileResult {
   const path = Buffer.from(file.path, 'latin1');
   const problems: JobProblem[] = [];
@@ -81,6 +142,7 @@ function readFile(file: FileTask): FileResult {
   }
   const chunks: ChunkRef[] = [];
   try {
+    if (file.pages) return readPages(file, fd);
     let filled = 0;
     let eof = false;
     while (!eof || filled > 0) {

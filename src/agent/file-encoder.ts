@@ -11,9 +11,22 @@ import { keysToJSON, type KeySet } from '../core/crypto.js';
 import type { SharedIdSet } from '../core/known-ids.js';
 import type { ChunkRef } from '../core/manifest.js';
 
-/** One file to read; strings so that a batch clones cheaply (the path's bytes as latin1). */
-export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string }
-export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[] }
+/**
+ * One file to read; strings so that a batch clones cheaply (the path's bytes as latin1).
+ * With `pages`, the file is a PostgreSQL relation file read by 8 KiB page: only pages changed
+ * since a base backup are kept (see PageFilter), as extents.
+ */
+export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string; pages?: PageFilter }
+/** `extents` and `size` come back for a task with `pages` (then `chunks` is empty). */
+export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[]; extents?: [number, ChunkRef[]][]; size?: number }
+
+/**
+ * Which pages of a relation file a differential keeps: every page past the base's copy
+ * (`basePages`), every page of zeros (a hole the base may not have), and every page whose
+ * header LSN is at or after `minLsn` (the base's start: changed since). A page changing while
+ * it is read gets a WAL record after this backup's start, whose full-page image replay restores.
+ */
+export interface PageFilter { minLsn: string; basePages: number }
 
 export interface EncoderInit {
   keys: ReturnType<typeof keysToJSON>;
