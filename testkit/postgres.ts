@@ -98,7 +98,12 @@ export function clusterAt(root: string, dataDir: string, port: number): PgCluste
   const cluster: PgCluster = {
     dataDir, root, port, url, log,
     async start() {
-      runAsPostgres(pgBin('pg_ctl'), ['-D', dataDir, '-l', log, '-w', '-t', '120', '-o', `-p ${port} -k ${root} -c listen_addresses=127.0.0.1`, 'start']);
+      try {
+        runAsPostgres(pgBin('pg_ctl'), ['-D', dataDir, '-l', log, '-w', '-t', '120', '-o', `-p ${port} -k ${root} -c listen_addresses=127.0.0.1`, 'start']);
+      } catch (e) {
+        const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-30).join('\n') : '(no log)';
+        throw new Error(`${(e as Error).message}\nserver log (${log}):\n${tail}`);
+      }
       const pid = postmasterPid(dataDir);
       if (pid) running.set(dataDir, pid);
     },

@@ -10,6 +10,7 @@ import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
+import { registerDbCommands } from './db-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -234,6 +235,7 @@ export function buildProgram(): Command {
 
   registerPolicyCommands(program, g);
   registerVmCommands(program, g);
+  registerDbCommands(program, g);
   return program;
 }
 

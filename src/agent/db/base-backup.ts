@@ -204,7 +204,7 @@ async function runBase(opts: DbBackupOptions, pgc: pg.Client, type: 'Full' | 'Di
     const point = await client.dbCommit(start.pointId, {
       jobId, files: writer.files, bytes: writer.bytes, kind, retainUntil: opts.retainUntil ?? defaultRetainUntil(kind, new Date()),
       counters: final, warnings, database,
-      details: { backupType: type, startLsn: started.lsn, stopLsn: stopped.lsn, walSegments: lastSegment - firstSegment + 1, pagedFiles: tree.deltas.length },
+      details: { backupType: type, startLsn: started.lsn, stopLsn: stopped.lsn, walSegments: lastSegment - firstSegment + 1, pagedFiles: tree.deltas.length, changedPageBytes: writer.changedPageBytes },
     });
     await trimSpoolWithoutLogs(opts, start.item.policy, timeline, firstSegment);
     return { point, jobId, counters: final, warnings, database };

@@ -30,26 +30,30 @@ import { listSpool, removeFromSpool, takeLock, waitForSegments } from './spool.j
 interface Continuation { first: number; from: string; basedOn: string; restarted: boolean }
 
 /**
- * Where this log point's WAL starts: right after the previous log point of this timeline, or,
- * when there is none (or the spool cannot continue it but a newer base starts later), at the
- * start of the newest base of this timeline.
+ * Where this log point's WAL starts: right after the previous log point of this timeline; or,
+ * when there is none, or the spool cannot continue it and a newer base exists, at the start
+ * of the oldest base (newer than that log point) whose WAL the spool still holds in full, so
+ * the new run of log points covers as much time as it can.
  */
-function continuation(chain: PointInfo[], timeline: number, spooled: Set<number>, segName: (n: number) => string, name: string): Continuation {
+function continuation(chain: PointInfo[], timeline: number, spooled: Set<number>, last: number, name: string): Continuation {
   const onTimeline = chain.filter((p) => p.database?.timeline === timeline);
   const logs = onTimeline.filter((p) => p.backupType === 'Log').sort((a, b) => a.database!.lastSegment - b.database!.lastSegment);
   const bases = onTimeline.filter((p) => p.backupType !== 'Log').sort((a, b) => Date.parse(a.database!.consistentAt!) - Date.parse(b.database!.consistentAt!));
   const prev = logs[logs.length - 1];
-  const base = bases[bases.length - 1];
-  if (!base && !prev) {
+  if (bases.length === 0 && !prev) {
     throw new CoffreError('ChainIncomplete', `database ${name} has no full backup on timeline ${timeline} yet: log backups continue one; take it with \`coffre db backup ${name} --type full\``);
   }
+  const held = (from: number) => { for (let n = from; n <= last; n++) if (!spooled.has(n)) return false; return true; };
   if (prev) {
     const next = prev.database!.lastSegment + 1;
-    const gapHealedByBase = base !== undefined && base.database!.firstSegment > next && Date.parse(base.database!.consistentAt!) > Date.parse(prev.database!.to!);
-    if (spooled.has(next) || !gapHealedByBase) return { first: next, from: prev.database!.to!, basedOn: prev.database!.basedOn ?? base?.id ?? prev.id, restarted: false };
-    return { first: base!.database!.firstSegment, from: base!.database!.consistentAt!, basedOn: base!.id, restarted: true };
+    const continues = { first: next, from: prev.database!.to!, basedOn: prev.database!.basedOn ?? prev.id, restarted: false };
+    if (held(next)) return continues;
+    const newer = bases.find((b) => b.database!.firstSegment > next && Date.parse(b.database!.consistentAt!) > Date.parse(prev.database!.to!) && held(b.database!.firstSegment));
+    // No newer base to restart from: the gap is reported on the continuing chain.
+    return newer ? { first: newer.database!.firstSegment, from: newer.database!.consistentAt!, basedOn: newer.id, restarted: true } : continues;
   }
-  return { first: base!.database!.firstSegment, from: base!.database!.consistentAt!, basedOn: base!.id, restarted: false };
+  const oldest = bases.find((b) => held(b.database!.firstSegment)) ?? bases[bases.length - 1]!;
+  return { first: oldest.database!.firstSegment, from: oldest.database!.consistentAt!, basedOn: oldest.id, restarted: false };
 }
 
 export async function backupLog(opts: DbBackupOptions): Promise<DbBackupResult> {
@@ -89,7 +93,7 @@ async function runLog(opts: DbBackupOptions, pgc: pg.Client): Promise<DbBackupRe
 
     const listing = listSpool(config.spoolDir, segSize);
     const spooled = new Set(listing.segments.filter((s) => s.timeline === timeline).map((s) => s.segNo));
-    const c = continuation(chain, timeline, spooled, segName, config.name);
+    const c = continuation(chain, timeline, spooled, last, config.name);
     if (c.first > last) throw new CoffreError('WalOverlap', `the vault already holds WAL up to ${segName(c.first - 1)}, past the segment just switched (${segName(last)}); is another machine archiving into ${config.name}?`);
     const missing: number[] = [];
     for (let n = c.first; n <= last; n++) if (!spooled.has(n)) missing.push(n);

@@ -44,6 +44,8 @@ export class PointWriter {
   files = 0;
   bytes = 0;
   filesScanned = 0;
+  /** Bytes of the changed pages a differential keeps of its relation files. */
+  changedPageBytes = 0;
 
   private constructor(private readonly client: VaultClient, private readonly containerId: string, private readonly keys: KeySet, private readonly ids: Buffer, private readonly expectedBytes: number) {}
 
@@ -106,6 +108,7 @@ export class PointWriter {
       this.dropped.add(p.entry);
       const e = p.entry;
       this.deltas.push({ path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: r.size!, extents: r.extents ?? [] });
+      for (const [, chunks] of r.extents ?? []) for (const c of chunks) this.changedPageBytes += c[1];
       this.files++;
       this.bytes += r.size!;
       return;
