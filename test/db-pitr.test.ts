@@ -50,7 +50,7 @@ test('protection, full, differential, logs and restores to chosen seconds', asyn
   assert.equal(refused.code, 1, refused.stderr);
   assert.match(refused.stderr, /\[DatabaseNotReady\]/);
   assert.match(refused.stderr, /archive_mode = 'on'/);
-  assert.match(refused.stderr, /archive_command = '.*db archive-wal --spool .*%p.*%f/);
+  assert.match(refused.stderr, /archive_command = '.*coffre-archive-wal.js" --spool .*%p.*%f/);
 
   source.configure(archiveSettings(spoolDir));
   source.stop();

@@ -30,10 +30,14 @@ export interface ServerFacts {
 
 export interface Problem { what: string; fix: string }
 
-/** The coffre command PostgreSQL runs for each WAL file: absolute paths, as the server's environment may lack ours. */
+/**
+ * The command PostgreSQL runs for each WAL file: `coffre db archive-wal` through its own small
+ * entry point (bin/coffre-archive-wal.js: it starts in half the time of the whole CLI), with
+ * absolute paths, as the server's environment may lack ours.
+ */
 export function archiveCommandFor(spoolDir: string): string {
-  const bin = fileURLToPath(new URL('../../../../bin/coffre.js', import.meta.url));
-  return `"${process.execPath}" "${bin}" db archive-wal --spool "${spoolDir}" "%p" "%f"`;
+  const bin = fileURLToPath(new URL('../../../../bin/coffre-archive-wal.js', import.meta.url));
+  return `"${process.execPath}" "${bin}" --spool "${spoolDir}" "%p" "%f"`;
 }
 
 /** The postgresql.conf line that sets it (the value in single quotes, inner quotes doubled). */
@@ -101,7 +105,7 @@ export function readinessProblems(f: ServerFacts, spoolDir: string, dataDir?: st
   if (f.walLevel === 'minimal') out.push({ what: 'wal_level is minimal: the WAL cannot rebuild a backup', fix: "wal_level = 'replica'   (postgresql.conf; restart the server)" });
   if (f.archiveMode === 'off') out.push({ what: 'archive_mode is off: WAL is not archived, so no log backup and no point-in-time restore', fix: "archive_mode = 'on'   (postgresql.conf; restart the server)" });
   if (f.archiveLibrary !== '') out.push({ what: `archive_library is set (${f.archiveLibrary}): archive_command is then ignored`, fix: "archive_library = ''   (postgresql.conf; reload)" });
-  if (!(f.archiveCommand.includes('db archive-wal') && f.archiveCommand.includes(`"${spoolDir}"`))) {
+  if (!(/coffre-archive-wal|db archive-wal/.test(f.archiveCommand) && f.archiveCommand.includes(`"${spoolDir}"`))) {
     out.push({
       what: f.archiveCommand === '' || f.archiveCommand === '(disabled)' ? 'archive_command is not set: WAL is not archived through Coffre' : `archive_command does not archive through Coffre into ${spoolDir} (it is: ${f.archiveCommand})`,
       fix: `${archiveCommandLine(spoolDir)}   (postgresql.conf; then SELECT pg_reload_conf())`,
