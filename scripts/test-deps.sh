@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# PostgreSQL 15 (the database tests start their own clusters with its initdb and pg_ctl) and
+# pgBackRest (the database benchmark's peer).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2
