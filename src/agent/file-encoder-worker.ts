@@ -83,7 +83,9 @@ const PAGE_BATCH = 1024 * 1024;
 function readPages(file: FileTask, fd: number): FileResult {
   const filter = file.pages!;
   const minLsn = BigInt(filter.minLsn);
-  const size = Math.floor(fstatSync(fd).size / PAGE) * PAGE;
+  const fileSize = Math.floor(fstatSync(fd).size / PAGE) * PAGE;
+  // A part of a large file: its own pages only (part bounds are page-aligned).
+  const size = file.range ? Math.min(fileSize, Number(file.range[1])) : fileSize;
   const extents: [number, ChunkRef[]][] = [];
   const page = Buffer.allocUnsafe(PAGE_BATCH);
   let run: ChunkRef[] | null = null;
@@ -104,7 +106,7 @@ function readPages(file: FileTask, fd: number): FileResult {
     cutRun(true);
     run = null;
   };
-  for (let offset = 0; offset < size;) {
+  for (let offset = file.range ? Number(file.range[0]) : 0; offset < size;) {
     const want = Math.min(PAGE_BATCH, size - offset);
     let n = 0;
     while (n < want) {
@@ -128,7 +130,37 @@ function readPages(file: FileTask, fd: number): FileResult {
     offset += want;
   }
   endRun();
-  return { chunks: [], extents, size, problems: [] };
+  return { chunks: [], extents, size: fileSize, problems: [] };
+}
+
+/**
+ * Chunks of bytes [start, end) of a file (less if it is shorter now), cut as if the part were
+ * a file of its own: a large file is read as several parts, on several workers at once.
+ */
+function readRange(fd: number, start: number, end: number): ChunkRef[] {
+  const chunks: ChunkRef[] = [];
+  let filled = 0;
+  let position = start;
+  let eof = false;
+  while (!eof || filled > 0) {
+    if (!eof) {
+      const n = readSync(fd, buffer, filled, Math.min(buffer.length - filled, end - position), position);
+      position += n;
+      if (n === 0 || position >= end) eof = true;
+      filled += n;
+      stats[0] += n;
+    }
+    let at = 0;
+    for (;;) {
+      const len = chunker.cut(buffer, at, filled, eof);
+      if (len <= 0) break;
+      chunks.push(store(buffer.subarray(at, at + len)));
+      at += len;
+    }
+    if (at > 0) buffer.copyWithin(0, at, filled);
+    filled -= at;
+  }
+  return chunks;
 }
 
 function readFile(file: FileTask): FileResult {
@@ -143,6 +175,7 @@ function readFile(file: FileTask): FileResult {
   const chunks: ChunkRef[] = [];
   try {
     if (file.pages) return readPages(file, fd);
+    if (file.range) return { chunks: readRange(fd, Number(file.range[0]), Number(file.range[1])), problems };
     let filled = 0;
     let eof = false;
     while (!eof || filled > 0) {

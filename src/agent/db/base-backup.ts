@@ -51,6 +51,8 @@ export interface DbBackupOptions {
   retainUntil?: string | null;
   /** How long to wait for PostgreSQL to archive the WAL a point needs (default 5 minutes). */
   archiveTimeoutMs?: number;
+  /** Size of the parts large files are read in (default PART_BYTES; tests use small parts). */
+  partBytes?: number;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
 }
 
@@ -153,7 +155,7 @@ async function runBase(opts: DbBackupOptions, pgc: pg.Client, type: 'Full' | 'Di
       }
       if (e.stat.kind === 'file') { bytesTotal += e.stat.size; filesTotal++; }
     }
-    writer = await PointWriter.open(client, opts.containerId, opts.keys, bytesTotal + 4 * segSize);
+    writer = await PointWriter.open(client, opts.containerId, opts.keys, bytesTotal + 4 * segSize, opts.partBytes);
     const root = copied[0]!;
     for (const e of copied) {
       const path = ['data', ...e.path.slice(1)];

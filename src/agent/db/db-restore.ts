@@ -115,7 +115,6 @@ export async function restoreDb(opts: DbRestoreOptions): Promise<DbRestoreResult
   emptyOrAbsent(target);
   const points = await client.dbChain(opts.item);
   const plan = choosePlan(points, opts.item, opts);
-  const byId = new Map(points.map((p) => [p.id, p]));
   const containerId = (await client.getPoint(plan.full)).containerId;
 
   // Every manifest of the plan, opened and checked before anything is written.

@@ -105,7 +105,7 @@ async function runLog(opts: DbBackupOptions, pgc: pg.Client): Promise<DbBackupRe
       warnings.push({ code: 'WalGap', message: `the WAL between the previous log point and the full backup ${c.basedOn} is missing; instants in that span cannot be restored, the chain continues from that full backup` });
     }
     bytesTotal = (last - c.first + 1) * segSize;
-    writer = await PointWriter.open(client, opts.containerId, opts.keys, bytesTotal);
+    writer = await PointWriter.open(client, opts.containerId, opts.keys, bytesTotal, opts.partBytes);
     const names = await addWal(writer, config, timeline, c.first, last, null);
     const tree = await writer.finish();
     const manifest: DbManifest = { version: 1, kind: 'postgres', item: config.name, time: to, type: 'Log', entries: tree.entries, deltas: [] };

@@ -24,12 +24,21 @@ import type { VaultClient } from '../client.js';
 import { FileEncoder, type FileResult, type FileTask, type PageFilter } from '../file-encoder.js';
 
 const SMALL_FILE = 1024 * 1024;
+/**
+ * Files larger than this are read as parts of this size, each on whichever worker is free: a
+ * database's largest tables are single files of up to 1 GiB, which one worker alone would
+ * read while the others wait. A multiple of the page size, so parts of a relation file hold
+ * whole pages; a chunk boundary falls at each part's end, at the same offsets every time.
+ */
+export const PART_BYTES = 64 * 1024 * 1024;
 const BATCH_BYTES = 2 * 1024 * 1024;
 const BATCH_FILES = 128;
 
 export interface FileMetaInput { mode: number; uid: number; gid: number; mtimeNs: string; ctimeNs: string; size: number }
 
-interface Pending { entry: FileEntry; abs: string; pages?: PageFilter }
+/** A file being read, in one or several parts. */
+interface Reading { entry: FileEntry; abs: string; pages?: PageFilter; parts: (FileResult | null)[]; left: number }
+interface Pending { reading: Reading; part: number }
 
 export class PointWriter {
   readonly entries: Entry[] = [];
@@ -39,6 +48,7 @@ export class PointWriter {
   private encoder: FileEncoder | null = null;
   private shared: SharedIdSet | null = null;
   private batch: { tasks: FileTask[]; pending: Pending[]; bytes: number } = { tasks: [], pending: [], bytes: 0 };
+
   private failure: unknown = null;
   uploaded = 0;
   files = 0;
@@ -47,11 +57,13 @@ export class PointWriter {
   /** Bytes of the changed pages a differential keeps of its relation files. */
   changedPageBytes = 0;
 
-  private constructor(private readonly client: VaultClient, private readonly containerId: string, private readonly keys: KeySet, private readonly ids: Buffer, private readonly expectedBytes: number) {}
+  private constructor(private readonly client: VaultClient, private readonly containerId: string, private readonly keys: KeySet, private readonly ids: Buffer,
+    private readonly expectedBytes: number, private readonly partBytes: number) {}
 
-  /** `expectedBytes` sizes the shared id set (new chunks it may have to hold). */
-  static async open(client: VaultClient, containerId: string, keys: KeySet, expectedBytes: number): Promise<PointWriter> {
-    return new PointWriter(client, containerId, keys, await client.blobIds(containerId), expectedBytes);
+  /** `expectedBytes` sizes the shared id set (new chunks it may have to hold); `partBytes` (a multiple of 8 KiB) splits large files. */
+  static async open(client: VaultClient, containerId: string, keys: KeySet, expectedBytes: number, partBytes = PART_BYTES): Promise<PointWriter> {
+    if (partBytes <= 0 || partBytes % 8192 !== 0) throw new CoffreError('InvalidArgument', 'a file part is a positive multiple of 8 KiB');
+    return new PointWriter(client, containerId, keys, await client.blobIds(containerId), expectedBytes, partBytes);
   }
 
   counters(): JobCounters {
@@ -72,10 +84,16 @@ export class PointWriter {
     this.filesScanned++;
     const entry: FileEntry = { type: 'file', path, mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtimeNs, size: 0, chunks: [] };
     this.entries.push(entry);
-    this.batch.tasks.push({ path: Buffer.from(abs).toString('latin1'), display: path.join('/'), size: String(m.size), mtimeNs: m.mtimeNs, ctimeNs: m.ctimeNs, ...(pages ? { pages } : {}) });
-    this.batch.pending.push({ entry, abs, ...(pages ? { pages } : {}) });
-    this.batch.bytes += m.size;
-    if (m.size >= SMALL_FILE || this.batch.bytes >= BATCH_BYTES || this.batch.tasks.length >= BATCH_FILES) await this.dispatch();
+    const count = Math.max(1, Math.ceil(m.size / this.partBytes));
+    const reading: Reading = { entry, abs, ...(pages ? { pages } : {}), parts: new Array<FileResult | null>(count).fill(null), left: count };
+    for (let part = 0; part < count; part++) {
+      const range: [string, string] | undefined = count > 1 ? [String(part * this.partBytes), String(part === count - 1 ? Number.MAX_SAFE_INTEGER : (part + 1) * this.partBytes)] : undefined;
+      this.batch.tasks.push({ path: Buffer.from(abs).toString('latin1'), display: path.join('/'), size: String(m.size), mtimeNs: m.mtimeNs, ctimeNs: m.ctimeNs, ...(pages ? { pages } : {}), ...(range ? { range } : {}) });
+      this.batch.pending.push({ reading, part });
+      const bytes = Math.min(this.partBytes, m.size);
+      this.batch.bytes += bytes;
+      if (bytes >= SMALL_FILE || this.batch.bytes >= BATCH_BYTES || this.batch.tasks.length >= BATCH_FILES) await this.dispatch();
+    }
   }
 
   private async dispatch(): Promise<void> {
@@ -98,25 +116,32 @@ export class PointWriter {
   }
 
   private finished(p: Pending, r: FileResult): void {
-    if (!r.chunks) {
+    const reading = p.reading;
+    reading.parts[p.part] = r;
+    if (--reading.left > 0) return;
+    const parts = reading.parts as FileResult[];
+    const e = reading.entry;
+    if (parts.some((x) => !x.chunks)) {
       // Gone since the walk (a dropped table, a removed temporary file): not part of the database any more.
-      if (!lstatSync(p.abs, { throwIfNoEntry: false })) { this.dropped.add(p.entry); return; }
-      this.failure ??= new CoffreError('Internal', `cannot read ${p.entry.path.join('/')}: ${r.problems[0]?.message ?? 'unknown error'}; the backup needs every file of the database`);
+      if (!lstatSync(reading.abs, { throwIfNoEntry: false })) { this.dropped.add(e); return; }
+      const bad = parts.find((x) => !x.chunks)!;
+      this.failure ??= new CoffreError('Internal', `cannot read ${e.path.join('/')}: ${bad.problems[0]?.message ?? 'unknown error'}; the backup needs every file of the database`);
       return;
     }
-    if (p.pages) {
-      this.dropped.add(p.entry);
-      const e = p.entry;
-      this.deltas.push({ path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: r.size!, extents: r.extents ?? [] });
-      for (const [, chunks] of r.extents ?? []) for (const c of chunks) this.changedPageBytes += c[1];
+    if (reading.pages) {
+      this.dropped.add(e);
+      const extents = parts.flatMap((x) => x.extents ?? []);
+      const size = Math.min(...parts.map((x) => x.size!));
+      this.deltas.push({ path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size, extents });
+      for (const [, chunks] of extents) for (const c of chunks) this.changedPageBytes += c[1];
       this.files++;
-      this.bytes += r.size!;
+      this.bytes += size;
       return;
     }
-    p.entry.chunks = r.chunks;
-    p.entry.size = r.chunks.reduce((n, c) => n + c[1], 0);
+    e.chunks = parts.flatMap((x) => x.chunks!);
+    e.size = e.chunks.reduce((n, c) => n + c[1], 0);
     this.files++;
-    this.bytes += p.entry.size;
+    this.bytes += e.size;
   }
 
   /** Waits until every file queued so far is read (its chunks may still be on their way to the vault). */
