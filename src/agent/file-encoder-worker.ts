@@ -29,6 +29,14 @@ const buffer = Buffer.allocUnsafe(2 * maxSize);
 const zero = Buffer.alloc(maxSize);
 
 let arena: PackArena | null = null;
+
+/** Where the chunk starting at `start` ends: content-defined, or at a fixed size (see FileTask.fixedChunk). */
+let cutAt = (buf: Buffer, start: number, end: number, final: boolean): number => chunker.cut(buf, start, end, final);
+function useCut(fixed: number | undefined): void {
+  cutAt = fixed
+    ? (_buf, start, end, final) => (end - start >= fixed ? fixed : final ? end - start : -1)
+    : (buf, start, end, final) => chunker.cut(buf, start, end, final);
+}
 let arenas = 0;
 
 function post(message: EncoderReply, transfer: ArrayBuffer[] = []): void {
@@ -93,7 +101,7 @@ function readPages(file: FileTask, fd: number): FileResult {
   const cutRun = (final: boolean) => {
     let start = 0;
     for (;;) {
-      const len = chunker.cut(buffer, start, filled, final);
+      const len = cutAt(buffer, start, filled, final);
       if (len <= 0) break;
       run!.push(store(buffer.subarray(start, start + len)));
       start += len;
@@ -152,7 +160,7 @@ function readRange(fd: number, start: number, end: number): ChunkRef[] {
     }
     let at = 0;
     for (;;) {
-      const len = chunker.cut(buffer, at, filled, eof);
+      const len = cutAt(buffer, at, filled, eof);
       if (len <= 0) break;
       chunks.push(store(buffer.subarray(at, at + len)));
       at += len;
@@ -173,6 +181,7 @@ function readFile(file: FileTask): FileResult {
     return { chunks: null, problems: [{ code: 'Unreadable', message: `cannot read ${file.display}: ${(e as Error).message}`, path: file.display }] };
   }
   const chunks: ChunkRef[] = [];
+  useCut(file.fixedChunk);
   try {
     if (file.pages) return readPages(file, fd);
     if (file.range) return { chunks: readRange(fd, Number(file.range[0]), Number(file.range[1])), problems };
@@ -187,7 +196,7 @@ function readFile(file: FileTask): FileResult {
       }
       let start = 0;
       for (;;) {
-        const len = chunker.cut(buffer, start, filled, eof);
+        const len = cutAt(buffer, start, filled, eof);
         if (len <= 0) break;
         chunks.push(store(buffer.subarray(start, start + len)));
         start += len;

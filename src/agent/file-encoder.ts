@@ -15,9 +15,10 @@ import type { ChunkRef } from '../core/manifest.js';
  * One file to read; strings so that a batch clones cheaply (the path's bytes as latin1).
  * With `pages`, the file is a PostgreSQL relation file read by 8 KiB page: only pages changed
  * since a base backup are kept (see PageFilter), as extents. With `range` ([start, end) in
- * bytes), only that part of the file is read and cut, as if it were a file of its own.
+ * bytes), only that part of the file is read and cut, as if it were a file of its own. With
+ * `fixedChunk`, chunks end every that many bytes (for files whose content never shifts).
  */
-export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string; pages?: PageFilter; range?: [string, string] }
+export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string; pages?: PageFilter; range?: [string, string]; fixedChunk?: number }
 /** `extents` and `size` come back for a task with `pages` (then `chunks` is empty). */
 export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[]; extents?: [number, ChunkRef[]][]; size?: number }
 

@@ -37,7 +37,7 @@ import type { DbConfig } from './config.js';
 import { dbRoot } from './config.js';
 import { connect, notReady, readinessProblems, serverFacts } from './connection.js';
 import { dataPathRule, isPagedRelation } from './data-dir.js';
-import { PointWriter } from './point-writer.js';
+import { FIXED_CHUNK, PointWriter } from './point-writer.js';
 import { listSpool, removeFromSpool, takeLock, waitForSegments } from './spool.js';
 
 export interface DbBackupOptions {
@@ -92,7 +92,10 @@ export async function addWal(writer: PointWriter, config: DbConfig, timeline: nu
   const meta = { mode: 0o600, uid: root?.uid ?? 0, gid: root?.gid ?? 0, mtimeNs: '0', ctimeNs: '0' };
   writer.addDir(['wal'], { ...meta, mode: 0o700, size: 0 });
   const names = [...listing.histories, ...wanted.map((s) => s.name)];
-  for (const n of names) await writer.addFile(['wal', n], join(config.spoolDir, n), { ...meta, size: n.endsWith('.history') ? 0 : config.walSegmentSize });
+  for (const n of names) {
+    const segment = !n.endsWith('.history');
+    await writer.addFile(['wal', n], join(config.spoolDir, n), { ...meta, size: segment ? config.walSegmentSize : 0 }, segment ? { fixedChunk: FIXED_CHUNK } : {});
+  }
   return wanted.map((s) => s.name);
 }
 
@@ -164,9 +167,9 @@ async function runBase(opts: DbBackupOptions, pgc: pg.Client, type: 'Full' | 'Di
       else if (s.kind === 'symlink') writer.addSymlink(path, s, encodeName(await readlink(e.abs as unknown as string, { encoding: 'buffer' })));
       else {
         const baseSize = full?.files.get(path.join('/'));
-        const pages = full && baseSize !== undefined && isPagedRelation(e.path.slice(1))
-          ? { minLsn: full.startLsn.toString(), basePages: Math.floor(baseSize / PAGE_SIZE) } : undefined;
-        await writer.addFile(path, e.abs.toString('latin1'), s, pages);
+        const relation = isPagedRelation(e.path.slice(1));
+        const pages = full && baseSize !== undefined && relation ? { minLsn: full.startLsn.toString(), basePages: Math.floor(baseSize / PAGE_SIZE) } : undefined;
+        await writer.addFile(path, e.abs.toString('latin1'), s, { ...(pages ? { pages } : {}), ...(relation ? { fixedChunk: FIXED_CHUNK } : {}) });
       }
     }
     // Every data file is read before the backup stops: the WAL up to the stop repairs what changed meanwhile.
