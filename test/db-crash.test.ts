@@ -35,7 +35,7 @@ before(async () => {
   h = await harness();
   agent = await h.agent('dbhost');
   ({ cluster: source, spoolDir } = await archivingCluster());
-  await addRandomRows(2000);
+  await addRandomRows(1200);
   const r = await cli(['--agent-dir', agent.agentDir, 'db', 'protect', DB, '--connection', source.url, '--spool-dir', spoolDir]);
   assert.equal(r.code, 0, r.stderr);
 });
@@ -94,7 +94,7 @@ test('kill -9 during a full and during a log backup: no partial point, the next 
   lap('full');
   assert.equal((await points()).length, 1);
 
-  await addRandomRows(1500); // some WAL for the log backup to carry
+  await addRandomRows(1000); // some WAL for the log backup to carry
   lap('more rows');
   await killMidway('log');
   lap('killed log');
