@@ -146,7 +146,8 @@ export async function commitDbPoint(ctx: DataContext, p: Principal, pointId: str
   if (m.type === 'Log' ? !(m.from && m.to && m.from < m.to) : !(m.consistentAt && m.startLsn && m.stopLsn)) {
     throw new CoffreError('BadRequest', m.type === 'Log' ? 'a log point needs its range: from < to' : 'a base backup needs its start and stop positions and consistency time');
   }
-  const info = await commitPoint(ctx, p, pointId, input, async (tx, row) => {
+  // The point comes back with its chain facts: describing a point attaches them.
+  return commitPoint(ctx, p, pointId, input, async (tx, row) => {
     const item = await tx.selectFrom('items').select(['kind', 'name']).where('id', '=', row.item_id).executeTakeFirstOrThrow();
     if (item.kind !== DB_ITEM_KIND) throw new CoffreError('BadRequest', `item ${item.name} is not a database`);
     if (m.type === 'Differential') {
@@ -167,7 +168,4 @@ export async function commitDbPoint(ctx: DataContext, p: Principal, pointId: str
       consistent_at: m.consistentAt, based_on: m.basedOn, from_time: m.from, to_time: m.to,
     }).execute();
   });
-  const [withDb] = [info];
-  await attachDbInfo(ctx, [withDb!]);
-  return withDb!;
 }
