@@ -27,6 +27,8 @@ export interface ReplicatorOptions {
   /** How often an idle replicator looks at the queue (other writers, tasks coming due). */
   idleMs?: number;
   log?(line: string): void;
+  /** The time tasks are due by: the queue's clock. */
+  now?(): Date;
 }
 
 type Outcome = 'done' | 'later';
@@ -103,7 +105,8 @@ export class Replicator {
   }
 
   private async oneRound(ignoreBackoff: boolean): Promise<{ taken: number; later: number }> {
-    const tasks = await this.opts.queue.due(this.batch, new Date(), ignoreBackoff);
+    const now = () => this.opts.now?.() ?? new Date();
+    const tasks = await this.opts.queue.due(this.batch, now(), ignoreBackoff);
     if (tasks.length === 0) return { taken: 0, later: 0 };
     // Tasks of one object at one target stay in order; different objects go in parallel.
     const groups = new Map<string, QueuedCopy[]>();
@@ -131,7 +134,7 @@ export class Replicator {
           // This task and the ones after it on the same object wait for the next try.
           for (const w of g.slice(i)) {
             const delay = Math.min(this.opts.retryMaxMs ?? 60_000, (this.opts.retryBaseMs ?? 1000) * 2 ** Math.min(w.attempts, 16));
-            await this.opts.queue.later(w.id, new Date(Date.now() + delay), error || 'no intact source copy could be read');
+            await this.opts.queue.later(w.id, new Date(now().getTime() + delay), error || 'no intact source copy could be read');
             later++;
           }
           break;

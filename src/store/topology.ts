@@ -73,8 +73,8 @@ export class Topology {
   }
 
   /** The copies a redundancy keeps, as their names: for reports and for the copy queue. */
-  copyNames(redundancy: Redundancy): string[] {
-    return this.compose(redundancy, 'x', { add: async () => undefined }).copies().map((c) => c.name);
+  copyNames(redundancy: Redundancy, role?: CopyRole): string[] {
+    return this.compose(redundancy, 'names', { add: async () => undefined }).copies().filter((c) => !role || c.role === role).map((c) => c.name);
   }
 
   compose(redundancy: Redundancy, prefix: string, queue: CopyQueue): RedundantStore {

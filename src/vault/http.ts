@@ -9,7 +9,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { VaultStores } from './vault-stores.js';
+import { readFrom, registerStorageRoutes } from './storage-http.js';
 import { Access, type Principal } from './access.js';
 import { BodyPool } from './body-pool.js';
 import * as data from './data.js';
@@ -20,7 +21,7 @@ import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
 
-export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
+export interface ApiContext { db: Kysely<Database>; stores: VaultStores; clock: Clock; adminToken: string }
 
 const MAX_PACK_BYTES = 128 * 1024 * 1024;
 
@@ -70,7 +71,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   app.get('/v1/health', async () => ({ status: 'ok' }));
 
   app.post('/v1/vaults', async (req) => {
-    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional() }), req.body);
+    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional(), crossRegionRestore: z.boolean().optional() }), req.body);
     return vaults.createVault(ctx, await who(req), body);
   });
   app.get('/v1/vaults', async (req) => vaults.listVaults(ctx, await who(req)));
@@ -105,7 +106,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       throw new CoffreError('BadRequest', 'offset and length must be non-negative integers');
     }
     reply.type('application/octet-stream');
-    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range);
+    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range, { from: readFrom(q.from), ...(q.job ? { jobId: q.job } : {}) });
   });
 
   app.post('/v1/backups', async (req) => {
@@ -133,11 +134,11 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   });
   app.get('/v1/points/:point', async (req) => {
     const p = await who(req);
-    const row = await data.findPoint(ctx, p, params(req).point!);
+    const row = await data.pointForRead(ctx, p, params(req).point!, readFrom(query(req).from));
     return { ...(await data.describePoint(ctx, row.id)), containerId: row.container_id };
   });
   app.get('/v1/points/:point/manifest', async (req, reply) => {
-    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!);
+    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!, readFrom(query(req).from));
     reply.type('application/octet-stream');
     return manifest;
   });
@@ -180,8 +181,8 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     return describeJob(ctx, job.id);
   });
   app.post('/v1/verify', async (req) => {
-    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional() }), req.body ?? {});
-    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}) });
+    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional(), repair: z.boolean().optional() }), req.body ?? {});
+    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}), repair: body.repair ?? false });
   });
 
   app.get('/v1/policies', async (req) => policies.listPolicies(ctx, await who(req), query(req).vault));
@@ -213,6 +214,8 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     await claimRun(ctx, await who(req), body.item, body.scheduledAt);
     return { ok: true };
   });
+
+  registerStorageRoutes(app, ctx, who);
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

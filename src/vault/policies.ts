@@ -15,6 +15,7 @@ import { manifestKey, refreshExpiries, refsKey, type DataContext } from './data.
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
 import { collectGarbage } from './gc.js';
+import { pointRecordKey, writeItemRecord, writePolicyRecord } from './records.js';
 
 export interface PolicyInfo extends ApiPolicyInfo { policy: Policy }
 
@@ -40,7 +41,9 @@ export async function createPolicy(ctx: DataContext, p: Principal, vault: string
   const policy = named(body, name);
   const exists = await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', v.id).where('name', '=', name).executeTakeFirst();
   if (exists) throw new CoffreError('PolicyExists', `policy ${name} already exists; change it with \`coffre policy set\``);
-  await ctx.db.insertInto('policies').values({ id: newId(), vault_id: v.id, name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).execute();
+  const id = newId();
+  await ctx.db.insertInto('policies').values({ id, vault_id: v.id, name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).execute();
+  await writePolicyRecord(ctx, id);
   return describe(ctx, await policyRow(ctx, v.id, name), v.name);
 }
 
@@ -85,6 +88,7 @@ export async function setPolicy(ctx: DataContext, p: Principal, vault: string | 
   const change = await previewChange(ctx, items, () => policy);
   if (dryRun) return { policy: { ...(await describe(ctx, row, v.name)), policy }, change, prune: null };
   await ctx.db.updateTable('policies').set({ body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).where('id', '=', row.id).execute();
+  await writePolicyRecord(ctx, row.id);
   for (const id of items) await refreshExpiries(ctx, id);
   const prune = await pruneVault(ctx, p, v.id);
   const gc = await collectGarbage(ctx, p, v.id);
@@ -98,6 +102,7 @@ export async function assignPolicy(ctx: DataContext, p: Principal, vault: string
   const item = await findItem(ctx, p, itemName, v.id);
   const change = await previewChange(ctx, [item.id], () => validatePolicy(JSON.parse(row.body)));
   await ctx.db.updateTable('items').set({ policy_id: row.id }).where('id', '=', item.id).execute();
+  await writeItemRecord(ctx, item.id);
   await refreshExpiries(ctx, item.id);
   const prune = await pruneVault(ctx, p, v.id);
   const gc = await collectGarbage(ctx, p, v.id);
@@ -116,10 +121,16 @@ export async function pruneVault(ctx: DataContext, p: Principal, vault?: string)
   for (const item of items) await refreshExpiries(ctx, item.id);
   const now = ctx.clock.now().toISOString();
   const expired = await ctx.db.selectFrom('points').select(['id', 'bytes']).where('vault_id', '=', v.id).where('expires_at', '<=', now).execute();
+  const store = ctx.stores.forVault(v);
   for (const pt of expired) {
-    await ctx.db.deleteFrom('points').where('id', '=', pt.id).execute();
-    await ctx.store.delete(manifestKey(pt.id));
-    await ctx.store.delete(refsKey(pt.id));
+    await ctx.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('points').where('id', '=', pt.id).execute();
+      await tx.deleteFrom('point_objects').where('point_id', '=', pt.id).execute();
+    });
+    // The record first: a point whose record is gone is not brought back by a recovery.
+    await store.delete(pointRecordKey(pt.id));
+    await store.delete(manifestKey(pt.id));
+    await store.delete(refsKey(pt.id));
   }
   await finishJob(ctx, jobId, { status: 'Completed', details: { pointsDeleted: expired.map((e) => e.id) }, counters: { filesChanged: expired.length } });
   return describeJob(ctx, jobId);

@@ -1,4 +1,10 @@
-/** Starts a vault server on the embedded default: one data folder with the store and the SQLite catalog. */
+/**
+ * Starts a vault server: the catalog (SQLite) in the data folder, the stores of its regions
+ * and zones (a configuration file, or the embedded default under the data folder), the
+ * replicator that makes their queued copies, and the HTTP API. A data folder of an earlier
+ * version is upgraded on the way (legacy-store.ts); `recoverFrom` first rebuilds the catalog
+ * of an empty data folder from one region's stores (recovery.ts).
+ */
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Kysely } from 'kysely';
@@ -7,7 +13,13 @@ import type { Database } from '../catalog/schema.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
-import { LocalFolderStore } from '../store/local-folder.js';
+import type { CopyRole } from '../store/copies.js';
+import { Topology } from '../store/topology.js';
+import { defaultTopology, loadConfig, type ServerConfig } from './config.js';
+import { LEGACY_STORE_DIR, migrateLegacyStore } from './legacy-store.js';
+import { recoverCatalog, type RecoveryReport } from './recovery.js';
+import { VaultStores } from './vault-stores.js';
+import { existsSync } from 'node:fs';
 import { buildApi } from './http.js';
 import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
@@ -22,8 +34,13 @@ export interface RunningServer {
   dataDir: string;
   adminToken: string;
   db: Kysely<Database>;
+  stores: VaultStores;
+  /** What a recovery (`recoverFrom`) brought back. */
+  recovery: RecoveryReport | null;
   /** What the vault runs on its own every minute: missed schedules, daily prune and GC. */
   maintain(): Promise<void>;
+  /** Makes every queued copy now (retry delays ignored); resolves with the number that failed. */
+  drainReplication(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -50,26 +67,63 @@ async function adminToken(dataDir: string): Promise<string> {
   return token;
 }
 
-export async function startServer(opts: { dataDir?: string; listen?: string; clock?: Clock } = {}): Promise<RunningServer> {
-  const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
-  await mkdir(join(dataDir, 'store'), { recursive: true, mode: 0o700 });
+export interface ServerOptions {
+  dataDir?: string;
+  listen?: string;
+  clock?: Clock;
+  /** A configuration file (YAML or JSON), or its parsed form. */
+  configFile?: string;
+  config?: ServerConfig;
+  /** Rebuild the catalog of an empty data folder from this region's stores first. */
+  recoverFrom?: CopyRole;
+  log?: (line: string) => void;
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+  const config = opts.config ?? (opts.configFile ? loadConfig(opts.configFile) : undefined);
+  const dataDir = resolve(opts.dataDir ?? config?.data ?? DEFAULT_DATA_DIR);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const catalogFile = join(dataDir, 'catalog.sqlite');
+  if (opts.recoverFrom && existsSync(catalogFile)) {
+    throw new CoffreError('InvalidArgument', `--recover-from needs an empty data folder, and ${dataDir} already has a catalog: give another --data folder`);
+  }
+  const topology = Topology.open(config?.topology ?? defaultTopology(dataDir));
+  try {
+    await topology.create();
+  } catch (e) {
+    if (!(e instanceof CoffreError)) { topology.close(); throw e; }
+    // A store that cannot be reached now is written to again when it is back (and repaired).
+    log(`a store is not available at start: ${e.message}`);
+  }
   const token = await adminToken(dataDir);
-  const db = await openSqliteCatalog(join(dataDir, 'catalog.sqlite'));
+  const db = await openSqliteCatalog(catalogFile);
   const clock = opts.clock ?? systemClock;
-  const store = new LocalFolderStore(join(dataDir, 'store'));
-  const app = buildApi({ db, store, clock, adminToken: token });
-  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  const stores = new VaultStores(topology, db, clock);
+  const ctx: DataContext = { db, stores, clock };
+  let recovery: RecoveryReport | null = null;
+  try {
+    if (opts.recoverFrom) recovery = await recoverCatalog(ctx, opts.recoverFrom, log);
+    await migrateLegacyStore(ctx, join(dataDir, LEGACY_STORE_DIR), log);
+  } catch (e) {
+    await db.destroy();
+    topology.close();
+    throw e;
+  }
+  const app = buildApi({ db, stores, clock, adminToken: token });
+  const { host, port } = parseListen(opts.listen ?? config?.listen ?? DEFAULT_LISTEN);
   try {
     await app.listen({ host, port });
   } catch (e) {
     await db.destroy();
+    topology.close();
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new CoffreError('InvalidArgument', `${host}:${port} is already in use: is another coffre server running? choose another with --listen`);
     throw e;
   }
+  stores.start();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  const ctx: DataContext = { db, store, clock };
   let running: Promise<void> | null = null;
   const maintain = async () => {
     // One maintenance pass at a time; a tick that finds one running waits for it.
@@ -81,11 +135,13 @@ export async function startServer(opts: { dataDir?: string; listen?: string; clo
   timer.unref();
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
-    dataDir, adminToken: token, db, maintain,
+    dataDir, adminToken: token, db, stores, recovery, maintain,
+    drainReplication: () => stores.replicator.drain(),
     async close() {
       clearInterval(timer);
       await running?.catch(() => undefined);
       await app.close();
+      await stores.stop();
       await db.destroy();
     },
   };
