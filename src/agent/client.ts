@@ -2,7 +2,7 @@
  * The agent's and the CLI's only way to the vault: its HTTP API. Errors from the vault come
  * back as CoffreError with the same code; a server that cannot be reached is ServerUnreachable.
  */
-import type { BackupStart, BlobLocation, JobCounters, JobInfo, JobProblem, PointInfo, RegisterResult, VaultInfo, Consistency, PointKind } from '../core/api.js';
+import type { BackupStart, BlobLocation, JobCounters, JobInfo, JobProblem, PointInfo, RegisterResult, VaultDetails, VaultInfo, Consistency, PointKind } from '../core/api.js';
 import http from 'node:http';
 import https from 'node:https';
 import { CoffreError, isErrorCode } from '../core/errors.js';
@@ -11,6 +11,17 @@ const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
 import type { PolicyInfo, RetentionChange } from '../core/api.js';
+
+/** Where a restore reads from (the paired region only, for a cross-region restore) and the job it belongs to. */
+export interface ReadOptions { from?: 'secondary'; job?: string }
+
+function readQuery(read: ReadOptions, lead: '?' | '&'): string {
+  const q = new URLSearchParams();
+  if (read.from) q.set('from', read.from);
+  if (read.job) q.set('job', read.job);
+  const text = q.toString();
+  return text ? lead + text : '';
+}
 
 export class VaultClient {
   constructor(readonly server: string, private readonly token?: string) {}
@@ -99,7 +110,9 @@ export class VaultClient {
   }
 
   health(): Promise<{ status: string }> { return this.json('GET', '/v1/health'); }
-  createVault(body: { name: string; subscription?: string; redundancy?: string }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
+  createVault(body: { name: string; subscription?: string; redundancy?: string; crossRegionRestore?: boolean }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
+  showVault(vault: string): Promise<VaultDetails> { return this.json('GET', `/v1/vaults/${encodeURIComponent(vault)}`); }
+  setVault(vault: string, body: { redundancy?: string; crossRegionRestore?: boolean }): Promise<VaultDetails> { return this.json('PATCH', `/v1/vaults/${encodeURIComponent(vault)}`, body); }
   listVaults(): Promise<VaultInfo[]> { return this.json('GET', '/v1/vaults'); }
   createCredentials(vault: string, days?: number): Promise<{ vault: VaultInfo; secret: string; expiresAt: string }> {
     return this.json('POST', `/v1/vaults/${encodeURIComponent(vault)}/credentials`, days ? { days } : {});
@@ -113,9 +126,13 @@ export class VaultClient {
   async putPack(container: string, packId: string, data: Uint8Array | Uint8Array[]): Promise<void> {
     await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data);
   }
-  /** With `into`, the range is read into that buffer when it fits (the answer is a view of it). */
-  readPack(container: string, packId: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
-    return this.request('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}`, undefined, undefined, into);
+  /**
+   * With `into`, the range is read into that buffer when it fits (the answer is a view of it).
+   * `read.from` restricts the read to the secondary region; `read.job` is the restore job that
+   * the vault names any repair of a damaged copy on.
+   */
+  readPack(container: string, packId: string, offset: number, length: number, into?: Uint8Array, read: ReadOptions = {}): Promise<Buffer> {
+    return this.request('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}${readQuery(read, '&')}`, undefined, undefined, into);
   }
   startBackup(item: string, kind: string, source: unknown): Promise<BackupStart> { return this.json('POST', '/v1/backups', { item, kind, source }); }
   async putPointObject(point: string, job: string, object: 'manifest' | 'refs', data: Uint8Array): Promise<void> {
@@ -128,8 +145,8 @@ export class VaultClient {
     const q = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => typeof e[1] === 'string'));
     return this.json('GET', `/v1/points?${q}`);
   }
-  getPoint(point: string): Promise<PointInfo & { containerId: string }> { return this.json('GET', `/v1/points/${encodeURIComponent(point)}`); }
-  manifest(point: string): Promise<Buffer> { return this.bytes('GET', `/v1/points/${encodeURIComponent(point)}/manifest`); }
+  getPoint(point: string, read: ReadOptions = {}): Promise<PointInfo & { containerId: string }> { return this.json('GET', `/v1/points/${encodeURIComponent(point)}${readQuery(read, '?')}`); }
+  manifest(point: string, read: ReadOptions = {}): Promise<Buffer> { return this.bytes('GET', `/v1/points/${encodeURIComponent(point)}/manifest${readQuery(read, '?')}`); }
   startRestore(point: string, details: Record<string, unknown>): Promise<JobInfo> { return this.json('POST', `/v1/points/${encodeURIComponent(point)}/restores`, details); }
   listJobs(vault?: string): Promise<JobInfo[]> { return this.json('GET', `/v1/jobs${vault ? `?vault=${encodeURIComponent(vault)}` : ''}`); }
   getJob(job: string): Promise<JobInfo> { return this.json('GET', `/v1/jobs/${job}`); }
@@ -152,5 +169,5 @@ export class VaultClient {
   due(): Promise<{ item: string; scheduledAt: string; source: { paths: string[]; excludes?: string[] } | { vm: string } }[]> { return this.json('GET', '/v1/agent/due'); }
   async claim(item: string, scheduledAt: string): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt }); }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
-  verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
+  verify(filter: { vault?: string; item?: string; repair?: boolean }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
 }

@@ -30,6 +30,8 @@ export interface RestoreOptions {
   target: string;
   paths?: string[];
   overwrite?: OverwritePolicy;
+  /** `secondary`: a cross-region restore, reading only the paired region's copy. */
+  from?: 'secondary';
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
 }
 
@@ -66,13 +68,14 @@ function exists(p: Buffer): boolean {
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const { client, keys } = opts;
-  const point = await client.getPoint(opts.pointId);
+  const read = opts.from ? { from: opts.from } : {};
+  const point = await client.getPoint(opts.pointId, read);
   if (point.itemKind !== 'files') {
     throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`coffre vm restore ${point.id} --target DIR\``);
   }
-  const manifest = openManifest(keys, point.id, await client.manifest(point.id));
+  const manifest = openManifest(keys, point.id, await client.manifest(point.id, read));
   const chosen = selectEntries(manifest.entries, opts.paths);
-  const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });
+  const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [], ...read });
   const reporter = new JobReporter(client, job.id, () => counters);
   const errors: JobProblem[] = [];
   const warnings: JobProblem[] = [];
@@ -290,7 +293,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     };
     try {
       try {
-        await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage, bufferFor: (r) => buffers.take(r) });
+        await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage, bufferFor: (r) => buffers.take(r), read: { ...read, job: job.id } });
       } finally {
         await writer.close();
       }
