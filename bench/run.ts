@@ -335,7 +335,9 @@ unchanged re-backup, backup after a ~1% change (\`dataset.py mutate\`), full res
 run \`bench/install-peers.sh\`, which installs restic, borgbackup and GNU time with apt-get when
 run as root). Times are wall-clock seconds from GNU time; compare ratios taken in one run,
 not absolute times across machines. \`node dist/bench/profile.js\` (after \`npm run build\`)
-profiles the agent and rewrites the profile section below.
+profiles the agent and rewrites the profile section below. The vault is LRS (one copy, as
+the peers keep); \`npm run bench:redundancy\` (bench/redundancy.ts) measures LRS, ZRS and GRS
+side by side and writes the redundancy section.
 `;
 
 async function main(): Promise<void> {

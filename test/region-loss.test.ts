@@ -3,14 +3,21 @@
  * with `--recover-from secondary` on a fresh data folder rebuilds the catalog from the paired
  * region; the machine registers again with its passphrase; every replicated point restores
  * byte-identical, and policies and items are back. A point that never reached the secondary
- * does not come back.
+ * does not come back. Losing only the catalog, `--recover-from primary` brings every vault back.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { VaultClient } from '../src/agent/client.js';
+import { backup } from '../src/agent/backup.js';
+import { registerAgent } from '../src/agent/register.js';
+import { restore } from '../src/agent/restore.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
+import { keysFromJSON } from '../src/core/crypto.js';
+import { parseConfig } from '../src/vault/config.js';
+import { startServer } from '../src/vault/server.js';
 import type { JobInfo, PointInfo, PolicyInfo, VaultDetails } from '../src/core/api.js';
 import { cli, PASSPHRASE, tempDir } from '../testkit/harness.js';
 import { startServerProcess, type ServerProcess } from '../testkit/server-process.js';
@@ -117,6 +124,67 @@ test('region loss: recover the catalog from the secondary region; every replicat
     await restoreAndCompare(p1, photos, 'photos', ['--from', 'secondary']);
   } finally {
     await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('catalog loss: --recover-from primary rebuilds LRS, ZRS and GRS vaults; GRS copies to the paired region resume', async () => {
+  const dir = await tempDir('coffre-catalog-loss-');
+  try {
+    const url = (name: string) => pathToFileURL(join(dir, name)).href;
+    const yaml = ['regions:', '  primary:', '    name: paris', '    zones:', ...['p1', 'p2', 'p3'].map((z) => `      - { name: ${z}, store: "${url(z)}" }`),
+      '  secondary:', '    name: lyon', '    zones:', `      - { name: s1, store: "${url('s1')}" }`, ''].join('\n');
+    const config = parseConfig(yaml, join(dir, 'coffre.yaml'));
+    const quiet = () => undefined;
+    let server = await startServer({ config, dataDir: join(dir, 'data1'), listen: '127.0.0.1:0', log: quiet });
+    const src = join(dir, 'src');
+    await writeTree(src, { 'a.txt': seededText('cat', 400), 'b.bin': seededBytes('cat', MiB) });
+    const made: { vault: string; machine: string; point: string; agentDir: string }[] = [];
+    try {
+      const admin = new VaultClient(server.url, server.adminToken);
+      for (const redundancy of ['LRS', 'ZRS', 'GRS'] as const) {
+        const name = redundancy.toLowerCase();
+        const v = await admin.createVault({ name, redundancy });
+        const c = await admin.createCredentials(name);
+        const agentDir = join(dir, `agent-${name}`);
+        const state = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: `m-${name}`, credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: name, vaultId: v.id, secret: c.secret, expiresAt: c.expiresAt } });
+        const { point } = await backup({ client: new VaultClient(server.url, state.token), containerId: state.containerId, keys: keysFromJSON(state.keys), agentDir, vaultId: state.vaultId, item: 'src', paths: [src] });
+        made.push({ vault: name, machine: `m-${name}`, point: point.id, agentDir });
+      }
+      assert.equal(await server.drainReplication(), 0);
+    } finally {
+      await server.close();
+    }
+    // The catalog is lost, and so are zone p2 and the paired region's copy.
+    for (const d of ['data1', 'p2', 's1']) await rm(join(dir, d), { recursive: true });
+
+    const lines: string[] = [];
+    server = await startServer({ config, dataDir: join(dir, 'data2'), listen: '127.0.0.1:0', recoverFrom: 'primary', log: (l) => lines.push(l) });
+    try {
+      assert.deepEqual([server.recovery!.vaults.sort(), server.recovery!.points, server.recovery!.pointsSkipped], [['grs', 'lrs', 'zrs'], 3, []]);
+      const admin = new VaultClient(server.url, server.adminToken);
+      const before = await admin.listPoints({ vault: 'grs' });
+      assert.deepEqual(before.map((p) => p.replicated), [false], 'the paired region is to be filled again');
+      assert.equal(await server.drainReplication(), 0);
+      assert.deepEqual((await admin.listPoints({ vault: 'grs' })).map((p) => p.replicated), [true]);
+      for (const m of made) {
+        const c = await admin.createCredentials(m.vault);
+        const vaultId = (await admin.showVault(m.vault)).id;
+        const agentDir = `${m.agentDir}-new`;
+        const state = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: m.machine, credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: m.vault, vaultId, secret: c.secret, expiresAt: c.expiresAt } });
+        assert.equal(state.reattached, true);
+        const target = join(dir, `restore-${m.vault}`);
+        const r = await restore({ client: new VaultClient(server.url, state.token), keys: keysFromJSON(state.keys), pointId: m.point, target });
+        assert.equal(r.job.status, 'Completed', `${m.vault}: ${JSON.stringify(r.errors)}`);
+        assert.deepEqual(await compareTrees(src, join(target, 'src'), { mtimes: true }), [], m.vault);
+        // Zone p2 came back empty: verify --repair fills it (ZRS); the others are whole.
+        const v = await admin.verify({ vault: m.vault, repair: true });
+        assert.equal(v.status, 'Completed', JSON.stringify(v.errors));
+      }
+    } finally {
+      await server.close();
+    }
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

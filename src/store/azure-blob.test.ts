@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { CoffreError } from '../core/errors.js';
 import { AzureBlobStore } from './azure-blob.js';
 import { objectStoreContract } from './object-store.contract.js';
+import type { ObjectStore } from './object-store.js';
 import { RetryStore } from './retry.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, type ObjectServer } from '../../testkit/object-servers.js';
 
@@ -33,7 +34,8 @@ test('azure blob: a missing container is unavailable, not a missing object; crea
 test('azure blob: a wrong key is a permanent StorageError (not retried), naming the store', async () => {
   const s = new AzureBlobStore({ name: 'azure-badkey', account: AZURITE_ACCOUNT, accountKey: Buffer.from('wrong key').toString('base64'), container: 'contract', endpoint: server.endpoint });
   let tries = 0;
-  const counting = new RetryStore({ ...s, put: async (k: string, d: Uint8Array) => { tries++; return s.put(k, d); } } as unknown as AzureBlobStore, { attempts: 4, baseDelayMs: 1, factor: 1, maxDelayMs: 1 });
+  const once: ObjectStore = { put: async (k, d) => { tries++; return s.put(k, d); }, get: (k, r) => s.get(k, r), stat: (k) => s.stat(k), list: (p) => s.list(p), delete: (k) => s.delete(k) };
+  const counting = new RetryStore(once, { attempts: 4, baseDelayMs: 1, factor: 1, maxDelayMs: 1 });
   await assert.rejects(counting.put('k', Buffer.from('x')), (e: unknown) => e instanceof CoffreError && e.code === 'StorageError' && e.message.includes('azure-badkey') && /access denied/.test(e.message));
   assert.equal(tries, 1);
 });
@@ -41,7 +43,8 @@ test('azure blob: a wrong key is a permanent StorageError (not retried), naming 
 test('azure blob: an unreachable service is a transient StorageUnavailable, retried then reported', async () => {
   const s = store('contract', 'down', 'http://127.0.0.1:9/devstoreaccount1');
   let tries = 0;
-  const r = new RetryStore({ put: async (k: string, d: Uint8Array) => { tries++; return s.put(k, d); } } as never, { attempts: 3, baseDelayMs: 1, factor: 1, maxDelayMs: 1 });
+  const counting: ObjectStore = { put: async (k, d) => { tries++; return s.put(k, d); }, get: (k, r) => s.get(k, r), stat: (k) => s.stat(k), list: (p) => s.list(p), delete: (k) => s.delete(k) };
+  const r = new RetryStore(counting, { attempts: 3, baseDelayMs: 1, factor: 1, maxDelayMs: 1 });
   await assert.rejects(r.put('k', Buffer.from('x')), (e: unknown) => e instanceof CoffreError && e.code === 'StorageUnavailable' && e.message.includes('azure-contract'));
   assert.equal(tries, 3);
 });

@@ -120,7 +120,7 @@ test('GRS: the primary holds a write at once, the secondary after replication; a
 test('GRS: a damaged primary copy is not spread to the secondary', async () => {
   const g = await pair();
   await g.store.put('packs/a', Buffer.from('good bytes'));
-  await writeFile(join(root, (g.p as unknown as { name: string }).name, 'packs', 'a'), 'evil bytes');
+  await writeFile(join(root, g.p.name, 'packs', 'a'), 'evil bytes');
   const replicator = new Replicator({ queue: g.queue, copiesOf: async () => [copy('west/1', g.p), copy('east/1', g.s, 'secondary')], check: (_k, d) => d.toString() === 'good bytes', retryBaseMs: 1 });
   assert.equal(await replicator.drain(), 1, 'the task waits for an intact source');
   assert.equal(await g.s.stat('packs/a'), null);

@@ -58,6 +58,7 @@ export class Replicator {
     this.stopped = true;
     this.nudge();
     await this.loop;
+    // A round that failed has logged or reported its failure already; stopping only waits for it.
     await this.round.catch(() => undefined);
   }
 
@@ -79,6 +80,7 @@ export class Replicator {
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    // The previous round's failure belongs to its caller; this round runs after it either way.
     const next = this.round.catch(() => undefined).then(fn);
     this.round = next;
     return next;

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoffreError } from '../core/errors.js';
 import { objectStoreContract } from './object-store.contract.js';
+import type { ObjectStore } from './object-store.js';
 import { RetryStore } from './retry.js';
 import { S3Store } from './s3.js';
 import { S3_KEY_ID, S3_SECRET, startS3, type ObjectServer } from '../../testkit/object-servers.js';
@@ -37,7 +38,8 @@ test('s3: a missing bucket is unavailable, not a missing object; create() makes 
 test('s3: an unreachable service is a transient StorageUnavailable, retried then reported', async () => {
   const s = store('contract', 'down', { endpoint: 'http://127.0.0.1:9' });
   let tries = 0;
-  const r = new RetryStore({ put: async (k: string, d: Uint8Array) => { tries++; return s.put(k, d); } } as never, { attempts: 3, baseDelayMs: 1, factor: 1, maxDelayMs: 1 });
+  const counting: ObjectStore = { put: async (k, d) => { tries++; return s.put(k, d); }, get: (k, r) => s.get(k, r), stat: (k) => s.stat(k), list: (p) => s.list(p), delete: (k) => s.delete(k) };
+  const r = new RetryStore(counting, { attempts: 3, baseDelayMs: 1, factor: 1, maxDelayMs: 1 });
   await assert.rejects(r.put('k', Buffer.from('x')), (e: unknown) => e instanceof CoffreError && e.code === 'StorageUnavailable' && e.message.includes('s3-contract'));
   assert.equal(tries, 3);
 });

@@ -15,7 +15,7 @@ import { S3Store } from './s3.js';
 export interface StoreSecrets { accountKey?: string | undefined; accessKeyId?: string | undefined; secretAccessKey?: string | undefined }
 
 /** A driver, with what it needs before first use (a folder, a container, a bucket) and its shutdown. */
-export interface Driver { store: ObjectStore; create(): Promise<void>; close(): void }
+export interface Driver { name: string; store: ObjectStore; create(): Promise<void>; close(): void }
 
 const invalid = (where: string, why: string) => new CoffreError('ConfigInvalid', `${where}: ${why}`);
 
@@ -70,7 +70,7 @@ export function openStoreUrl(text: string, name: string, secrets: StoreSecrets, 
   const url = new URL(text);
   if (url.protocol === 'file:') {
     const store = new LocalFolderStore(fileURLToPath(url), name);
-    return { store, create: () => store.create(), close: () => undefined };
+    return { name, store, create: () => store.create(), close: () => undefined };
   }
   const endpoint = url.searchParams.get('endpoint') ?? undefined;
   const size = pageSize(url, where);
@@ -81,7 +81,7 @@ export function openStoreUrl(text: string, name: string, secrets: StoreSecrets, 
     const store = new AzureBlobStore({
       name, account: url.host, accountKey, container: container!, prefix: prefix.join('/'), ...(endpoint ? { endpoint } : {}), ...(size ? { pageSize: size } : {}),
     });
-    return { store, create: () => store.create(), close: () => undefined };
+    return { name, store, create: () => store.create(), close: () => undefined };
   }
   const accessKeyId = secrets.accessKeyId ?? env.AWS_ACCESS_KEY_ID;
   const secretAccessKey = secrets.secretAccessKey ?? env.AWS_SECRET_ACCESS_KEY;
@@ -92,5 +92,5 @@ export function openStoreUrl(text: string, name: string, secrets: StoreSecrets, 
     name, bucket: url.host, prefix: pathParts(url).join('/'), region: url.searchParams.get('region') ?? 'us-east-1',
     accessKeyId, secretAccessKey, ...(endpoint ? { endpoint } : {}), ...(size ? { pageSize: size } : {}),
   });
-  return { store, create: () => store.create(), close: () => store.close() };
+  return { name, store, create: () => store.create(), close: () => store.close() };
 }

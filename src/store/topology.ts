@@ -54,9 +54,21 @@ export class Topology {
     return new Topology(region(spec.primary, 'primary', 'regions.primary'), spec.secondary ? region(spec.secondary, 'secondary', 'regions.secondary') : null, drivers);
   }
 
-  /** Makes what the stores need before first use: folders, containers, buckets. */
-  async create(): Promise<void> {
-    for (const d of this.drivers) await d.create();
+  /**
+   * Makes what the stores need before first use: folders, containers, buckets. A store that
+   * cannot be reached now is reported, not fatal: it is written again when it is back.
+   */
+  async create(): Promise<{ store: string; error: Error }[]> {
+    const failed: { store: string; error: Error }[] = [];
+    for (const d of this.drivers) {
+      try {
+        await d.create();
+      } catch (e) {
+        if (!(e instanceof CoffreError)) throw e;
+        failed.push({ store: d.name, error: e });
+      }
+    }
+    return failed;
   }
 
   close(): void {

@@ -262,26 +262,27 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
     time: now.toISOString(), kind: input.kind, consistency: input.consistency, expires_at: now.toISOString(),
     retain_until: input.retainUntil ?? null, files: input.files, bytes: input.bytes, chunk_count: ids.length,
   };
-  // One transaction: a point the retention rules refuse (e.g. OnDemand without a valid
-  // retainUntil) must not stay visible, nor break every later commit of its item; and the point
-  // and its completed job become visible together (one sync of the catalog, not two).
   // The point's record goes to the store before the point exists in the catalog; its copy
-  // task, queued by that put, is then below the watermark taken next (see pointInfoRows).
+  // task, queued by that put, is then below the watermark taken next (see replicatedPoints).
   const sums = { manifest_sha256: sha256(manifest), refs_sha256: sha256(refs) };
   await store.put(pointRecordKey(pointId), pointRecord(row, sums.manifest_sha256, sums.refs_sha256));
   const seq = await ctx.stores.queue.watermark(vault.id, ctx.stores.secondaryTargets(vault.redundancy));
+  // One transaction: a point the retention rules refuse (e.g. OnDemand without a valid
+  // retainUntil) must not stay visible, nor break every later commit of its item; and the point
+  // and its completed job become visible together (one sync of the catalog, not two).
   try {
     await ctx.db.transaction().execute(async (tx) => {
       await tx.insertInto('points').values(row).execute();
       await tx.insertInto('point_objects').values({ point_id: pointId, ...sums, replication_seq: seq }).execute();
       await refreshExpiries({ ...ctx, db: tx }, item.id);
-    await finishJob({ ...ctx, db: tx }, input.jobId, {
-      status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
-      ...(input.details ? { details: input.details } : {}),
+      await finishJob({ ...ctx, db: tx }, input.jobId, {
+        status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
+        ...(input.details ? { details: input.details } : {}),
       });
     });
   } catch (e) {
-    // The point was refused: its record must not bring it back in a recovery.
+    // The point was refused: its record must not bring it back in a recovery. If this delete
+    // fails too, garbage collection removes the record of a point the catalog does not know.
     await store.delete(pointRecordKey(pointId)).catch(() => undefined);
     throw e;
   }

@@ -133,6 +133,20 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
       report.items++;
     }
     for (const containerId of containers) report.packs += await recoverPacks(ctx, reader, containerId, now, log);
+    // Recovered from the primary, a GRS vault's paired region is of unknown state: every object
+    // is queued for it (what is already there is not copied again), and its points count as
+    // replicated once the queue is through.
+    let seq = 0;
+    const secondary = from === 'primary' ? ctx.stores.secondaryTargets(vault.redundancy) : [];
+    if (secondary.length) {
+      const tasks = [];
+      for (const key of await reader.list('')) {
+        const size = (await reader.stat(key))?.size ?? 0;
+        for (const target of secondary) tasks.push({ target, key, op: 'put' as const, bytes: size });
+      }
+      await ctx.stores.queue.scoped(vault.id).add(tasks);
+      seq = await ctx.stores.queue.watermark(vault.id, secondary);
+    }
     for (const key of (await reader.list('points')).filter((k) => k.endsWith('/record.json'))) {
       const pt = await reader.json<PointRecord>(key);
       const why = await pointIncomplete(ctx, reader, pt);
@@ -142,8 +156,7 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
           id: pt.id, vault_id: vault.id, item_id: pt.itemId, container_id: pt.containerId, job_id: pt.jobId, time: pt.time, kind: pt.pointKind,
           consistency: pt.consistency, expires_at: pt.time, retain_until: pt.retainUntil, files: pt.files, bytes: pt.bytes, chunk_count: pt.chunkCount,
         }).execute();
-        // Read from this region, so copied there: nothing is pending for it.
-        await tx.insertInto('point_objects').values({ point_id: pt.id, manifest_sha256: pt.manifestSha256, refs_sha256: pt.refsSha256, replication_seq: 0 }).execute();
+        await tx.insertInto('point_objects').values({ point_id: pt.id, manifest_sha256: pt.manifestSha256, refs_sha256: pt.refsSha256, replication_seq: seq }).execute();
       });
       report.points++;
     }

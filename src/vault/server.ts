@@ -90,11 +90,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
   const topology = Topology.open(config?.topology ?? defaultTopology(dataDir));
   try {
-    await topology.create();
+    // A store that cannot be reached now gets its copies when it is back (queued, or by verify --repair).
+    for (const f of await topology.create()) log(`store ${f.store} is not available at start: ${f.error.message}`);
   } catch (e) {
-    if (!(e instanceof CoffreError)) { topology.close(); throw e; }
-    // A store that cannot be reached now is written to again when it is back (and repaired).
-    log(`a store is not available at start: ${e.message}`);
+    topology.close();
+    throw e;
   }
   const token = await adminToken(dataDir);
   const db = await openSqliteCatalog(catalogFile);
