@@ -1,24 +1,26 @@
 /**
  * The data side of the vault: packs in, blob index, recovery points. A point becomes visible
- * only when its manifest, its reference list and every chunk it references are durable.
+ * only when its manifest, its reference list, its record and every chunk it references are
+ * durable in the vault's store (whatever its redundancy makes of "durable": a quorum of zones
+ * for ZRS). Reads are self-healing: a missing or damaged copy is served from another and
+ * rewritten.
  */
+import { createHash } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, PointRow } from '../catalog/schema.js';
 import type { BackupStart, BlobLocation, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
-import { ID_BYTES } from '../core/crypto.js';
+import { ID_BYTES, storedChecksum } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { readPack } from '../core/pack.js';
 import { validatePolicy } from '../policy/policy.js';
 import { evaluateRetention } from '../policy/retention.js';
-import { createHash } from 'node:crypto';
-import { storedChecksum } from '../core/crypto.js';
-import { healingRead, type CopyCheck, type CopyRepair } from '../store/self-healing.js';
 import type { RedundantStore } from '../store/copies.js';
+import { healingRead, type CopyCheck, type CopyRepair } from '../store/self-healing.js';
+import { requireContainer, requireVault, type Principal } from './access.js';
 import { pointRecord, pointRecordKey, writeItemRecord } from './records.js';
 import type { VaultStores } from './vault-stores.js';
-import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
 import { rememberSource, type BackupSource } from './scheduler.js';

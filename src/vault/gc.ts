@@ -23,7 +23,6 @@ import { packKey, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { resolveVault } from './vaults.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { pointRecordKey } from './records.js';
 
 /** Packs with more than this share of dead bytes are rewritten. */
 export const REWRITE_DEAD_SHARE = 0.5;
