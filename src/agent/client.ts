@@ -149,8 +149,8 @@ export class VaultClient {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
   gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
-  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string } }[]> { return this.json('GET', '/v1/agent/due'); }
-  async claim(item: string, scheduledAt: string): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt }); }
+  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string }; onDemand?: { retainUntil: string } }[]> { return this.json('GET', '/v1/agent/due'); }
+  async claim(item: string, scheduledAt: string, onDemand = false): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(onDemand ? { onDemand } : {}) }); }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
 }

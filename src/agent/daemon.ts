@@ -28,15 +28,17 @@ export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; s
   const out: { item: string; scheduledAt: string; result?: BackupResult; error?: JobProblem }[] = [];
   for (const run of await opts.client.due()) {
     try {
-      await opts.client.claim(run.item, run.scheduledAt);
+      await opts.client.claim(run.item, run.scheduledAt, run.onDemand !== undefined);
     } catch (e) {
       // Another agent process took it first: nothing to do.
       if (e instanceof CoffreError && e.code === 'BadRequest') continue;
       throw e;
     }
-    log(`backing up ${run.item} (scheduled at ${run.scheduledAt})`);
+    log(`backing up ${run.item} (${run.onDemand ? 'asked for' : 'scheduled'} at ${run.scheduledAt})`);
     try {
-      const common = { client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId, kind: 'Scheduled' as const };
+      // A backup a principal asked for is on-demand: kept until the date they gave, not by the policy.
+      const kind = run.onDemand ? { kind: 'OnDemand' as const, retainUntil: run.onDemand.retainUntil } : { kind: 'Scheduled' as const };
+      const common = { client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId, ...kind };
       const source = run.source;
       const result: BackupResult = 'vm' in source
         ? await backupVm({ ...common, config: await requireVmConfig(opts.agentDir, source.vm) })

@@ -49,6 +49,8 @@ export interface RestoreOptions {
   /** Where owner names are looked up (default: this system's); for restores as another machine. */
   ownerDirectory?: OwnerDirectory;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+  /** Called with the restore job as soon as the vault created it (a restore request links it). */
+  onJob?: (job: JobInfo) => void | Promise<void>;
 }
 
 export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProblem[]; warnings: JobProblem[] }
@@ -123,6 +125,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (!(await pathExists(source, p))) throw new CoffreError('InvalidArgument', `nothing in the point matches --path ${p}; a path starts with the name of the folder that was backed up, e.g. projects/src`);
   }
   const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });
+  await opts.onJob?.(job);
   const run = new Restore(opts, point, job, source, manifest.owners);
   return run.run();
 }

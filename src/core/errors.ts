@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   SnapshotFailed: 500,
   /** A snapshot stopped being one instant while it was read (an LVM snapshot filled up): no point was made. */
   SnapshotInvalid: 409,
+  /** No restore request with this id (or not one this principal may see). */
+  RestoreRequestNotFound: 404,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

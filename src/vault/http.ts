@@ -19,8 +19,10 @@ import { verify } from './verify.js';
 import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
+import { registerMonitoringRoutes } from './monitoring-http.js';
+import type { Monitoring } from './monitoring.js';
 
-export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
+export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string; monitoring?: Monitoring; jobEnded?: (jobId: string) => void }
 
 const MAX_PACK_BYTES = 128 * 1024 * 1024;
 
@@ -66,6 +68,9 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     if (!Buffer.isBuffer(req.body)) throw new CoffreError('BadRequest', 'this endpoint takes application/octet-stream');
     return req.body;
   };
+
+  // Backup center: health, alerts, reports, agent requests, /metrics (first: its request counter sees every route).
+  registerMonitoringRoutes(app, ctx, who);
 
   app.get('/v1/health', async () => ({ status: 'ok' }));
 
@@ -209,8 +214,8 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   });
   app.get('/v1/agent/due', async (req) => dueRuns(ctx, await who(req)));
   app.post('/v1/agent/claim', async (req) => {
-    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime() }), req.body);
-    await claimRun(ctx, await who(req), body.item, body.scheduledAt);
+    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime(), onDemand: z.boolean().optional() }), req.body);
+    await claimRun(ctx, await who(req), body.item, body.scheduledAt, body.onDemand ?? false);
     return { ok: true };
   });
 

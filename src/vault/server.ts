@@ -9,9 +9,11 @@ import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
 import { LocalFolderStore } from '../store/local-folder.js';
 import { buildApi } from './http.js';
+import { Access } from './access.js';
+import { Monitoring, type MonitoringOptions } from './monitoring.js';
+import { registerDashboard } from '../web/dashboard.js';
 import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
-import type { DataContext } from './data.js';
 
 import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN } from '../core/defaults.js';
 
@@ -22,7 +24,7 @@ export interface RunningServer {
   dataDir: string;
   adminToken: string;
   db: Kysely<Database>;
-  /** What the vault runs on its own every minute: missed schedules, daily prune and GC. */
+  /** What the vault runs on its own every minute: missed schedules, daily prune and GC, storage samples, alerts. */
   maintain(): Promise<void>;
   close(): Promise<void>;
 }
@@ -50,14 +52,18 @@ async function adminToken(dataDir: string): Promise<string> {
   return token;
 }
 
-export async function startServer(opts: { dataDir?: string; listen?: string; clock?: Clock } = {}): Promise<RunningServer> {
+export async function startServer(opts: { dataDir?: string; listen?: string; clock?: Clock; monitoring?: MonitoringOptions } = {}): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
   await mkdir(join(dataDir, 'store'), { recursive: true, mode: 0o700 });
   const token = await adminToken(dataDir);
   const db = await openSqliteCatalog(join(dataDir, 'catalog.sqlite'));
   const clock = opts.clock ?? systemClock;
   const store = new LocalFolderStore(join(dataDir, 'store'));
-  const app = buildApi({ db, store, clock, adminToken: token });
+  const monitoring = new Monitoring({ db, clock }, opts.monitoring);
+  const app = buildApi({ db, store, clock, adminToken: token, monitoring, jobEnded: monitoring.jobEnded });
+  // The composition root: the web dashboard (src/web) sits above the vault and signs in through its Access.
+  const access = new Access(db, token);
+  registerDashboard(app, { authenticate: (key) => access.authenticate(`Bearer ${key}`) });
   const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
   try {
     await app.listen({ host, port });
@@ -69,11 +75,11 @@ export async function startServer(opts: { dataDir?: string; listen?: string; clo
   }
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  const ctx: DataContext = { db, store, clock };
+  const ctx = { db, store, clock, jobEnded: monitoring.jobEnded };
   let running: Promise<void> | null = null;
   const maintain = async () => {
     // One maintenance pass at a time; a tick that finds one running waits for it.
-    if (!running) running = (async () => { await failStaleJobs(ctx); await runMaintenance(ctx); })().finally(() => { running = null; });
+    if (!running) running = (async () => { await failStaleJobs(ctx); await runMaintenance(ctx); await monitoring.tick(); })().finally(() => { running = null; });
     await running;
   };
   // Failures are retried on the next tick; the jobs of prune and GC record their own errors.
@@ -85,6 +91,7 @@ export async function startServer(opts: { dataDir?: string; listen?: string; clo
     async close() {
       clearInterval(timer);
       await running?.catch(() => undefined);
+      await monitoring.close();
       await app.close();
       await db.destroy();
     },
