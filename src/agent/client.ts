@@ -11,6 +11,7 @@ const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
 import type { FileSource, PolicyInfo, RetentionChange } from '../core/api.js';
+import type { AlertInfo, AlertSettings, ItemStatus, NotificationInfo, Report, RestoreRequestInfo } from '../core/monitor-api.js';
 
 export class VaultClient {
   constructor(readonly server: string, private readonly token?: string) {}
@@ -153,4 +154,28 @@ export class VaultClient {
   async claim(item: string, scheduledAt: string, onDemand = false): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(onDemand ? { onDemand } : {}) }); }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
+
+  // Backup center (src/vault/monitoring-http.ts).
+  itemStatuses(): Promise<ItemStatus[]> { return this.json('GET', '/v1/monitor/items'); }
+  alerts(all = false): Promise<AlertInfo[]> { return this.json('GET', `/v1/alerts${all ? '?all=true' : ''}`); }
+  alert(id: string): Promise<{ alert: AlertInfo; notifications: NotificationInfo[] }> { return this.json('GET', `/v1/alerts/${encodeURIComponent(id)}`); }
+  alertSettings(): Promise<AlertSettings> { return this.json('GET', '/v1/alerts/settings'); }
+  setAlertSettings(settings: AlertSettings): Promise<AlertSettings> { return this.json('PUT', '/v1/alerts/settings', settings); }
+  report(q: { vault?: string; item?: string; from?: string; to?: string }): Promise<Report> { return this.json('GET', `/v1/reports${searchOf(q)}`); }
+  async reportCsv(q: { vault?: string; item?: string; from?: string; to?: string }): Promise<string> { return (await this.request('GET', `/v1/reports${searchOf({ ...q, format: 'csv' })}`)).toString('utf8'); }
+  async metrics(): Promise<string> { return (await this.request('GET', '/metrics')).toString('utf8'); }
+  requestBackup(item: string, body: { vault?: string; retainUntil?: string }): Promise<{ item: string; requestedAt: string; retainUntil: string }> {
+    return this.json('POST', `/v1/items/${encodeURIComponent(item)}/backup`, body);
+  }
+  requestRestore(body: { point: string; target: string; paths?: string[]; overwrite?: string }): Promise<RestoreRequestInfo> { return this.json('POST', '/v1/restore-requests', body); }
+  restoreRequests(item?: string): Promise<RestoreRequestInfo[]> { return this.json('GET', `/v1/restore-requests${searchOf({ item })}`); }
+  pendingRestores(): Promise<RestoreRequestInfo[]> { return this.json('GET', '/v1/agent/restores'); }
+  claimRestore(id: string): Promise<RestoreRequestInfo> { return this.json('POST', `/v1/agent/restores/${encodeURIComponent(id)}/claim`, {}); }
+  async linkRestoreJob(id: string, jobId: string): Promise<void> { await this.json('POST', `/v1/agent/restores/${encodeURIComponent(id)}/job`, { jobId }); }
+  finishRestoreRequest(id: string, body: { jobId?: string; error?: string }): Promise<RestoreRequestInfo> { return this.json('POST', `/v1/agent/restores/${encodeURIComponent(id)}/finish`, body); }
+}
+
+function searchOf(q: Record<string, string | undefined>): string {
+  const s = new URLSearchParams(Object.entries(q).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== '')).toString();
+  return s ? `?${s}` : '';
 }

@@ -10,6 +10,7 @@ import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
+import { registerMonitorCommands } from './monitor-commands.js';
 import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
@@ -108,9 +109,15 @@ export function buildProgram(): Command {
       const opts = { client, state, agentDir: agentDirOf(g()), log };
       if (o.once) {
         const ran = await runDueOnce(opts);
-        if (o.json) printJson(ran.map((r) => ({ item: r.item, scheduledAt: r.scheduledAt, pointId: r.result?.point.id ?? null, jobId: r.result?.jobId ?? null, error: r.error ?? null })));
-        else if (ran.length === 0) process.stdout.write('nothing is due\n');
-        if (ran.some((r) => r.error)) process.exitCode = 1;
+        // Restores asked for from the dashboard, after the backups (entries with `restoreRequest`).
+        const restored = await (await import('../agent/restore-requests.js')).runRequestedRestores({ client, keys: state.keySet, log });
+        if (o.json) {
+          printJson([
+            ...ran.map((r) => ({ item: r.item, scheduledAt: r.scheduledAt, pointId: r.result?.point.id ?? null, jobId: r.result?.jobId ?? null, error: r.error ?? null })),
+            ...restored.map((r) => ({ item: r.item, restoreRequest: r.request, pointId: r.pointId, jobId: r.jobId, status: r.status, error: r.error ?? null })),
+          ]);
+        } else if (ran.length === 0 && restored.length === 0) process.stdout.write('nothing is due\n');
+        if (ran.some((r) => r.error) || restored.some((r) => r.error || r.status === 'Failed')) process.exitCode = 1;
         return;
       }
       const controller = new AbortController();
@@ -241,6 +248,7 @@ export function buildProgram(): Command {
 
   registerPolicyCommands(program, g);
   registerVmCommands(program, g);
+  registerMonitorCommands(program, g);
   return program;
 }
 
