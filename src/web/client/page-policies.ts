@@ -36,7 +36,7 @@ type Result = { change: RetentionChange; applied: boolean };
 function ChangeTable(props: { change: RetentionChange }): ComponentChildren {
   const c = props.change;
   const rows = [
-    ...c.deleted.map((d) => ({ id: d.id, item: d.item, time: d.time, effect: 'deleted', detail: `was kept until ${when(d.expiresAt)}` })),
+    ...c.deleted.map((d) => ({ id: d.id, item: d.item, time: d.time, effect: 'deleted', detail: 'no rule of the changed policy keeps it' })),
     ...c.changed.map((d) => ({ id: d.id, item: d.item, time: d.time, effect: 'kept, new expiry', detail: `${when(d.from)} → ${when(d.to)}` })),
   ];
   type Row = (typeof rows)[number];
