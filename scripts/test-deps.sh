@@ -11,6 +11,8 @@ command -v setcap >/dev/null 2>&1 || need+=(libcap2-bin)
 command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
 # File backups from volume snapshots: btrfs images.
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
+# The Backup center's browser tests drive Debian's Chromium (playwright-core never downloads one).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2

@@ -41,7 +41,7 @@ export function buildProgram(): Command {
       const { startServer } = await import('../vault/server.js');
       const s = await startServer({ dataDir: o.data, listen: o.listen });
       serving = true;
-      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n`);
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  Backup center: ${s.url}/ (sign in with the admin token)\n  metrics: ${s.url}/metrics (any principal's key as a bearer token)\n`);
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);

@@ -35,6 +35,12 @@ export interface DashboardOptions {
 }
 
 const API_PREFIX = '/ui/api';
+/**
+ * These routes check the session cookie themselves; to an API door that authenticates bearer
+ * keys route by route they are public (the API calls they forward carry the principal's key
+ * and are checked and audited there).
+ */
+const OWN_AUTH = { config: { auth: { op: 'public', audit: false } } };
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export const CSRF_HEADER = 'x-csrf-token';
 
@@ -73,10 +79,10 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     if (req.headers['if-none-match'] === a.etag) return reply.status(304).send();
     return reply.send(a.body);
   };
-  app.get('/', async (req, reply) => serve('/', reply, req));
-  app.get('/assets/*', async (req, reply) => serve(req.url.split('?')[0]!, reply, req));
+  app.get('/', OWN_AUTH, async (req, reply) => serve('/', reply, req));
+  app.get('/assets/*', OWN_AUTH, async (req, reply) => serve(req.url.split('?')[0]!, reply, req));
 
-  app.post('/ui/session', async (req, reply) => {
+  app.post('/ui/session', OWN_AUTH, async (req, reply) => {
     guardWrite(req);
     const body = req.body as { key?: unknown } | undefined;
     const key = typeof body?.key === 'string' ? body.key.trim() : '';
@@ -87,12 +93,12 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     reply.header('set-cookie', sessionCookie(s.id, secure(req))).header('cache-control', 'no-store');
     return { principal: s.principal, csrf: s.csrf };
   });
-  app.get('/ui/session', async (req, reply) => {
+  app.get('/ui/session', OWN_AUTH, async (req, reply) => {
     const s = session(req);
     reply.header('cache-control', 'no-store');
     return { principal: s.principal, csrf: s.csrf };
   });
-  app.delete('/ui/session', async (req, reply) => {
+  app.delete('/ui/session', OWN_AUTH, async (req, reply) => {
     const s = session(req);
     guardCsrf(req, s);
     sessions.end(s.id);
@@ -125,5 +131,5 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
     return reply.status(res.statusCode).send(res.rawPayload);
   };
-  for (const method of ['GET', 'POST', 'PUT', 'DELETE'] as const) app.route({ method, url: `${API_PREFIX}/*`, handler: forward });
+  for (const method of ['GET', 'POST', 'PUT', 'DELETE'] as const) app.route({ method, url: `${API_PREFIX}/*`, handler: forward, ...OWN_AUTH });
 }
