@@ -3,7 +3,7 @@
  * requests the agents carry out. Shared by the vault, the agent, the CLI and the dashboard's
  * browser code (it is compiled for the browser too), so it holds types and constants only.
  */
-import type { JobInfo, JobStatus, Operation } from './api.js';
+import type { JobStatus, Operation } from './api.js';
 
 export type Health = 'healthy' | 'warning' | 'critical';
 
@@ -150,4 +150,3 @@ export interface RestoreRequestInfo {
 }
 
 export interface JobFilter { status?: JobStatus; operation?: Operation; item?: string; vault?: string; limit?: number }
-export type JobList = JobInfo[];

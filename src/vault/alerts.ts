@@ -157,6 +157,15 @@ export async function listAlerts(db: Kysely<Database>, v: Visibility, filter: { 
     .map((r) => alertInfo(r, { vault: r.vaultName ?? null, item: r.itemName ?? null }));
 }
 
+/** One alert by id, if the principal may see it. */
+export async function findAlert(db: Kysely<Database>, v: Visibility, id: string): Promise<AlertInfo | undefined> {
+  const r = await db.selectFrom('alerts').leftJoin('vaults', 'vaults.id', 'alerts.vault_id').leftJoin('items', 'items.id', 'alerts.item_id')
+    .selectAll('alerts').select(['vaults.name as vaultName', 'items.name as itemName', 'items.container_id as containerId'])
+    .where('alerts.id', '=', id).executeTakeFirst();
+  if (!r || !(r.vault_id === null ? v.vaultIds === null : sees(v, r.vault_id, r.containerId))) return undefined;
+  return alertInfo(r, { vault: r.vaultName ?? null, item: r.itemName ?? null });
+}
+
 export interface AlertCenterOptions { send?: Fetch; onError?: (e: unknown) => void }
 
 /** Runs evaluations one at a time, and delivers notifications after each. */

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { CoffreError } from '../core/errors.js';
 import type { JobStatus, Operation } from '../core/api.js';
 import type { Principal } from './access.js';
-import { listAlerts } from './alerts.js';
+import { findAlert, listAlerts } from './alerts.js';
 import { loadSettings, saveSettings } from './alert-settings.js';
 import { requestBackup } from './backup-requests.js';
 import type { DataContext } from './data.js';
@@ -75,7 +75,7 @@ export function registerMonitoringRoutes(app: FastifyInstance, ctx: MonitoringCo
     return settings;
   });
   app.get('/v1/alerts/:alert', async (req) => {
-    const alert = (await listAlerts(ctx.db, await seen(req), { all: true, limit: 100_000 })).find((a) => a.id === params(req).alert);
+    const alert = await findAlert(ctx.db, await seen(req), params(req).alert!);
     if (!alert) throw new CoffreError('NotFound', `no alert ${params(req).alert}; list them with \`coffre alerts --all\``);
     return { alert, notifications: await listNotifications(ctx.db, [alert.id]) };
   });
