@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, totalmem, release, availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { healthy } from '../testkit/harness.js';
 
 /** The project folder (this file runs from dist/bench/). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -114,7 +115,7 @@ const CLK_TCK = (() => {
 
 /** A `coffre server` in its own process on loopback, with its CPU time and peak memory. */
 export class CoffreServer {
-  private constructor(readonly child: ReturnType<typeof spawn>, readonly url: string, readonly token: string, readonly dataDir: string) {}
+  private constructor(readonly child: ReturnType<typeof spawn>, readonly url: string, readonly token: string, readonly dataDir: string, readonly fingerprint: string | null) {}
 
   get pid(): number { return this.child.pid!; }
 
@@ -125,16 +126,17 @@ export class CoffreServer {
       const timer = setTimeout(() => reject(new Error(`coffre server did not start in 30 s: ${err}`)), 30_000);
       child.stderr!.on('data', (d: Buffer) => {
         err += d.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(err);
+        const m = /listening on (https?:\/\/\S+)/.exec(err);
         if (m) { clearTimeout(timer); resolve(m[1]!); }
       });
       child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`coffre server exited with ${code}: ${err}`)); });
     });
     child.stderr!.resume();
-    const health = await fetch(`${url}/v1/health`);
-    if (!health.ok) throw new Error(`coffre server health: ${health.status}`);
+    if (!(await healthy(url))) throw new Error('coffre server does not answer its health check');
     const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-    return new CoffreServer(child, url, token, dataDir);
+    // The server serves HTTPS with its self-signed certificate: the CLI pins its fingerprint.
+    const { fingerprint } = JSON.parse(readFileSync(join(dataDir, 'server.json'), 'utf8')) as { fingerprint: string | null };
+    return new CoffreServer(child, url, token, dataDir, fingerprint);
   }
 
   /** CPU seconds (user + system) used so far. */
@@ -173,7 +175,7 @@ export class CoffreServer {
 
 /** Creates a vault and registers an agent (state in agentDir) through the real CLI. */
 export async function registerCoffreAgent(server: CoffreServer, workDir: string, agentDir: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const admin = ['--server', server.url, '--token', server.token];
+  const admin = ['--server', server.url, '--token', server.token, ...(server.fingerprint ? ['--fingerprint', server.fingerprint] : [])];
   await must(process.execPath, [BIN, ...admin, 'vault', 'create', 'bench'], { cwd: workDir, env });
   const cred = join(workDir, 'vault.cred');
   await must(process.execPath, [BIN, ...admin, 'vault', 'credentials', 'bench', '--out', cred], { cwd: workDir, env });

@@ -11,12 +11,11 @@ import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { ManualClock } from '../src/core/clock.js';
 import type { AlertInfo, AlertSettings } from '../src/core/monitor-api.js';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { startServer } from '../src/vault/server.js';
 import { FIRST_RETRY_MS } from '../src/vault/webhooks.js';
-import { cli, PASSPHRASE, storeFiles, tempDir } from '../testkit/harness.js';
+import { cli, clientFor, credentialsFor, PASSPHRASE, storeFiles, tempDir } from '../testkit/harness.js';
 import { WebhookReceiver } from '../testkit/webhook-receiver.js';
 
 test('alert rules fire and resolve under an injected clock; the webhook gets exactly one notification per state change', { timeout: 120_000 }, async () => {
@@ -24,7 +23,7 @@ test('alert rules fire and resolve under an injected clock; the webhook gets exa
   const clock = new ManualClock(new Date('2026-03-01T03:00:00Z'));
   const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', clock });
   const hook = await new WebhookReceiver().start();
-  const env = { COFFRE_SERVER: server.url, COFFRE_TOKEN: server.adminToken, COFFRE_AGENT_DIR: join(dir, 'no-agent') };
+  const env = { COFFRE_SERVER: server.url, COFFRE_TOKEN: server.adminToken, COFFRE_FINGERPRINT: server.fingerprint!, COFFRE_AGENT_DIR: join(dir, 'no-agent') };
   const coffre = async (...args: string[]) => {
     const r = await cli(args, env, { cwd: dir });
     assert.equal(r.code, 0, `coffre ${args.join(' ')}: ${r.stderr}`);
@@ -32,12 +31,11 @@ test('alert rules fire and resolve under an injected clock; the webhook gets exa
   };
   const active = async () => (JSON.parse(await coffre('alerts', '--json')) as AlertInfo[]);
   try {
-    const admin = new VaultClient(server.url, server.adminToken);
+    const admin = clientFor(server);
     await admin.createVault({ name: 'v' });
-    const c = await admin.createCredentials('v');
     const agentDir = join(dir, 'agent');
-    const st = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: 'web01', credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
-    const agent = { client: new VaultClient(server.url, st.token), containerId: st.containerId, keys: keysFromJSON(st.keys), agentDir, vaultId: st.vaultId };
+    const st = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: 'web01', credentials: await credentialsFor(server, 'v') });
+    const agent = { client: clientFor(server, st.token), containerId: st.containerId, keys: keysFromJSON(st.keys), agentDir, vaultId: st.vaultId };
     const src = join(dir, 'site');
     await mkdir(src);
     await writeFile(join(src, 'index.html'), '<h1>hello</h1>\n'.repeat(100));

@@ -101,7 +101,7 @@ test('a damaged pack: verify fails naming the points, restore leaves out only th
     assert.deepEqual(stored.errors, job.errors);
 
     // The CLI: non-zero exit, JSON job with the error.
-    const verifyCli = await cli(['verify', '--json'], { COFFRE_SERVER: h.server.url, COFFRE_TOKEN: h.server.adminToken }, { cwd: h.dir });
+    const verifyCli = await cli(['verify', '--json'], { COFFRE_SERVER: h.server.url, COFFRE_TOKEN: h.server.adminToken, COFFRE_FINGERPRINT: h.server.fingerprint! }, { cwd: h.dir });
     assert.equal(verifyCli.code, 1, verifyCli.stderr);
     const cliJob = JSON.parse(verifyCli.stdout) as JobInfo;
     assert.equal(cliJob.status, 'Failed');

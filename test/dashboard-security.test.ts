@@ -5,12 +5,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { harness } from '../testkit/harness.js';
+import https from 'node:https';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { registerAgent } from '../src/agent/register.js';
+import { startServer } from '../src/vault/server.js';
+import { clientFor, credentialsFor, harness, PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 test('the dashboard signs in principals only, with an HttpOnly SameSite=Strict cookie, and refuses writes without its CSRF token and origin', { timeout: 60_000 }, async () => {
-  const h = await harness({ vault: 'v' });
+  // Plain HTTP on loopback (--insecure-http), so that every header can be set and read with fetch.
+  const dir = await tempDir();
+  const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', insecureHttp: true });
   try {
-    const base = h.server.url;
+    await clientFor(server).createVault({ name: 'v' });
+    const agentState = await registerAgent({ agentDir: join(dir, 'agent'), credentials: await credentialsFor(server, 'v'), passphrase: PASSPHRASE, machine: 'web01' });
+    const base = server.url;
     const origin = base;
     const call = (path: string, init: { method?: string; headers?: Record<string, string>; body?: unknown } = {}) => fetch(`${base}${path}`, {
       method: init.method ?? 'GET', redirect: 'manual',
@@ -41,15 +50,14 @@ test('the dashboard signs in principals only, with an HttpOnly SameSite=Strict c
     }
 
     // Sign-in: from this origin only, with a valid key that is not a machine's.
-    const agent = await h.agent('web01');
-    assert.equal((await call('/ui/session', { method: 'POST', body: { key: h.server.adminToken } })).status, 403, 'no Origin');
-    assert.equal((await call('/ui/session', { method: 'POST', body: { key: h.server.adminToken }, headers: { origin: 'http://evil.example' } })).status, 403);
+    assert.equal((await call('/ui/session', { method: 'POST', body: { key: server.adminToken } })).status, 403, 'no Origin');
+    assert.equal((await call('/ui/session', { method: 'POST', body: { key: server.adminToken }, headers: { origin: 'http://evil.example' } })).status, 403);
     const wrong = await call('/ui/session', { method: 'POST', body: { key: 'cadm_wrong' }, headers: { origin } });
     assert.deepEqual([wrong.status, await errorCode(wrong)], [401, 'Unauthorized']);
-    const machine = await call('/ui/session', { method: 'POST', body: { key: agent.state.token }, headers: { origin } });
+    const machine = await call('/ui/session', { method: 'POST', body: { key: agentState.token }, headers: { origin } });
     assert.deepEqual([machine.status, await errorCode(machine)], [403, 'Forbidden']);
     assert.equal(machine.headers.get('set-cookie'), null);
-    const signIn = await call('/ui/session', { method: 'POST', body: { key: h.server.adminToken }, headers: { origin } });
+    const signIn = await call('/ui/session', { method: 'POST', body: { key: server.adminToken }, headers: { origin } });
     assert.equal(signIn.status, 200);
     const setCookie = signIn.headers.get('set-cookie')!;
     assert.match(setCookie, /^coffre_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict$/);
@@ -85,6 +93,26 @@ test('the dashboard signs in principals only, with an HttpOnly SameSite=Strict c
     assert.match(out.headers.get('set-cookie')!, /Max-Age=0/);
     assert.equal((await call('/ui/api/v1/vaults', { headers: { cookie } })).status, 401);
     assert.equal((await call('/ui/session', { headers: { cookie } })).status, 401);
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('over HTTPS (the default) the session cookie is Secure too', { timeout: 60_000 }, async () => {
+  const h = await harness();
+  try {
+    const ca = await readFile(join(h.server.dataDir, 'tls', 'cert.pem'), 'utf8');
+    const body = JSON.stringify({ key: h.server.adminToken });
+    const setCookie = await new Promise<string>((resolve, reject) => {
+      const req = https.request(`${h.server.url}/ui/session`, { method: 'POST', ca, headers: { origin: h.server.url, 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve(String(res.headers['set-cookie'])) : reject(new Error(`sign-in answered ${res.statusCode}`))));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.match(setCookie, /^coffre_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
   } finally {
     await h.close();
   }

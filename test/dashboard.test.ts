@@ -11,7 +11,6 @@ import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
-import { VaultClient } from '../src/agent/client.js';
 import { runDueOnce } from '../src/agent/daemon.js';
 import { registerAgent } from '../src/agent/register.js';
 import { runRequestedRestores } from '../src/agent/restore-requests.js';
@@ -21,7 +20,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { startServer } from '../src/vault/server.js';
 import { launchBrowser, snap, type Browser } from '../testkit/browser.js';
-import { PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { clientFor, credentialsFor, PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -32,12 +31,11 @@ test('the Backup center in a browser: health, live progress, back up now, restor
   let b: Browser | null = null;
   try {
     // A machine backs "site" up once by hand, then every night at 02:30 through its daemon.
-    const admin = new VaultClient(server.url, server.adminToken);
+    const admin = clientFor(server);
     await admin.createVault({ name: 'v' });
-    const c = await admin.createCredentials('v');
     const agentDir = join(dir, 'agent');
-    const st = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: 'web01', credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
-    const client = new VaultClient(server.url, st.token);
+    const st = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: 'web01', credentials: await credentialsFor(server, 'v') });
+    const client = clientFor(server, st.token);
     const src = join(dir, 'site');
     await mkdir(join(src, 'img'), { recursive: true });
     await writeFile(join(src, 'index.html'), '<h1>hello</h1>\n'.repeat(200));

@@ -324,6 +324,30 @@ test('a target folder with a default ACL passes none of it on to what is restore
   }
 });
 
+test('a set-group-id target folder does not give restored files its group, and modes the umask would cut come back whole', async () => {
+  const h = await harness();
+  try {
+    const a = await h.agent();
+    const src = join(h.dir, 'groups');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'root-owned.txt'), 'owned by root:root\n');
+    await writeFile(join(src, 'sub', 'world-writable.txt'), 'mode 666\n');
+    await chmod(join(src, 'sub', 'world-writable.txt'), 0o666);
+    await writeFile(join(src, 'other-group.txt'), 'group 4343\n');
+    await chown(join(src, 'other-group.txt'), 0, 4343);
+    const { point } = await backup(backupOptions(a, 'groups', [src]));
+    const target = join(h.dir, 'setgid-target');
+    await mkdir(target);
+    await chown(target, 0, 4242);
+    await chmod(target, 0o2775);
+    const r = await restore({ client: a.client, keys: a.keys, pointId: point.id, target });
+    assert.equal(r.job.status, 'Completed');
+    assert.deepEqual(await compareTrees(src, join(target, 'groups'), { owners: true }), []);
+  } finally {
+    await h.close();
+  }
+});
+
 test('an administrator token in COFFRE_TOKEN does not stop the registered machine from backing up and restoring', async () => {
   const h = await harness();
   try {

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { mkdir, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
@@ -18,14 +19,21 @@ import { backupOptions, cli, harness, storeFiles } from '../testkit/harness.js';
 interface Family { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; count?: string; buckets?: Record<string, string> }[] }
 const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[];
 
-async function scrape(url: string, token?: string): Promise<{ status: number; text: string; type: string | null }> {
-  const res = await fetch(`${url}/metrics`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
-  return { status: res.status, text: await res.text(), type: res.headers.get('content-type') };
+/** GET /metrics over HTTPS, trusting the server's own certificate, as a Prometheus scraper configured with it would. */
+async function scrape(server: { url: string; dataDir: string }, token?: string): Promise<{ status: number; text: string; type: string | null }> {
+  const ca = await readFile(join(server.dataDir, 'tls', 'cert.pem'), 'utf8');
+  return new Promise((resolve, reject) => {
+    https.get(`${server.url}/metrics`, { ca, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, type: res.headers['content-type'] ?? null }));
+    }).on('error', reject);
+  });
 }
 
 test('/metrics parses as Prometheus text and its counters match `coffre jobs`; reports as JSON and CSV', { timeout: 120_000 }, async () => {
   const h = await harness({ vault: 'v' });
-  const env = { COFFRE_SERVER: h.server.url, COFFRE_TOKEN: h.server.adminToken, COFFRE_AGENT_DIR: join(h.dir, 'no-agent') };
+  const env = { COFFRE_SERVER: h.server.url, COFFRE_TOKEN: h.server.adminToken, COFFRE_FINGERPRINT: h.server.fingerprint!, COFFRE_AGENT_DIR: join(h.dir, 'no-agent') };
   const coffre = async (...args: string[]) => {
     const r = await cli(args, env, { cwd: h.dir });
     assert.equal(r.code, 0, `coffre ${args.join(' ')}: ${r.stderr}`);
@@ -46,10 +54,10 @@ test('/metrics parses as Prometheus text and its counters match `coffre jobs`; r
     await h.admin.verify({});
     await h.server.maintain();
 
-    assert.equal((await scrape(h.server.url)).status, 401);
-    assert.equal((await scrape(h.server.url, 'cadm_not-a-key')).status, 401);
-    assert.equal((await scrape(h.server.url, a.state.token)).status, 200, 'an agent key is a principal\'s key too');
-    const { status, text, type } = await scrape(h.server.url, h.server.adminToken);
+    assert.equal((await scrape(h.server)).status, 401);
+    assert.equal((await scrape(h.server, 'cadm_not-a-key')).status, 401);
+    assert.equal((await scrape(h.server, a.state.token)).status, 200, 'an agent key is a principal\'s key too');
+    const { status, text, type } = await scrape(h.server, h.server.adminToken);
     assert.equal(status, 200);
     assert.match(type ?? '', /^text\/plain; version=0\.0\.4/);
     const families = new Map(parsePrometheus(text).map((f) => [f.name, f]));

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VaultClient } from '../src/agent/client.js';
+import type { VaultClient } from '../src/agent/client.js';
 import { runDueOnce } from '../src/agent/daemon.js';
 import { registerAgent } from '../src/agent/register.js';
 import { restore } from '../src/agent/restore.js';
@@ -24,7 +24,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { CoffreError } from '../src/core/errors.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { startServer, type RunningServer } from '../src/vault/server.js';
-import { cli, PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { cli, clientFor, credentialsFor, PASSPHRASE, tempDir } from '../testkit/harness.js';
 import { loopFs, sh, type LoopFs } from '../testkit/loop-fs.js';
 
 let dir: string;
@@ -39,7 +39,7 @@ before(async () => {
   dir = await tempDir('coffre-snap-');
   clock = new ManualClock(new Date());
   server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', clock });
-  admin = new VaultClient(server.url, server.adminToken);
+  admin = clientFor(server);
   await admin.createVault({ name: 'v' });
   btrfs = await loopFs(dir, 'btrfs', 320);
   ext4 = await loopFs(dir, 'ext4', 64);
@@ -53,10 +53,9 @@ after(async () => {
 });
 
 async function machine() {
-  const c = await admin.createCredentials('v');
   const agentDir = join(dir, `agent-${machines++}`);
-  const state = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: `m${machines}`, credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
-  return { agentDir, state, keys: keysFromJSON(state.keys), client: new VaultClient(server.url, state.token) };
+  const state = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: `m${machines}`, credentials: await credentialsFor(server, 'v') });
+  return { agentDir, state, keys: keysFromJSON(state.keys), client: clientFor(server, state.token) };
 }
 type Machine = Awaited<ReturnType<typeof machine>>;
 const opts = (m: Machine, item: string, paths: string[]): SnapshotBackupOptions =>

@@ -19,6 +19,8 @@ const HOLE_BLOCK = 4096;
 const ZERO_BLOCK = new Uint8Array(HOLE_BLOCK);
 
 function isZero(data: Uint8Array, from: number, to: number): boolean {
+  // Most blocks of data have a non-zero byte at one of these: no comparison of the whole block.
+  if (data[from] !== 0 || data[to - 1] !== 0 || data[(from + to) >>> 1] !== 0) return false;
   return Buffer.compare(data.subarray(from, to), ZERO_BLOCK.subarray(0, to - from)) === 0;
 }
 
@@ -31,7 +33,7 @@ function writeAll(fd: number, data: Uint8Array, from: number, length: number, po
  * truncate they become holes, so sparse files (disk images) come back sparse. Blocks are
  * aligned on file offsets, so holes line up with the file system's blocks.
  */
-function writeSparse(fd: number, data: Uint8Array, offset: number): void {
+function writeSparse(fd: number, data: Uint8Array, offset: number): number {
   let runStart = -1;
   let pos = 0;
   while (pos < data.length) {
@@ -42,7 +44,11 @@ function writeSparse(fd: number, data: Uint8Array, offset: number): void {
     } else if (runStart < 0) runStart = pos;
     pos = end;
   }
-  if (runStart >= 0) writeAll(fd, data, runStart, data.length - runStart, offset + runStart);
+  if (runStart >= 0) {
+    writeAll(fd, data, runStart, data.length - runStart, offset + runStart);
+    return offset + data.length;
+  }
+  return -1;
 }
 
 /**
@@ -53,12 +59,13 @@ function writeSparse(fd: number, data: Uint8Array, offset: number): void {
  */
 function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: WholeFile): MetaProblem[] {
   const tmp = Buffer.from(partial, 'latin1');
-  const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  // Created with its final mode when the umask leaves it whole (born.mode), else owner-only.
+  const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, f.born?.mode ?? 0o600);
   try {
     let problems: MetaProblem[];
     try {
-      writeSparse(fd, plain, offset);
-      ftruncateSync(fd, f.size);
+      // A file written up to its end needs no truncate; one that ends in zeros gets its size (and a hole).
+      if (writeSparse(fd, plain, offset) < f.size) ftruncateSync(fd, f.size);
       problems = setFileMeta(fd, f);
     } finally {
       closeSync(fd);

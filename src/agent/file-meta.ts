@@ -28,6 +28,12 @@ export interface FileMeta {
   xattrs?: Xattr[];
   /** Attributes to remove when the entry lacks them (ACLs inherited from the target folder). */
   strip?: string[];
+  /**
+   * What the file already has, as its creator knows: its mode (created with it) and, in a
+   * folder the restore made, its owner. What already matches is not set again: on a tree of
+   * small files, the saved fchown and fchmod are a tenth of a restore's system calls.
+   */
+  born?: { mode: number; uid?: number; gid?: number };
 }
 
 export interface MetaProblem { code: 'XattrNotRestored' | 'OwnerNotRestored' | 'ModeNotRestored' | 'TimeNotRestored'; message: string }
@@ -54,7 +60,8 @@ const message = (e: unknown) => (e as Error).message;
 export function setFileMeta(target: number | Buffer, m: FileMeta, opts: { link?: boolean } = {}): MetaProblem[] {
   const problems: MetaProblem[] = [];
   const byFd = typeof target === 'number';
-  if (IS_ROOT) {
+  const born = m.born;
+  if (IS_ROOT && !(born && born.uid === m.uid && born.gid === m.gid)) {
     try {
       if (byFd) fchownSync(target, m.uid, m.gid);
       else lchownSync(target as unknown as string, m.uid, m.gid);
@@ -67,7 +74,7 @@ export function setFileMeta(target: number | Buffer, m: FileMeta, opts: { link?:
       problems.push({ code: 'XattrNotRestored', message: `extended attribute ${f.name} not restored: ${f.message}` });
     }
   }
-  if (!opts.link) {
+  if (!opts.link && born?.mode !== m.mode) {
     try {
       if (byFd) fchmodSync(target, m.mode);
       else chmodSync(target as unknown as string, m.mode);

@@ -15,6 +15,8 @@ interface Posix {
   removeXattr(target: Target, name: string | Buffer): void;
   setTimes(target: Target, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   mknod(path: Buffer, mode: number, major: number, minor: number): void;
+  /** A folder's entries in byte order with their lstat (see native/posix.c and listing.ts). */
+  scanDir(path: Buffer): { names: Buffer; offsets: Uint32Array; stats: Float64Array; extra: Float64Array };
 }
 
 function load(): Posix {

@@ -67,6 +67,11 @@ const PAGE_BATCH = 256;
 /** Linux's longest name (NAME_MAX, in bytes). */
 const NAME_MAX = 255;
 const SLASH = 0x2f;
+/** Read once: files are created with their final mode when this mask leaves it whole. */
+const UMASK = process.umask();
+const EUID = process.geteuid?.() ?? -1;
+const EGID = process.getegid?.() ?? -1;
+const S_ISGID = 0o2000;
 
 /** A folder restored into: where, whether it was new (nothing stood in it), what it still waits for. */
 interface Folder {
@@ -75,6 +80,8 @@ interface Folder {
   isNew: boolean;
   /** What is created in it inherits a default ACL the backed-up entries did not have. */
   inherits: boolean;
+  /** It is set-group-id (or made in one that is): what is created in it takes its group, not ours. */
+  groupForced: boolean;
   /** The folder's own entry, whose metadata it gets when done (null: the target, or not restored). */
   entry: TreeEntry | null;
   parent: Folder | null;
@@ -93,6 +100,8 @@ interface FileJob {
   dest: Buffer;
   folder: Folder;
   inherits: boolean;
+  /** Created in its folder, it is ours with our group (the folder does not force one). */
+  ownFolder: boolean;
 }
 
 /** A further name of a file with several names: linked to the first once it is written. */
@@ -117,7 +126,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const { client, keys } = opts;
   const point = await client.getPoint(opts.pointId);
   if (point.itemKind !== 'files') {
-    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`coffre vm restore ${point.id} --target DIR\``);
+    const how = point.itemKind === 'PostgreSQL' ? `coffre db restore ${point.item} --point ${point.id} --target DIR` : `coffre vm restore ${point.id} --target DIR`;
+    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`${how}\``);
   }
   const manifest = openManifest(keys, point.id, await client.manifest(point.id));
   const source = sourceFor(client, keys, point.containerId, manifest);
@@ -204,7 +214,7 @@ class Restore {
       // Asked of the folder itself, not of mkdir: `new/../existing` creates a folder, yet the
       // target is one that may hold files.
       const top: Folder = {
-        display: '', dest: root, isNew: await isEmptyFolder(root), inherits: hasDefaultAcl(root), entry: null, parent: null,
+        display: '', dest: root, isNew: await isEmptyFolder(root), inherits: hasDefaultAcl(root), groupForced: isSetgid(root), entry: null, parent: null,
         selected: this.select.all, pages: null, pending: 1,
       };
       this.writer = new ChunkWriter(this.opts.keys);
@@ -300,7 +310,7 @@ class Restore {
           continue;
         }
         if (e.inode) this.inodes.set(e.inode, { dest: null, done: false });
-        this.window.push({ id: this.nextId++, entry: e, display, dest: p, folder: parent, inherits: parent.inherits });
+        this.window.push({ id: this.nextId++, entry: e, display, dest: p, folder: parent, inherits: parent.inherits, ownFolder: !parent.groupForced });
         this.windowChunks += e.chunks.length;
         this.windowBytes += e.size;
         continue;
@@ -330,7 +340,9 @@ class Restore {
     }
     parent.pending++;
     return {
-      display, dest: p, isNew, inherits: parent.inherits || (!isNew && hasDefaultAcl(p)), entry: e, parent, selected, pages: e.tree,
+      // mkdir in a set-group-id folder makes another one.
+      display, dest: p, isNew, inherits: parent.inherits || (!isNew && hasDefaultAcl(p)), groupForced: isNew ? parent.groupForced : isSetgid(p),
+      entry: e, parent, selected, pages: e.tree,
       // Its listing is one thing it waits for.
       pending: 1,
     };
@@ -577,6 +589,12 @@ class WindowRestore {
         }
         const f = this.byId.get(t.file)!;
         const whole: WholeFile = { dest: f.dest.toString('latin1'), size: f.entry.size, ...s.metaFor(f.entry, f.inherits) };
+        // Created with its final mode when nothing can change it on the way (set-id bits, a
+        // default ACL, the umask); owned by us with our group in a folder this restore made.
+        const mode = f.entry.mode;
+        if ((mode & 0o7000) === 0 && (mode & UMASK) === 0 && !f.inherits) {
+          whole.born = f.ownFolder ? { mode, uid: EUID, gid: EGID } : { mode };
+        }
         const path = this.tmpName(f).toString('latin1');
         wholePartials.push(path);
         s.partial.add(path);
@@ -626,6 +644,10 @@ const FILE_TYPE = { fifo: C.S_IFIFO, chardev: C.S_IFCHR, blockdev: C.S_IFBLK } a
 function makeNode(p: Buffer, e: TreeFifo | TreeDevice): void {
   const [major, minor] = e.type === 'fifo' ? [0, 0] : e.rdev;
   posix.mknod(p, FILE_TYPE[e.type] | 0o600, major, minor);
+}
+
+function isSetgid(dir: Buffer): boolean {
+  return (lstatSync(dir as unknown as string).mode & S_ISGID) !== 0;
 }
 
 function hasDefaultAcl(dir: Buffer): boolean {

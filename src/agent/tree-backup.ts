@@ -15,8 +15,7 @@
  * A stat key covers size, mtime, ctime, inode, mode and owner: a change of attributes alone
  * moves the ctime, so it is seen.
  */
-import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { lstatSync, readlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { JobProblem } from '../core/api.js';
 import { encodeBlob } from '../core/blob.js';
@@ -29,6 +28,7 @@ import { encodeRefsPrefix, pageRefs, paginate, type TreeDir, type TreeEntry, typ
 import type { FileEncoder, FileResult, FileTask } from './file-encoder.js';
 import type { CachedEntry, CachedFolder, TreeCache } from './tree-cache.js';
 import { entryStat, excluder, rootName, type EntryStat, type WalkRoot } from './walk.js';
+import { Listing, type ListedEntry } from './listing.js';
 import { readXattrs } from './xattrs.js';
 
 /** Files below this size are read in batches (one message for many files). */
@@ -75,12 +75,13 @@ interface Folder {
   parent: Folder | null;
   /** Its index among its parent's entries. */
   slot: number;
-  sig: string;
+  listing: Listing;
   cached: CachedFolder | null;
   /** Listing unchanged and its cached pages still stored: entries are not built unless a sub-folder changed. */
   quick: boolean;
   /** Entries by slot; null: dropped (unreadable), or not built (quick). */
   entries: (TreeEntry | null)[];
+  /** Stat keys by slot, made for the entries of a folder that changed. */
   keys: string[];
   /** Pages of sub-folders by slot, for a quick folder rebuilt from its cached entries. */
   childPages: Map<number, string[]>;
@@ -118,7 +119,7 @@ export class TreeBackup {
    */
   async run(paths: (string | WalkRoot)[]): Promise<TreeResult> {
     const names = new Set<string>();
-    const roots: { name: Buffer; abs: Buffer; stat: EntryStat }[] = [];
+    const roots: ListedEntry[] = [];
     for (const given of paths) {
       const { read, record: root, grafts } = typeof given === 'string' ? { read: given, record: given, grafts: undefined } : given;
       const abs = resolve(read);
@@ -140,8 +141,8 @@ export class TreeBackup {
     roots.sort((a, b) => Buffer.compare(a.name, b.name));
     const done = new Promise<TreeEntry[]>((resolve) => { this.rootsDone = resolve; });
     // The roots are the entries of a folder of their own, whose entries become the manifest's roots.
-    const top = this.folder({ path: [], display: '', abs: Buffer.alloc(0), parent: null, slot: 0 }, roots);
-    await this.fill(top, roots);
+    const top = this.folder({ path: [], display: '', abs: Buffer.alloc(0), parent: null, slot: 0 }, Listing.of(roots));
+    await this.fill(top);
     await this.dispatch();
     while (this.work.size > 0) await Promise.all(this.work);
     this.check();
@@ -154,115 +155,84 @@ export class TreeBackup {
     if (this.failure) throw this.failure;
   }
 
-  /** Lists a folder: its children, sorted by name, with their stats; what cannot be read is a warning. */
-  private list(abs: Buffer, display: string, path: readonly string[]): { name: Buffer; abs: Buffer; stat: EntryStat }[] {
-    let names: Buffer[];
-    try {
-      names = readdirSync(abs as unknown as string, { encoding: 'buffer' });
-    } catch (e) {
-      this.o.warn({ code: 'Unreadable', message: `cannot list folder ${display}: ${(e as Error).message}`, path: display });
-      return [];
-    }
-    // Sorted children make pages deterministic: an unchanged folder has the same pages.
-    names.sort(Buffer.compare);
-    const out: { name: Buffer; abs: Buffer; stat: EntryStat }[] = [];
-    const sep = abs[abs.length - 1] === 0x2f ? Buffer.alloc(0) : Buffer.from('/');
-    for (const name of names) {
-      const text = name.toString('utf8');
-      const childDisplay = `${display}/${text}`;
-      if (this.isExcluded(childDisplay, text)) continue;
-      let childAbs = Buffer.concat([abs, sep, name]);
-      if (this.grafts.size > 0) {
-        const graft = this.grafts.get([...path, encodeName(name)].join('/'));
-        if (graft === null) continue;
-        if (graft !== undefined) childAbs = Buffer.from(graft);
-      }
-      let stat: EntryStat | null;
-      try {
-        stat = entryStat(lstatSync(childAbs as unknown as string, { bigint: true }));
-      } catch (e) {
-        this.o.warn({ code: 'Unreadable', message: `cannot read ${childDisplay}: ${(e as Error).message}`, path: childDisplay });
-        continue;
-      }
-      if (!stat) {
-        this.o.warn({ code: 'SpecialFileSkipped', message: `${childDisplay} is a socket; sockets are not backed up (the program that made it re-creates it)`, path: childDisplay });
-        continue;
-      }
-      out.push({ name, abs: childAbs, stat });
-    }
-    return out;
-  }
-
-  private folder(at: { path: string[]; display: string; abs: Buffer; parent: Folder | null; slot: number }, children: readonly { name: Buffer; stat: EntryStat }[]): Folder {
+  private folder(at: { path: string[]; display: string; abs: Buffer; parent: Folder | null; slot: number }, listing: Listing): Folder {
     const cacheKey = JSON.stringify(at.path);
-    const keys = children.map((c) => statKey(c.stat));
-    const hash = createHash('sha256');
-    children.forEach((c, i) => { hash.update(c.name); hash.update(`\0${keys[i]}\n`); });
-    const sig = hash.digest('base64');
     const cached = this.o.cache.folder(cacheKey);
     // Unchanged, and still complete in the vault (a stored page's whole subtree is): nothing to read.
-    const quick = cached !== null && cached.sig === sig && at.parent !== null && cached.pages.every((id) => this.o.known.hasHex(id));
+    const quick = cached !== null && cached.sig === listing.sig && at.parent !== null && cached.pages.every((id) => this.o.known.hasHex(id));
     return {
-      ...at, cacheKey, sig, cached, quick, keys, entries: new Array<TreeEntry | null>(children.length).fill(null),
+      ...at, cacheKey, listing, cached, quick, keys: [], entries: new Array<TreeEntry | null>(listing.count).fill(null),
       childPages: new Map(), childChanged: false, pending: 1, files: 0, bytes: 0,
     };
   }
 
   /** Builds (or, in a quick folder, skips) each entry of a listed folder and descends into sub-folders. */
-  private async fill(f: Folder, list: { name: Buffer; abs: Buffer; stat: EntryStat }[]): Promise<void> {
+  private async fill(f: Folder): Promise<void> {
     await this.settle();
-    let previous: Map<string, CachedEntry> | null = null;
-    if (!f.quick && f.cached) previous = new Map(f.cached.entries().map((c) => [c[0], c]));
+    const list = f.listing;
     if (f.quick) {
+      // Only its sub-folders are visited; its files cost nothing but what the listing holds.
       f.files = f.cached!.files;
       f.bytes = f.cached!.bytes;
       this.counters.filesScanned += f.files;
       this.counters.cachedBytes += f.bytes;
+      for (let slot = 0; slot < list.count; slot++) {
+        this.uids.add(list.uid(slot));
+        this.gids.add(list.gid(slot));
+        if (list.kind(slot) === 'dir') await this.descend(f, slot, encodeName(list.name(slot)));
+      }
+      this.release(f);
+      return;
     }
-    for (let slot = 0; slot < list.length; slot++) {
+    const previous = f.cached ? new Map(f.cached.entries().map((c) => [c[0], c])) : null;
+    for (let slot = 0; slot < list.count; slot++) {
       this.check();
-      const c = list[slot]!;
-      const s = c.stat;
+      const s = list.stat(slot);
+      const key = statKey(s);
+      f.keys[slot] = key;
       this.uids.add(s.uid);
       this.gids.add(s.gid);
-      const name = encodeName(c.name);
-      const display = f.display ? `${f.display}/${c.name.toString('utf8')}` : c.name.toString('utf8');
-      if (s.kind === 'dir') {
-        if (!f.quick) {
-          const old = previous?.get(name);
-          const reuse = old && old[1] === f.keys[slot] && old[2].type === 'dir' ? old[2] : null;
-          f.entries[slot] = { ...(reuse ?? this.base(name, s, c.abs, display)), type: 'dir', tree: [] } as TreeDir;
-        }
-        f.pending++;
-        const children = this.list(c.abs, display, [...f.path, name]);
-        await this.fill(this.folder({ path: [...f.path, name], display, abs: c.abs, parent: f, slot }, children), children);
-        continue;
-      }
-      if (f.quick) continue;
+      const nameBuf = list.name(slot);
+      const name = encodeName(nameBuf);
+      const display = f.display ? `${f.display}/${nameBuf.toString('utf8')}` : nameBuf.toString('utf8');
       const old = previous?.get(name);
-      const same = old && old[1] === f.keys[slot] && old[2].type === s.kind ? old[2] : null;
-      if (s.kind === 'file') {
+      const same = old && old[1] === key && old[2].type === s.kind ? old[2] : null;
+      if (s.kind === 'dir') {
+        f.entries[slot] = { ...(same ?? this.base(name, s, list.abs(slot), display)), type: 'dir', tree: [] } as TreeDir;
+        await this.descend(f, slot, name);
+      } else if (s.kind === 'file') {
         this.counters.filesScanned++;
-        this.file(f, slot, name, c.abs, display, s, same as TreeFile | null);
+        this.file(f, slot, name, list.abs(slot), display, s, same as TreeFile | null);
         if (this.batch.bytes >= BATCH_BYTES || this.batch.tasks.length >= BATCH_FILES || s.size >= SMALL_FILE) await this.dispatch();
       } else if (same) {
         f.entries[slot] = same;
       } else if (s.kind === 'symlink') {
         let target: Buffer;
         try {
-          target = readlinkSync(c.abs as unknown as string, { encoding: 'buffer' });
+          target = readlinkSync(list.abs(slot) as unknown as string, { encoding: 'buffer' });
         } catch (e) {
           this.o.warn({ code: 'Unreadable', message: `cannot read link ${display}: ${(e as Error).message}`, path: display });
           continue;
         }
-        f.entries[slot] = { ...this.base(name, s, c.abs, display), type: 'symlink', target: encodeName(target) };
+        f.entries[slot] = { ...this.base(name, s, list.abs(slot), display), type: 'symlink', target: encodeName(target) };
       } else if (s.kind === 'fifo') {
-        f.entries[slot] = { ...this.base(name, s, c.abs, display), type: 'fifo' };
+        f.entries[slot] = { ...this.base(name, s, list.abs(slot), display), type: 'fifo' };
       } else {
-        f.entries[slot] = { ...this.base(name, s, c.abs, display), type: s.kind, rdev: s.rdev! };
+        f.entries[slot] = { ...this.base(name, s, list.abs(slot), display), type: s.kind, rdev: s.rdev! };
       }
     }
     this.release(f);
+  }
+
+  /** Lists a sub-folder and walks it; its parent waits for it. */
+  private async descend(f: Folder, slot: number, name: string): Promise<void> {
+    f.pending++;
+    const nameBuf = f.listing.name(slot);
+    const display = f.display ? `${f.display}/${nameBuf.toString('utf8')}` : nameBuf.toString('utf8');
+    const abs = f.listing.abs(slot);
+    const path = [...f.path, name];
+    const listing = Listing.scan(abs, display, path, { isExcluded: this.isExcluded, grafts: this.grafts, warn: this.o.warn });
+    await this.fill(this.folder({ path, display, abs, parent: f, slot }, listing));
   }
 
   /** Metadata of an entry, with its attributes read now (entries without a cached form). */
@@ -353,7 +323,7 @@ export class TreeBackup {
         roots.push(e);
         cachedRoots.push([e.name, f.keys[slot]!, cachedForm(e)]);
       });
-      this.o.cache.put(f.cacheKey, f.sig, [], { files: f.files, bytes: f.bytes }, cachedRoots);
+      this.o.cache.put(f.cacheKey, f.listing.sig, [], { files: f.files, bytes: f.bytes }, cachedRoots);
       this.counters.files += f.files;
       this.counters.bytes += f.bytes;
       this.rootsDone(roots);
@@ -380,7 +350,10 @@ export class TreeBackup {
         });
       }
       pages = this.storePages(entries);
-      this.o.cache.put(f.cacheKey, f.sig, pages, { files: f.files, bytes: f.bytes }, cachedEntries);
+      // A folder that lost an entry (unreadable) is never taken as unchanged: its cached entries
+      // would not line up with its listing.
+      const complete = f.quick || f.entries.every((e) => e !== null);
+      this.o.cache.put(f.cacheKey, complete ? f.listing.sig : '', pages, { files: f.files, bytes: f.bytes }, cachedEntries);
     }
     this.counters.files += f.files;
     this.counters.bytes += f.bytes;

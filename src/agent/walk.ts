@@ -57,12 +57,15 @@ export function rootName(root: string): string {
   return name === '' ? 'rootfs' : name;
 }
 
+/** The exclusion test of a backup without patterns: recognised, so that names are not decoded for it. */
+export const noExcludes = (): boolean => false;
+
 /**
  * Exclude patterns are globs matched against the path inside the point (e.g. `projects/a.log`)
  * and against the bare name, as users write them: `*.log`, `node_modules`, `**\/cache/**`.
  */
 export function excluder(patterns: string[]): (display: string, name: string) => boolean {
-  if (patterns.length === 0) return () => false;
+  if (patterns.length === 0) return noExcludes;
   const matchers = patterns.map((p) => picomatch(p, { dot: true }));
   return (display, name) => matchers.some((m) => m(display) || m(name));
 }

@@ -5,13 +5,15 @@ import { parseCredentials, registerAgent } from '../agent/register.js';
 import type { OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
 import { CoffreError, exitCodeFor } from '../core/errors.js';
-import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
+import { adminClient, agentContext, agentDirOf, readPassphrase, registrationOverrides, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
 import { registerMonitorCommands } from './monitor-commands.js';
 import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
+import { registerAccessCommands } from './access-commands.js';
+import { registerDbCommands } from './db-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -22,7 +24,8 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 export function buildProgram(): Command {
   const program = new Command('coffre')
     .description('Coffre: self-hosted backup vault and agents (incremental, deduplicated, compressed, encrypted).')
-    .option('--server <url>', 'vault server URL (default: $COFFRE_SERVER, the registered vault, or http://127.0.0.1:7070)')
+    .option('--server <url>', 'vault server URL (default: $COFFRE_SERVER, the registered vault, ./coffre-data/server.json, or https://127.0.0.1:7070)')
+    .option('--fingerprint <sha256>', 'pin the vault\'s TLS certificate to this SHA-256 fingerprint (default: $COFFRE_FINGERPRINT, the registered vault\'s, or ./coffre-data/server.json)')
     .option('--token <token>', 'API token (default: $COFFRE_TOKEN, ./coffre-data/admin.token, or this machine\'s agent key)')
     .option('--agent-dir <dir>', 'agent state folder (default: $COFFRE_AGENT_DIR or ~/.coffre/agent)')
     .option('--debug', 'print stack traces on errors')
@@ -33,15 +36,21 @@ export function buildProgram(): Command {
   const g = (): GlobalOptions => program.opts<GlobalOptions>();
 
   program.command('server')
-    .description('run the vault service (embedded default: ./coffre-data, 127.0.0.1:7070)')
-    .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token', 'coffre-data')
+    .description('run the vault service over HTTPS (embedded default: ./coffre-data, 127.0.0.1:7070, a self-signed certificate)')
+    .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token, certificate', 'coffre-data')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7070')
-    .action(async (o: { data: string; listen: string }) => {
+    .option('--tls-cert <file>', 'PEM certificate to serve (default: a self-signed one made on first start in DATA/tls)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--insecure-http', 'serve plain HTTP (loopback addresses only)')
+    .action(async (o: { data: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }) => {
       // Loaded on demand: agent commands start faster without the server's modules.
       const { startServer } = await import('../vault/server.js');
-      const s = await startServer({ dataDir: o.data, listen: o.listen });
+      const s = await startServer({
+        dataDir: o.data, listen: o.listen, ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.insecureHttp ? { insecureHttp: true } : {}),
+      });
       serving = true;
-      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  Backup center: ${s.url}/ (sign in with the admin token)\n  metrics: ${s.url}/metrics (any principal's key as a bearer token)\n`);
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  Backup center: ${s.url}/ (sign in with the admin token or a principal's key)\n  metrics: ${s.url}/metrics (any principal's key as a bearer token)\n`
+        + (s.fingerprint ? `  certificate fingerprint (SHA-256): ${s.fingerprint}\n` : '  plain HTTP (--insecure-http): loopback only\n'));
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
@@ -73,7 +82,9 @@ export function buildProgram(): Command {
     .action(async (name: string, o: { out: string; days: number }) => {
       const client = await adminClient(g());
       const c = await client.createCredentials(name, o.days);
-      const file: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: client.server, vault: c.vault.name, vaultId: c.vault.id, secret: c.secret, expiresAt: c.expiresAt };
+      // A self-signed vault's fingerprint goes with the secret: agents pin it.
+      const fingerprint = c.fingerprint ?? null;
+      const file: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: client.server, vault: c.vault.name, vaultId: c.vault.id, secret: c.secret, expiresAt: c.expiresAt, ...(fingerprint ? { fingerprint } : {}) };
       writeFileSync(o.out, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
       process.stdout.write(`wrote ${o.out}: credentials for vault ${c.vault.name}, valid until ${c.expiresAt}\n`);
     });
@@ -90,7 +101,7 @@ export function buildProgram(): Command {
       let text: string;
       try { text = readFileSync(o.credentials, 'utf8'); } catch (e) { throw new CoffreError('InvalidArgument', `cannot read ${o.credentials}: ${(e as Error).message}`); }
       const credentials = parseCredentials(text);
-      const s = await registerAgent({ agentDir: agentDirOf(g()), credentials, passphrase, ...(o.machine ? { machine: o.machine } : {}), ...(g().server ? { server: g().server! } : {}) });
+      const s = await registerAgent({ agentDir: agentDirOf(g()), credentials, passphrase, ...(o.machine ? { machine: o.machine } : {}), ...registrationOverrides(g()) });
       if (o.json) printJson({ vault: s.vault, machine: s.machine, containerId: s.containerId, reattached: s.reattached });
       else process.stdout.write(`registered machine ${s.machine} with vault ${s.vault}${s.reattached ? ' (existing machine: keys recovered with the passphrase)' : ''}\nkeep the passphrase safe: without it no backup of this machine can be restored\n`);
     });
@@ -248,6 +259,8 @@ export function buildProgram(): Command {
 
   registerPolicyCommands(program, g);
   registerVmCommands(program, g);
+  registerAccessCommands(program, g);
+  registerDbCommands(program, g);
   registerMonitorCommands(program, g);
   return program;
 }

@@ -1,13 +1,12 @@
 /**
  * The Backup center on the command line: `coffre alerts` (and their settings), `coffre health`
  * (items with their health and recovery point objective), `coffre report`, and `coffre
- * request backup|restore|list` (work the item's agent carries out on its next poll).
+ * request restore|list` (restores the item's agent carries out on its next poll).
  */
 import { writeFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ALERT_RULES, type AlertInfo, type AlertRule, type AlertSettings, type RestoreRequestInfo } from '../core/monitor-api.js';
 import { adminClient, type GlobalOptions } from './context.js';
-import { retainUntil } from './arguments.js';
 import { formatBytes, printJson, table } from './output.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -110,7 +109,7 @@ export function registerMonitorCommands(program: Command, g: () => GlobalOptions
     .description('every protected item with its health, last backup, next run and recovery point objective')
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
-      const items = await (await adminClient(g())).itemStatuses();
+      const items = await (await adminClient(g())).itemHealth();
       if (o.json) printJson(items);
       else if (items.length === 0) process.stdout.write('no protected items yet\n');
       else {
@@ -144,17 +143,8 @@ export function registerMonitorCommands(program: Command, g: () => GlobalOptions
           row.storedBytesEnd === null ? '' : formatBytes(row.storedBytesEnd), row.storedGrowthBytes === null ? '' : formatBytes(row.storedGrowthBytes), x(row.dedupRatio), x(row.compressionRatio), row.points])) + '\n');
     });
 
-  const request = program.command('request').description('ask an item\'s agent for a backup or a restore (it runs on the agent\'s next poll of `coffre agent run`)');
-  request.command('backup <item>')
-    .description('back an item up now, on its machine, as an on-demand point')
-    .option('--vault <name>', 'the item\'s vault (when several have the name)')
-    .option('--retain-until <date>', 'keep the point until this day (YYYY-MM-DD; default: 30 days)', retainUntil)
-    .option('--json', 'print JSON')
-    .action(async (item: string, o: { vault?: string; retainUntil?: string; json?: boolean }) => {
-      const r = await (await adminClient(g())).requestBackup(item, { ...(o.vault ? { vault: o.vault } : {}), ...(o.retainUntil ? { retainUntil: o.retainUntil } : {}) });
-      if (o.json) printJson(r);
-      else process.stdout.write(`backup of ${r.item} requested at ${r.requestedAt} (kept until ${r.retainUntil}); its agent runs it on its next poll\n`);
-    });
+  // "Back up now" is `coffre item backup`; a restore on the item's own machine is asked here.
+  const request = program.command('request').description('ask an item\'s agent for a restore on its machine (it runs on the agent\'s next poll of `coffre agent run`)');
   request.command('restore <point>')
     .description('restore a point on its machine, into a folder of that machine')
     .requiredOption('--target <dir>', 'absolute folder on the item\'s machine')

@@ -20,7 +20,7 @@ export interface RpoStatus {
   lagSeconds: number;
 }
 
-export interface ItemStatus {
+export interface ItemHealthStatus {
   id: string;
   name: string;
   vault: string;
@@ -28,6 +28,8 @@ export interface ItemStatus {
   kind: string;
   policy: string;
   createdAt: string;
+  /** Protected, or stopped (ProtectionStopped with its data kept) or SoftDeleted: then no objective applies. */
+  protection: string;
   health: Health;
   /** Why the item is not healthy, one line each (empty when healthy). */
   reasons: string[];

@@ -1,14 +1,14 @@
 /** The alert rules as a pure function: which alerts should be active for given facts. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AlertSettings, ItemStatus } from '../core/monitor-api.js';
+import type { AlertSettings, ItemHealthStatus } from '../core/monitor-api.js';
 import { evaluateRules, type EndedVerify, type RuleInputs } from './alert-rules.js';
 import type { ItemState } from './protected-items.js';
 
 const settings: AlertSettings = { webhooks: [], storageThresholdBytes: null, vaultStorageThresholdBytes: {}, disabledRules: [] };
 
 function item(id: string, conditions: ItemState['conditions']): ItemState {
-  const status = { id, name: id, vault: 'v', machine: 'm', policy: 'P', rpo: { state: 'breached', dueBy: 'x', lastSuccess: null, lagSeconds: 1 }, lastBackup: null } as unknown as ItemStatus;
+  const status = { id, name: id, vault: 'v', machine: 'm', policy: 'P', rpo: { state: 'breached', dueBy: 'x', lastSuccess: null, lagSeconds: 1 }, lastBackup: null } as unknown as ItemHealthStatus;
   return { status, vaultId: 'V', containerId: 'C', conditions };
 }
 

@@ -10,14 +10,17 @@ import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { packKind, readPack } from '../core/pack.js';
-import { validatePolicy } from '../policy/policy.js';
-import { evaluateRetention } from '../policy/retention.js';
+import { validateAnyPolicy, type AnyPolicy } from '../policy/db-policy.js';
+import { attachDbInfo } from './db-points.js';
+import { itemRetention } from './item-retention.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
 import { rememberSource } from './scheduler.js';
 import { checkClosure, idsOf, indexTreePack, markVerified } from './references.js';
+import { itemState, NEVER, type ProtectionState } from './item-state.js';
+import { visibleVaults } from './authorize.js';
 
 function isFileSource(s: unknown): s is FileSource {
   const src = s as Record<string, unknown> | null;
@@ -61,6 +64,10 @@ export async function putPack(ctx: DataContext, p: Principal, containerId: strin
   requireContainer(p, containerId);
   if (!PACK_ID.test(packId)) throw new CoffreError('BadRequest', 'a pack id is 32 hexadecimal digits');
   const entries = readPack(data);
+  // An indexed pack is never replaced: a retried upload finds it done, and a key that tries to
+  // overwrite a pack (with garbage, under the same id) cannot damage the points that use it.
+  const known = await ctx.db.selectFrom('packs').select('blob_count').where('id', '=', packId).where('container_id', '=', containerId).executeTakeFirst();
+  if (known) return { blobs: known.blob_count };
   await ctx.store.put(packKey(containerId, packId), data);
   const now = ctx.clock.now().toISOString();
   await ctx.db.transaction().execute(async (tx) => {
@@ -106,6 +113,7 @@ export async function startBackup(ctx: DataContext, p: Principal, input: { item:
 async function backupJob(ctx: DataContext, p: Principal, pointId: string, jobId: string) {
   const job = await loadJob(ctx, p, jobId);
   if (job.operation !== 'Backup' || job.point_id !== pointId) throw new CoffreError('BadRequest', `job ${jobId} is not the backup of point ${pointId}`);
+  if (job.status === 'Cancelled') throw new CoffreError('JobCancelled', `backup job ${jobId} was cancelled; nothing of it is kept as a point`);
   if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${jobId} is ${job.status}; start a new backup`);
   return job;
 }
@@ -129,10 +137,15 @@ export interface CommitInput {
   details?: Record<string, unknown>;
 }
 
-/** Makes a point visible, after checking that everything it references is stored. */
-export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput): Promise<PointInfo> {
+/**
+ * Makes a point visible, after checking that everything it references is stored. `within` runs
+ * in the point's catalog transaction, after the point row (a database point's chain facts).
+ */
+export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput,
+  within?: (tx: Kysely<Database>, row: Selectable<PointRow>) => Promise<void>): Promise<PointInfo> {
   const job = await backupJob(ctx, p, pointId, input.jobId);
-  const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirstOrThrow();
+  const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirst();
+  if (!item) throw new CoffreError('ItemNotFound', 'the item of this backup was deleted (purged) while it ran; nothing is kept');
   if (!(await ctx.store.stat(manifestKey(pointId)))) throw new CoffreError('BadRequest', `point ${pointId} has no manifest yet`);
   const ids = idsOf(await ctx.store.get(refsKey(pointId)));
   // Everything the point reaches must be stored; pages a previous commit found complete are not walked again.
@@ -153,6 +166,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   await ctx.db.transaction().execute(async (tx) => {
     await markVerified(tx, item.container_id, closure.verified);
     await tx.insertInto('points').values(row).execute();
+    await within?.(tx, row);
     await refreshExpiries({ ...ctx, db: tx }, item.id);
     await finishJob({ ...ctx, db: tx }, input.jobId, {
       status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
@@ -162,17 +176,25 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   return describePoint(ctx, pointId);
 }
 
+/**
+ * An item's points with their stored expiry and the one `policy` gives them in `state`: a
+ * database's chain-aware, the others' by the shared rules (item-retention.ts).
+ */
+export async function expiriesUnder(ctx: DataContext, itemId: string, policy: AnyPolicy, state: ProtectionState): Promise<{ id: string; time: string; stored: string; expiresAt: string; keptFor?: string[] }[]> {
+  const { points, results } = await itemRetention(ctx, itemId, policy, ctx.clock.now());
+  // A stopped or soft-deleted item's points are kept until it is resumed or purged.
+  if (state !== 'Protected') return points.map((pt) => ({ id: pt.id, time: pt.time, stored: pt.expires_at, expiresAt: NEVER }));
+  return results.map((r, i) => ({
+    id: r.id, time: points[i]!.time, stored: points[i]!.expires_at, expiresAt: r.expiresAt.toISOString(), ...(r.keptFor ? { keptFor: r.keptFor } : {}),
+  }));
+}
+
 /** Expiries come from the item's current policy over all its points (retroactive by design). */
 export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
   const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
-  const policy = validatePolicy(JSON.parse(item.body));
-  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).execute();
-  const results = evaluateRetention(policy, points.map((pt) => ({
-    id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
-  })), ctx.clock.now());
-  for (const [i, r] of results.entries()) {
-    const iso = r.expiresAt.toISOString();
-    if (points[i]!.expires_at !== iso) await ctx.db.updateTable('points').set({ expires_at: iso }).where('id', '=', r.id).execute();
+  const { state } = await itemState(ctx.db, itemId);
+  for (const pt of await expiriesUnder(ctx, itemId, validateAnyPolicy(JSON.parse(item.body)), state)) {
+    if (pt.stored !== pt.expiresAt) await ctx.db.updateTable('points').set({ expires_at: pt.expiresAt }).where('id', '=', pt.id).execute();
   }
 }
 
@@ -197,6 +219,7 @@ async function pointInfoRows(ctx: DataContext, rows: Selectable<PointRow>[]): Pr
       consistency: r.consistency as Consistency, expiresAt: r.expires_at, retainUntil: r.retain_until, files: r.files, bytes: Number(r.bytes),
     });
   }
+  await attachDbInfo(ctx, out);
   return out;
 }
 
@@ -211,6 +234,8 @@ export async function listPoints(ctx: DataContext, p: Principal, filter: { vault
   if (filter.vault) q = q.where('vault_id', '=', (await resolveVault(ctx, p, filter.vault)).id);
   if (filter.item) q = q.where('item_id', '=', (await findItem(ctx, p, filter.item, filter.vault ? (await resolveVault(ctx, p, filter.vault)).id : undefined)).id);
   if (p.kind === 'agent') q = q.where('container_id', '=', p.containerId);
+  const visible = await visibleVaults(ctx.db, p);
+  if (visible !== 'all') q = q.where('vault_id', 'in', visible.size ? [...visible] : ['']); // '' matches no vault
   return pointInfoRows(ctx, await q.orderBy('time').orderBy('id').execute());
 }
 

@@ -18,7 +18,7 @@ import type { JobInfo } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { PackWriter, packKind, readPack } from '../core/pack.js';
-import { requireAdmin, type Principal } from './access.js';
+import type { Principal } from './access.js';
 import { packKey, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { resolveVault } from './vaults.js';
@@ -157,7 +157,6 @@ async function collectPointOrphans(ctx: DataContext, stats: GcStats): Promise<vo
 }
 
 export async function collectGarbage(ctx: DataContext, p: Principal, vault?: string): Promise<JobInfo> {
-  requireAdmin(p);
   const v = await resolveVault(ctx, p, vault);
   const jobId = await createJob(ctx, { vaultId: v.id, itemId: null, containerId: null, operation: 'GarbageCollect' });
   const stats: GcStats = { containers: 0, containersSkipped: [], blobsDeleted: 0, packsDeleted: 0, packsRewritten: 0, orphansDeleted: 0, bytesFreed: 0 };

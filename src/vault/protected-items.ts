@@ -6,15 +6,16 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import type { JobProblem, JobStatus } from '../core/api.js';
-import type { ItemStatus } from '../core/monitor-api.js';
-import { validatePolicy, type Policy } from '../policy/policy.js';
+import type { ItemHealthStatus } from '../core/monitor-api.js';
+import type { Policy } from '../policy/policy.js';
+import { fullAsPolicy, isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
 import { conditionsOf, nextRun, worst, type Condition, type ItemFacts } from './item-health.js';
 import { RUN_WINDOW_MS } from './scheduler.js';
 import type { Visibility } from './visibility.js';
 
 const SUCCESS: JobStatus[] = ['Completed', 'CompletedWithWarnings'];
 
-export interface ItemState { status: ItemStatus; vaultId: string; containerId: string; conditions: Condition[] }
+export interface ItemState { status: ItemHealthStatus; vaultId: string; containerId: string; conditions: Condition[] }
 
 function firstError(errors: string): JobProblem | null {
   const list = JSON.parse(errors) as JobProblem[];
@@ -28,7 +29,8 @@ export async function itemStates(db: Kysely<Database>, v: Visibility, now: Date)
     .innerJoin('policies', 'policies.id', 'items.policy_id')
     .leftJoin('schedules', 'schedules.item_id', 'items.id')
     .leftJoin('backup_requests', 'backup_requests.item_id', 'items.id')
-    .select(['items.id', 'items.name', 'items.kind', 'items.created_at as createdAt', 'items.vault_id as vaultId', 'items.container_id as containerId',
+    .leftJoin('item_protection', 'item_protection.item_id', 'items.id')
+    .select(['item_protection.state as protection', 'items.id', 'items.name', 'items.kind', 'items.created_at as createdAt', 'items.vault_id as vaultId', 'items.container_id as containerId',
       'vaults.name as vault', 'containers.name as machine', 'policies.name as policy', 'policies.body as policyBody',
       'schedules.item_id as scheduled', 'backup_requests.requested_at as requestedAt']);
   if (v.vaultIds) q = q.where('items.vault_id', 'in', v.vaultIds.size ? [...v.vaultIds] : ['']);
@@ -64,21 +66,28 @@ export async function itemStates(db: Kysely<Database>, v: Visibility, now: Date)
     .where('p.time', '=', (eb) => eb.selectFrom('points as q').select((q) => q.fn.max('q.time').as('m')).whereRef('q.item_id', '=', 'p.item_id'))
     .execute()).map((r) => [r.item_id, Number(r.bytes)]));
 
+  // A database policy's objective follows its full backups' schedule (any later backup, log included, meets it).
   const policies = new Map<string, Policy>();
   return items.map((it) => {
     let policy = policies.get(it.policyBody);
-    if (!policy) { policy = validatePolicy(JSON.parse(it.policyBody)); policies.set(it.policyBody, policy); }
+    if (!policy) {
+      const any = validateAnyPolicy(JSON.parse(it.policyBody));
+      policy = isDbPolicy(any) ? fullAsPolicy(any) : any;
+      policies.set(it.policyBody, policy);
+    }
+    // A stopped or soft-deleted item takes no backups: no objective, no missed runs.
+    const protection = it.protection ?? 'Protected';
     const last = latest.get(it.id);
     const facts: ItemFacts = {
       createdAt: it.createdAt,
-      schedule: it.scheduled ? policy : null,
+      schedule: it.scheduled && protection === 'Protected' ? policy : null,
       lastSuccess: lastSuccess.get(it.id) ?? null,
       lastBackup: last ? { jobId: last.id, status: last.status as JobStatus, startTime: last.start_time, endTime: last.end_time, warnings: (JSON.parse(last.warnings) as unknown[]).length } : null,
       failuresSinceSuccess: failuresOf.get(it.id) ?? [],
     };
     const { rpo, conditions } = conditionsOf(facts, now, RUN_WINDOW_MS);
-    const status: ItemStatus = {
-      id: it.id, name: it.name, vault: it.vault, machine: it.machine, kind: it.kind, policy: it.policy, createdAt: it.createdAt,
+    const status: ItemHealthStatus = {
+      id: it.id, name: it.name, vault: it.vault, machine: it.machine, kind: it.kind, policy: it.policy, createdAt: it.createdAt, protection,
       health: worst(conditions), reasons: conditions.map((c) => c.reason),
       lastBackup: facts.lastBackup ? { jobId: facts.lastBackup.jobId, status: facts.lastBackup.status, startTime: facts.lastBackup.startTime, endTime: facts.lastBackup.endTime } : null,
       lastSuccess: facts.lastSuccess, nextRun: nextRun(facts, now), rpo,

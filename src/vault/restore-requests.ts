@@ -14,10 +14,10 @@ import type { RestoreRequestRow } from '../catalog/schema.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { RestoreRequestInfo, RestoreRequestState } from '../core/monitor-api.js';
-import type { Principal } from './access.js';
+import { principalName, type Principal } from './access.js';
 import { findPoint, type DataContext } from './data.js';
 import { STALE_JOB_MS } from './jobs.js';
-import { principalLabel, requireAgentRequest, visibilityOf, sees } from './visibility.js';
+import { visibilityOf, sees } from './visibility.js';
 
 export type Overwrite = 'skip' | 'replace' | 'rename';
 
@@ -32,11 +32,11 @@ function checkInput(input: RestoreRequestInput): void {
 
 export async function requestRestore(ctx: DataContext, p: Principal, input: RestoreRequestInput): Promise<RestoreRequestInfo> {
   checkInput(input);
+  // Who may restore this point was decided at the door (the restore permission on its vault).
   const point = await findPoint(ctx, p, input.point);
-  requireAgentRequest(p, 'restore', point.vault_id);
   const row: Selectable<RestoreRequestRow> = {
     id: newId(), vault_id: point.vault_id, item_id: point.item_id, container_id: point.container_id, point_id: point.id, target: input.target,
-    paths: JSON.stringify(input.paths ?? []), overwrite: input.overwrite ?? 'rename', requested_by: principalLabel(p), requested_at: ctx.clock.now().toISOString(),
+    paths: JSON.stringify(input.paths ?? []), overwrite: input.overwrite ?? 'rename', requested_by: principalName(p), requested_at: ctx.clock.now().toISOString(),
     state: 'Pending', job_id: null, claimed_at: null, ended_at: null, error: null,
   };
   await ctx.db.insertInto('restore_requests').values(row).execute();

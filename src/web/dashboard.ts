@@ -22,8 +22,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CoffreError } from '../core/errors.js';
-import type { Principal } from '../vault/access.js';
-import { principalLabel } from '../vault/visibility.js';
+import { principalName, type Principal } from '../vault/access.js';
 import { contentSecurityPolicy, loadAssets } from './assets.js';
 import { clearedCookie, sameSecret, sessionCookie, SessionStore, type Session } from './sessions.js';
 
@@ -40,7 +39,7 @@ const API_PREFIX = '/ui/api';
  * keys route by route they are public (the API calls they forward carry the principal's key
  * and are checked and audited there).
  */
-const OWN_AUTH = { config: { auth: { op: 'public', audit: false } } };
+const OWN_AUTH = { config: { auth: { op: 'public' as const, audit: false } } };
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export const CSRF_HEADER = 'x-csrf-token';
 
@@ -89,7 +88,7 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     if (!key) throw new CoffreError('BadRequest', 'give a principal\'s key or the admin token');
     const p = await opts.authenticate(key);
     if (p.kind === 'agent') throw new CoffreError('Forbidden', 'a machine\'s agent key cannot open the Backup center: sign in with a principal\'s key or the admin token');
-    const s = sessions.create(key, principalLabel(p));
+    const s = sessions.create(key, principalName(p));
     reply.header('set-cookie', sessionCookie(s.id, secure(req))).header('cache-control', 'no-store');
     return { principal: s.principal, csrf: s.csrf };
   });

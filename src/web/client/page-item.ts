@@ -5,13 +5,13 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import type { PointInfo } from '../../core/api.js';
-import type { ItemStatus, RestoreRequestInfo } from '../../core/monitor-api.js';
+import type { ItemHealthStatus, RestoreRequestInfo } from '../../core/monitor-api.js';
 import { api, query } from './api.js';
 import { bytes, when } from './format.js';
 import { rpoText } from './page-items.js';
 import { Badge, ErrorBox, html, Loading, Section, Table, usePoll } from './ui.js';
 
-function BackupNow(props: { item: ItemStatus; onDone: () => void }): ComponentChildren {
+function BackupNow(props: { item: ItemHealthStatus; onDone: () => void }): ComponentChildren {
   const [retainUntil, setRetainUntil] = useState('');
   const [message, setMessage] = useState('');
   const [error, setError] = useState<unknown>(null);
@@ -75,7 +75,7 @@ function RestoreForm(props: { point: PointInfo; onDone: () => void; onCancel: ()
 
 export function ItemPage(props: { vault: string; item: string }): ComponentChildren {
   const [restoring, setRestoring] = useState<PointInfo | null>(null);
-  const status = usePoll(async () => (await api.get<ItemStatus[]>('/v1/monitor/items')).find((s) => s.vault === props.vault && s.name === props.item) ?? null, 5_000, [props.vault, props.item]);
+  const status = usePoll(async () => (await api.get<ItemHealthStatus[]>('/v1/monitor/items')).find((s) => s.vault === props.vault && s.name === props.item) ?? null, 5_000, [props.vault, props.item]);
   const points = usePoll(() => api.get<PointInfo[]>(`/v1/points${query({ vault: props.vault, item: props.item })}`), 5_000, [props.vault, props.item]);
   const requests = usePoll(() => api.get<RestoreRequestInfo[]>(`/v1/restore-requests${query({ item: props.item })}`), 5_000, [props.item]);
   const s = status.data;

@@ -1,12 +1,12 @@
 /** Items: every protected item with its health, last backup, next run and recovery point objective. */
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
-import type { ItemStatus } from '../../core/monitor-api.js';
+import type { ItemHealthStatus } from '../../core/monitor-api.js';
 import { api } from './api.js';
 import { bytes, when } from './format.js';
 import { Badge, ErrorBox, html, itemPath, Loading, Table, usePoll } from './ui.js';
 
-export function rpoText(s: ItemStatus): ComponentChildren {
+export function rpoText(s: ItemHealthStatus): ComponentChildren {
   switch (s.rpo.state) {
     case 'compliant': return html`<${Badge} kind="healthy" text="Met" />`;
     case 'breached': return html`<${Badge} kind="critical" text="Breached" /> <span class="sub">due by ${when(s.rpo.dueBy)}</span>`;
@@ -18,7 +18,7 @@ export function rpoText(s: ItemStatus): ComponentChildren {
 export function ItemsPage(props: { health: string }): ComponentChildren {
   const [health, setHealth] = useState(props.health);
   const [text, setText] = useState('');
-  const { data, error } = usePoll(() => api.get<ItemStatus[]>('/v1/monitor/items'), 10_000, []);
+  const { data, error } = usePoll(() => api.get<ItemHealthStatus[]>('/v1/monitor/items'), 10_000, []);
   if (!data) return error ? html`<${ErrorBox} error=${error} />` : html`<${Loading} />`;
   const rows = data.filter((s) => (!health || s.health === health) && (!text || `${s.name} ${s.machine} ${s.vault}`.toLowerCase().includes(text.toLowerCase())));
   return html`<h1>Protected items</h1>
@@ -31,16 +31,16 @@ export function ItemsPage(props: { health: string }): ComponentChildren {
       <div><label for="f-text">Search</label>
         <input id="f-text" type="search" value=${text} placeholder="item, machine or vault" onInput=${(e: Event) => setText((e.target as HTMLInputElement).value)} /></div>
     </form>
-    <${Table} caption=${`${rows.length} of ${data.length} items`} empty="No item matches." rows=${rows} rowKey=${(s: ItemStatus) => s.id} columns=${[
-      { label: 'Item', cell: (s: ItemStatus) => html`<a href=${`#${itemPath(s.vault, s.name)}`}>${s.name}</a>` },
-      { label: 'Health', cell: (s: ItemStatus) => html`<${Badge} kind=${s.health} />${s.reasons.length ? html`<ul class="reasons">${s.reasons.map((r) => html`<li>${r}</li>`)}</ul>` : null}`, className: 'wide' },
-      { label: 'Kind', cell: (s: ItemStatus) => s.kind },
-      { label: 'Machine', cell: (s: ItemStatus) => s.machine },
-      { label: 'Vault', cell: (s: ItemStatus) => s.vault },
-      { label: 'Policy', cell: (s: ItemStatus) => s.policy },
-      { label: 'Last backup', cell: (s: ItemStatus) => s.lastBackup ? html`${when(s.lastBackup.startTime)} <${Badge} kind=${s.lastBackup.status} />` : '—' },
-      { label: 'Next run', cell: (s: ItemStatus) => when(s.nextRun) },
+    <${Table} caption=${`${rows.length} of ${data.length} items`} empty="No item matches." rows=${rows} rowKey=${(s: ItemHealthStatus) => s.id} columns=${[
+      { label: 'Item', cell: (s: ItemHealthStatus) => html`<a href=${`#${itemPath(s.vault, s.name)}`}>${s.name}</a>` },
+      { label: 'Health', cell: (s: ItemHealthStatus) => html`<${Badge} kind=${s.health} />${s.reasons.length ? html`<ul class="reasons">${s.reasons.map((r) => html`<li>${r}</li>`)}</ul>` : null}`, className: 'wide' },
+      { label: 'Kind', cell: (s: ItemHealthStatus) => s.kind },
+      { label: 'Machine', cell: (s: ItemHealthStatus) => s.machine },
+      { label: 'Vault', cell: (s: ItemHealthStatus) => s.vault },
+      { label: 'Policy', cell: (s: ItemHealthStatus) => s.policy },
+      { label: 'Last backup', cell: (s: ItemHealthStatus) => s.lastBackup ? html`${when(s.lastBackup.startTime)} <${Badge} kind=${s.lastBackup.status} />` : '—' },
+      { label: 'Next run', cell: (s: ItemHealthStatus) => when(s.nextRun) },
       { label: 'RPO', cell: rpoText },
-      { label: 'Points', cell: (s: ItemStatus) => `${s.points} (${bytes(s.protectedBytes)})` },
+      { label: 'Points', cell: (s: ItemHealthStatus) => `${s.points} (${bytes(s.protectedBytes)})` },
     ]} />`;
 }
