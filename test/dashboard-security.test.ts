@@ -8,7 +8,10 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { backup } from '../src/agent/backup.js';
 import { registerAgent } from '../src/agent/register.js';
+import { keysFromJSON } from '../src/core/crypto.js';
 import { startServer } from '../src/vault/server.js';
 import { clientFor, credentialsFor, harness, PASSPHRASE, tempDir } from '../testkit/harness.js';
 
@@ -93,6 +96,52 @@ test('the dashboard signs in principals only, with an HttpOnly SameSite=Strict c
     assert.match(out.headers.get('set-cookie')!, /Max-Age=0/);
     assert.equal((await call('/ui/api/v1/vaults', { headers: { cookie } })).status, 401);
     assert.equal((await call('/ui/session', { headers: { cookie } })).status, 401);
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a principal signed in sees only the vaults its roles cover, and a refusal names the missing permission', { timeout: 60_000 }, async () => {
+  const dir = await tempDir();
+  const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', insecureHttp: true });
+  try {
+    const admin = clientFor(server);
+    for (const vault of ['v', 'w']) {
+      await admin.createVault({ name: vault });
+      const agentDir = join(dir, `agent-${vault}`);
+      const st = await registerAgent({ agentDir, credentials: await credentialsFor(server, vault), passphrase: PASSPHRASE, machine: `m-${vault}` });
+      const src = join(dir, `src-${vault}`);
+      await mkdir(src);
+      await writeFile(join(src, 'f.txt'), vault);
+      await backup({ client: clientFor(server, st.token), containerId: st.containerId, keys: keysFromJSON(st.keys), agentDir, vaultId: st.vaultId, item: `item-${vault}`, paths: [src] });
+    }
+    const reader = await admin.createPrincipal('auditor');
+    await admin.assignRole({ principal: 'auditor', role: 'Reader', scope: '/subscriptions/default/vaults/v' });
+    const origin = server.url;
+    const signIn = await fetch(`${server.url}/ui/session`, { method: 'POST', headers: { origin, 'content-type': 'application/json' }, body: JSON.stringify({ key: reader.key }) });
+    assert.equal(signIn.status, 200);
+    const { principal, csrf } = await signIn.json() as { principal: string; csrf: string };
+    assert.equal(principal, 'auditor');
+    const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
+    const get = async (path: string) => fetch(`${server.url}/ui/api${path}`, { headers: { cookie } });
+    const items = await (await get('/v1/monitor/items')).json() as { name: string }[];
+    assert.deepEqual(items.map((i) => i.name), ['item-v']);
+    const overview = await (await get('/v1/monitor/overview')).json() as { vaults: { vault: string }[] };
+    assert.deepEqual(overview.vaults.map((v) => v.vault), ['v']);
+    const report = await (await get('/v1/reports')).json() as { rows: { vault: string }[] };
+    assert.deepEqual([...new Set(report.rows.map((r) => r.vault))], ['v']);
+    const point = (await admin.listPoints({ item: 'item-v' }))[0]!;
+    const refused = await fetch(`${server.url}/ui/api/v1/restore-requests`, {
+      method: 'POST', headers: { cookie, origin, 'x-csrf-token': csrf, 'content-type': 'application/json' }, body: JSON.stringify({ point: point.id, target: '/tmp/x' }),
+    });
+    assert.equal(refused.status, 403);
+    const err = (await refused.json()) as { error: { code: string; message: string; details: { permission: string } } };
+    assert.equal(err.error.code, 'Forbidden');
+    assert.equal(err.error.details.permission, 'restore');
+    assert.equal((await get('/v1/alerts/settings')).status, 403);
+    // The metrics are readable with the same key as a bearer token.
+    assert.equal((await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${reader.key}` } })).status, 200);
   } finally {
     await server.close();
     await rm(dir, { recursive: true, force: true });
