@@ -99,7 +99,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   };
 
   // Backup center: health, alerts, reports, agent requests, /metrics (first: its request counter sees every route).
-  registerMonitoringRoutes(app, ctx, who, { auth, t });
+  registerMonitoringRoutes(app, ctx, who, { auth, t, parse });
 
   app.get('/v1/health', auth('public'), async () => ({ status: 'ok' }));
 

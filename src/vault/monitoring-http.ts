@@ -1,40 +1,29 @@
 /**
  * The Backup center's doors on the vault API, registered by one call from http.ts: item
  * health and the overview, job search, alerts and their settings, reports (JSON or CSV),
- * backup and restore requests that agents carry out, and Prometheus metrics at /metrics.
+ * restore requests that agents carry out, and Prometheus metrics at /metrics.
  * Like http.ts, handlers validate at the edge and delegate.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { RouteAuth } from './route-auth.js';
-import type { targets } from './route-targets.js';
-import { vaultScope } from './roles.js';
-import { SYSTEM } from './access.js';
 import { z } from 'zod';
-import { CoffreError } from '../core/errors.js';
 import type { JobStatus, Operation } from '../core/api.js';
-import type { Principal } from './access.js';
-import { findPoint } from './data.js';
+import { CoffreError } from '../core/errors.js';
+import { SYSTEM, type Principal } from './access.js';
 import { findAlert, listAlerts } from './alerts.js';
 import { loadSettings, saveSettings } from './alert-settings.js';
-import type { DataContext } from './data.js';
+import { findPoint, type DataContext } from './data.js';
 import { Monitoring } from './monitoring.js';
 import { overview, searchJobs } from './overview.js';
 import { itemStates } from './protected-items.js';
 import { buildReport, reportCsv } from './reports.js';
 import { claimRestore, finishRestore, linkRestoreJob, listRestoreRequests, pendingRestores, requestRestore } from './restore-requests.js';
+import { vaultScope } from './roles.js';
+import type { RouteAuth } from './route-auth.js';
+import type { targets } from './route-targets.js';
 import { visibilityOf } from './visibility.js';
 import { listNotifications } from './webhooks.js';
 
 export interface MonitoringContext extends DataContext { monitoring?: Monitoring }
-
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new CoffreError('BadRequest', `invalid request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'malformed'}`);
-  }
-  return r.data;
-}
 
 const JOB_STATUSES = ['Queued', 'InProgress', 'Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled'] as const satisfies readonly JobStatus[];
 const OPERATIONS = ['Backup', 'Restore', 'Verify', 'Prune', 'GarbageCollect'] as const satisfies readonly Operation[];
@@ -50,8 +39,8 @@ type Auth = (op: RouteAuth['op'], target?: RouteAuth['target'], audit?: boolean)
  * agent's side of a request is its own machine's.
  */
 export function registerMonitoringRoutes(app: FastifyInstance, ctx: MonitoringContext, who: (req: FastifyRequest) => Promise<Principal>,
-  door: { auth: Auth; t: ReturnType<typeof targets> }): Monitoring {
-  const { auth, t } = door;
+  door: { auth: Auth; t: ReturnType<typeof targets>; parse: <T>(schema: z.ZodType<T>, value: unknown) => T }): Monitoring {
+  const { auth, t, parse } = door;
   const monitoring = ctx.monitoring ?? new Monitoring(ctx);
   monitoring.metrics.instrument(app);
   const params = (req: FastifyRequest) => req.params as Record<string, string>;
