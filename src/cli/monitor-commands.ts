@@ -21,6 +21,15 @@ export function size(value: string): number | 'none' {
   return Math.round(Number(m[1]) * unit);
 }
 
+/** "15m", "2h", "900" (seconds), or "none". */
+export function duration(value: string): number | 'none' {
+  if (value === 'none') return 'none';
+  const m = /^(\d+)\s*(s|m|h|d)?$/i.exec(value.trim());
+  const seconds = m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase() as 's' | 'm' | 'h' | 'd'] : 0;
+  if (!m || seconds <= 0) throw new InvalidArgumentError('give a duration such as 15m, 2h or 900 (seconds), or none');
+  return seconds;
+}
+
 function rule(value: string): AlertRule {
   if (!(ALERT_RULES as readonly string[]).includes(value)) throw new InvalidArgumentError(`rules are ${ALERT_RULES.join(', ')}`);
   return value as AlertRule;
@@ -37,6 +46,7 @@ function settingsText(s: AlertSettings): string {
   const lines = [`webhooks: ${s.webhooks.length ? s.webhooks.map((w) => `${w.url}${w.secret ? ' (signed)' : ''}`).join(', ') : 'none'}`];
   lines.push(`storage threshold: ${s.storageThresholdBytes === null ? 'none' : formatBytes(s.storageThresholdBytes)}`);
   for (const [v, n] of Object.entries(s.vaultStorageThresholdBytes)) lines.push(`  vault ${v}: ${formatBytes(n)}`);
+  lines.push(`replication lag allowed: ${s.replicationLagSeconds === null ? 'any (no alert)' : `${s.replicationLagSeconds} s`}`);
   lines.push(`rules: ${ALERT_RULES.map((r) => `${r}${s.disabledRules.includes(r) ? ' (disabled)' : ''}`).join(', ')}`);
   return lines.join('\n');
 }
@@ -48,7 +58,7 @@ function requestsTable(list: RestoreRequestInfo[]): string {
 
 export function registerMonitorCommands(program: Command, g: () => GlobalOptions): void {
   const alerts = program.command('alerts')
-    .description('list alerts (failed jobs, missed schedules, RPO breaches, verify failures, storage above a threshold)')
+    .description('list alerts (failed jobs, missed schedules, RPO breaches, verify failures, storage above a threshold, replication lag)')
     .option('--all', 'resolved alerts too, not only active ones')
     .option('--json', 'print JSON')
     .action(async (o: { all?: boolean; json?: boolean }) => {
@@ -71,19 +81,20 @@ export function registerMonitorCommands(program: Command, g: () => GlobalOptions
       }
     });
   alerts.command('config')
-    .description('show or change alert settings: webhooks (JSON POST per state change, retried), storage thresholds, rules')
+    .description('show or change alert settings: webhooks (JSON POST per state change, retried), storage thresholds, replication lag, rules')
     .option('--webhook <url>', 'add a webhook (repeatable)', collect, [])
     .option('--webhook-secret <secret>', 'sign the bodies sent to the webhooks added now (x-coffre-signature: sha256=HMAC)')
     .option('--remove-webhook <url>', 'remove a webhook (repeatable)', collect, [])
     .option('--storage-threshold <size>', 'alert when a vault stores more (e.g. 500GiB), or none', size)
     .option('--vault <name>', 'with --storage-threshold: only for this vault')
+    .option('--replication-lag <duration>', 'alert when a GRS vault\'s oldest copy owed to its paired region waited longer (e.g. 15m, 2h; default 1h), or none', duration)
     .addOption(new Option('--disable <rule>', `turn a rule off (repeatable): ${ALERT_RULES.join(', ')}`).argParser((v: string, prev: AlertRule[] = []) => [...prev, rule(v)]))
     .addOption(new Option('--enable <rule>', 'turn a rule back on (repeatable)').argParser((v: string, prev: AlertRule[] = []) => [...prev, rule(v)]))
     .option('--json', 'print the settings as JSON')
-    .action(async (o: { webhook: string[]; webhookSecret?: string; removeWebhook: string[]; storageThreshold?: number | 'none'; vault?: string; disable?: AlertRule[]; enable?: AlertRule[]; json?: boolean }) => {
+    .action(async (o: { webhook: string[]; webhookSecret?: string; removeWebhook: string[]; storageThreshold?: number | 'none'; vault?: string; replicationLag?: number | 'none'; disable?: AlertRule[]; enable?: AlertRule[]; json?: boolean }) => {
       const client = await adminClient(g());
       let s = await client.alertSettings();
-      const changing = o.webhook.length || o.removeWebhook.length || o.storageThreshold !== undefined || o.disable?.length || o.enable?.length;
+      const changing = o.webhook.length || o.removeWebhook.length || o.storageThreshold !== undefined || o.replicationLag !== undefined || o.disable?.length || o.enable?.length;
       if (changing) {
         const webhooks = s.webhooks.filter((w) => !o.removeWebhook.includes(w.url) && !o.webhook.includes(w.url));
         webhooks.push(...o.webhook.map((url) => ({ url, ...(o.webhookSecret ? { secret: o.webhookSecret } : {}) })));
@@ -99,7 +110,8 @@ export function registerMonitorCommands(program: Command, g: () => GlobalOptions
         const disabled = new Set(s.disabledRules);
         for (const r of o.disable ?? []) disabled.add(r);
         for (const r of o.enable ?? []) disabled.delete(r);
-        s = await client.setAlertSettings({ webhooks, storageThresholdBytes: threshold, vaultStorageThresholdBytes: vaultThresholds, disabledRules: [...disabled] });
+        const replicationLagSeconds = o.replicationLag === undefined ? s.replicationLagSeconds : o.replicationLag === 'none' ? null : o.replicationLag;
+        s = await client.setAlertSettings({ webhooks, storageThresholdBytes: threshold, vaultStorageThresholdBytes: vaultThresholds, replicationLagSeconds, disabledRules: [...disabled] });
       }
       if (o.json || json()) printJson(s);
       else process.stdout.write(settingsText(s) + '\n');

@@ -43,8 +43,8 @@ export interface ItemHealthStatus {
   backupRequestedAt: string | null;
 }
 
-export type AlertRule = 'JobFailed' | 'MissedSchedule' | 'RpoBreach' | 'VerifyFailed' | 'StorageAboveThreshold';
-export const ALERT_RULES: readonly AlertRule[] = ['JobFailed', 'MissedSchedule', 'RpoBreach', 'VerifyFailed', 'StorageAboveThreshold'];
+export type AlertRule = 'JobFailed' | 'MissedSchedule' | 'RpoBreach' | 'VerifyFailed' | 'StorageAboveThreshold' | 'ReplicationLag';
+export const ALERT_RULES: readonly AlertRule[] = ['JobFailed', 'MissedSchedule', 'RpoBreach', 'VerifyFailed', 'StorageAboveThreshold', 'ReplicationLag'];
 export type AlertSeverity = 'critical' | 'warning';
 
 export interface AlertInfo {
@@ -70,6 +70,11 @@ export interface AlertSettings {
   /** Stored bytes above which a vault raises StorageAboveThreshold: a default, and per vault (by vault name). */
   storageThresholdBytes: number | null;
   vaultStorageThresholdBytes: Record<string, number>;
+  /**
+   * Seconds the oldest copy still owed to a GRS vault's paired region may wait before the vault
+   * raises ReplicationLag (null: never). Settings saved before the rule existed read as the default.
+   */
+  replicationLagSeconds: number | null;
   disabledRules: AlertRule[];
 }
 

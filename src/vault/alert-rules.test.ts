@@ -5,7 +5,7 @@ import type { AlertSettings, ItemHealthStatus } from '../core/monitor-api.js';
 import { evaluateRules, type EndedVerify, type RuleInputs } from './alert-rules.js';
 import type { ItemState } from './protected-items.js';
 
-const settings: AlertSettings = { webhooks: [], storageThresholdBytes: null, vaultStorageThresholdBytes: {}, disabledRules: [] };
+const settings: AlertSettings = { webhooks: [], storageThresholdBytes: null, vaultStorageThresholdBytes: {}, replicationLagSeconds: 3600, disabledRules: [] };
 
 function item(id: string, conditions: ItemState['conditions']): ItemState {
   const status = { id, name: id, vault: 'v', machine: 'm', policy: 'P', rpo: { state: 'breached', dueBy: 'x', lastSuccess: null, lagSeconds: 1 }, lastBackup: null } as unknown as ItemHealthStatus;
@@ -13,7 +13,7 @@ function item(id: string, conditions: ItemState['conditions']): ItemState {
 }
 
 function inputs(over: Partial<RuleInputs>): RuleInputs {
-  return { items: [], otherFailures: [], verifies: [], vaults: [], settings, ...over };
+  return { items: [], otherFailures: [], verifies: [], vaults: [], replication: [], settings, ...over };
 }
 
 const verify = (id: string, itemId: string | null, status: string, endTime: string): EndedVerify =>
@@ -53,6 +53,16 @@ describe('evaluateRules', () => {
     assert.equal(evaluateRules(inputs({ vaults })).length, 0);
     assert.deepEqual(evaluateRules(inputs({ vaults, settings: { ...settings, storageThresholdBytes: 99 } })).map((a) => a.key), ['A', 'B']);
     assert.deepEqual(evaluateRules(inputs({ vaults, settings: { ...settings, storageThresholdBytes: 99, vaultStorageThresholdBytes: { a: 100 } } })).map((a) => a.key), ['B']);
+  });
+
+  it('raises ReplicationLag once the oldest pending copy waited longer than allowed, one per vault, and never when turned off', () => {
+    const lag = (id: string, oldestPendingSeconds: number, pendingObjects = 3) => ({ id, name: id.toLowerCase(), pendingObjects, pendingBytes: 300, oldestPendingSeconds });
+    const replication = [lag('A', 3600), lag('B', 3601), lag('C', 0, 0)];
+    const got = evaluateRules(inputs({ replication }));
+    assert.deepEqual(got.map((a) => [a.rule, a.key, a.severity]), [['ReplicationLag', 'B', 'warning']]);
+    assert.match(got[0]!.summary, /vault b: 3 object\(s\) .* 3601 s/);
+    assert.deepEqual(evaluateRules(inputs({ replication, settings: { ...settings, replicationLagSeconds: 60 } })).map((a) => a.key), ['A', 'B']);
+    assert.deepEqual(evaluateRules(inputs({ replication, settings: { ...settings, replicationLagSeconds: null } })), []);
   });
 
   it('leaves out disabled rules', () => {

@@ -12,7 +12,8 @@
  * - VerifyFailed (critical): the latest verification of a vault (or of one of its items) found
  *   damaged or missing data, and no later verification of the whole vault passed.
  * - StorageAboveThreshold (warning): a vault stores more bytes than its threshold.
- * Replication lag will be a rule once replication exists.
+ * - ReplicationLag (warning): the oldest copy a GRS vault still owes its paired region has
+ *   waited longer than allowed; resolved once the replicator has caught up that far.
  */
 import type { JobProblem, Operation } from '../core/api.js';
 import type { AlertRule, AlertSettings, AlertSeverity } from '../core/monitor-api.js';
@@ -42,12 +43,17 @@ export interface EndedVerify { id: string; vaultId: string; vault: string; itemI
 
 export interface VaultStorage { id: string; name: string; storedBytes: number }
 
+/** What a vault that replicates to a paired region still has to copy there. */
+export interface VaultReplication { id: string; name: string; pendingObjects: number; pendingBytes: number; oldestPendingSeconds: number }
+
 export interface RuleInputs {
   items: ItemState[];
   /** Failures of operations other than backups and verifications, since their last success. */
   otherFailures: FailedJobs[];
   verifies: EndedVerify[];
   vaults: VaultStorage[];
+  /** Vaults with a paired region only. */
+  replication: VaultReplication[];
   settings: AlertSettings;
 }
 
@@ -122,12 +128,24 @@ function storageAlerts(vaults: VaultStorage[], settings: AlertSettings): Desired
   return out;
 }
 
+function replicationAlerts(vaults: VaultReplication[], settings: AlertSettings): DesiredAlert[] {
+  const allowed = settings.replicationLagSeconds;
+  if (allowed === null) return [];
+  return vaults.filter((v) => v.pendingObjects > 0 && v.oldestPendingSeconds > allowed).map((v) => ({
+    rule: 'ReplicationLag', key: v.id, severity: 'warning', vaultId: v.id, itemId: null,
+    summary: `vault ${v.name}: ${v.pendingObjects} object(s) (${v.pendingBytes} bytes) not yet copied to the paired region, the oldest waiting for ${v.oldestPendingSeconds} s (allowed: ${allowed} s); is the secondary region's store reachable?`,
+    details: { vault: v.name, pendingObjects: v.pendingObjects, pendingBytes: v.pendingBytes, oldestPendingSeconds: v.oldestPendingSeconds, allowedSeconds: allowed },
+    occurrences: 1,
+  }));
+}
+
 export function evaluateRules(input: RuleInputs): DesiredAlert[] {
   const all = [
     ...itemAlerts(input.items),
     ...failureAlerts(input.otherFailures),
     ...verifyAlerts(input.verifies),
     ...storageAlerts(input.vaults, input.settings),
+    ...replicationAlerts(input.replication, input.settings),
   ];
   const disabled = new Set(input.settings.disabledRules);
   return all.filter((a) => !disabled.has(a.rule));

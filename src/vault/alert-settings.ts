@@ -1,4 +1,4 @@
-/** Alert settings: webhooks, storage thresholds and disabled rules, one validated document per server. */
+/** Alert settings: webhooks, storage thresholds, the replication lag allowed and disabled rules, one validated document per server. */
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Database } from '../catalog/schema.js';
@@ -6,7 +6,12 @@ import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { ALERT_RULES, type AlertRule, type AlertSettings } from '../core/monitor-api.js';
 
-export const DEFAULT_SETTINGS: AlertSettings = { webhooks: [], storageThresholdBytes: null, vaultStorageThresholdBytes: {}, disabledRules: [] };
+/** An hour: the service we model typically replicates within 15 minutes, so an hour is a real problem, not a busy moment. */
+export const DEFAULT_REPLICATION_LAG_SECONDS = 3600;
+
+export const DEFAULT_SETTINGS: AlertSettings = {
+  webhooks: [], storageThresholdBytes: null, vaultStorageThresholdBytes: {}, replicationLagSeconds: DEFAULT_REPLICATION_LAG_SECONDS, disabledRules: [],
+};
 
 const bytes = z.number().int().nonnegative();
 const schema = z.object({
@@ -16,6 +21,7 @@ const schema = z.object({
   }).strict()).max(20),
   storageThresholdBytes: bytes.nullable(),
   vaultStorageThresholdBytes: z.record(z.string(), bytes),
+  replicationLagSeconds: z.number().int().positive().nullable().default(DEFAULT_REPLICATION_LAG_SECONDS),
   disabledRules: z.array(z.enum(ALERT_RULES as [AlertRule, ...AlertRule[]])),
 }).strict();
 
@@ -28,7 +34,7 @@ export function validateSettings(body: unknown): AlertSettings {
   const s = r.data;
   return {
     webhooks: s.webhooks.map((w) => ({ url: w.url, ...(w.secret ? { secret: w.secret } : {}) })),
-    storageThresholdBytes: s.storageThresholdBytes, vaultStorageThresholdBytes: s.vaultStorageThresholdBytes, disabledRules: [...new Set(s.disabledRules)],
+    storageThresholdBytes: s.storageThresholdBytes, vaultStorageThresholdBytes: s.vaultStorageThresholdBytes, replicationLagSeconds: s.replicationLagSeconds, disabledRules: [...new Set(s.disabledRules)],
   };
 }
 

@@ -15,14 +15,19 @@ import type { JobProblem, Operation } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import type { AlertInfo, AlertNotification, AlertRule, AlertSeverity } from '../core/monitor-api.js';
 import { newId } from '../core/ids.js';
-import { evaluateRules, type DesiredAlert, type EndedVerify, type FailedJobs } from './alert-rules.js';
+import { evaluateRules, type DesiredAlert, type EndedVerify, type FailedJobs, type VaultReplication } from './alert-rules.js';
 import { loadSettings } from './alert-settings.js';
 import { itemStates } from './protected-items.js';
 import { vaultsNow } from './storage-history.js';
 import { ALL, sees, type Visibility } from './visibility.js';
 import { deliverDue, fetchSend, type DeliveryResult, type Fetch } from './webhooks.js';
 
-interface AlertContext { db: Kysely<Database>; clock: Clock }
+export interface AlertContext {
+  db: Kysely<Database>;
+  clock: Clock;
+  /** What each vault with a paired region still has to copy there (none when absent). */
+  replication?: () => Promise<VaultReplication[]>;
+}
 
 const SUCCESS = ['Completed', 'CompletedWithWarnings'];
 /** Verifications looked at per evaluation: the latest of each vault and item are among them. */
@@ -67,10 +72,10 @@ async function endedVerifies(db: Kysely<Database>): Promise<EndedVerify[]> {
 
 export async function desiredAlerts(ctx: AlertContext): Promise<DesiredAlert[]> {
   const now = ctx.clock.now();
-  const [items, others, verifies, vaults, settings] = await Promise.all([
-    itemStates(ctx.db, ALL, now), otherFailures(ctx.db), endedVerifies(ctx.db), vaultsNow(ctx.db, null), loadSettings(ctx.db),
+  const [items, others, verifies, vaults, replication, settings] = await Promise.all([
+    itemStates(ctx.db, ALL, now), otherFailures(ctx.db), endedVerifies(ctx.db), vaultsNow(ctx.db, null), ctx.replication?.() ?? [], loadSettings(ctx.db),
   ]);
-  return evaluateRules({ items, otherFailures: others, verifies, vaults, settings });
+  return evaluateRules({ items, otherFailures: others, verifies, vaults, replication, settings });
 }
 
 async function names(db: Kysely<Database>, row: Selectable<AlertRow>): Promise<{ vault: string | null; item: string | null }> {

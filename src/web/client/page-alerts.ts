@@ -14,7 +14,7 @@ export function AlertsPage(): ComponentChildren {
       <div class="check"><input id="f-all" type="checkbox" checked=${all} onChange=${(e: Event) => setAll((e.target as HTMLInputElement).checked)} />
         <label for="f-all">Show resolved alerts too</label></div>
     </form>
-    <p class="hint">Rules: JobFailed, MissedSchedule, RpoBreach, VerifyFailed, StorageAboveThreshold. Webhooks and thresholds: <code>coffre alerts config</code>.</p>
+    <p class="hint">Rules: JobFailed, MissedSchedule, RpoBreach, VerifyFailed, StorageAboveThreshold, ReplicationLag. Webhooks and thresholds: <code>coffre alerts config</code>.</p>
     <${ErrorBox} error=${error} />
     ${data ? html`<${AlertTable} alerts=${data} caption=${all ? 'Alerts, newest first' : 'Active alerts, newest first'} empty=${all ? 'No alert yet.' : 'No active alerts.'} />` : html`<${Loading} />`}`;
 }
