@@ -14,6 +14,7 @@ import type { Kysely } from 'kysely';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
+import type { VaultReplication } from './alert-rules.js';
 import type { AlertCenter } from './alerts.js';
 import { itemStates } from './protected-items.js';
 import { vaultsNow } from './storage-history.js';
@@ -22,7 +23,12 @@ import { ALL } from './visibility.js';
 export const PREFIX = 'coffre_';
 const DURATION_BUCKETS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600];
 
-export interface MetricsContext { db: Kysely<Database>; clock: Clock }
+export interface MetricsContext {
+  db: Kysely<Database>;
+  clock: Clock;
+  /** What each vault with a paired region still has to copy there. */
+  replication?: () => Promise<VaultReplication[]>;
+}
 
 /** One read shared by the collectors of a scrape, which run at once. */
 function shared<T>(read: () => Promise<T>): () => Promise<T> {
@@ -44,6 +50,7 @@ export class VaultMetrics {
     const db = ctx.db;
     const vaults = shared(() => vaultsNow(db, null));
     const items = shared(() => itemStates(db, ALL, ctx.clock.now()));
+    const replication = shared(async () => (await ctx.replication?.()) ?? []);
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
 
     new Counter({
@@ -88,6 +95,16 @@ export class VaultMetrics {
         for (const v of await vaults()) this.set({ vault: v.name }, v.protectedBytes);
       },
     });
+    const replicationGauge = (name: string, help: string, value: (r: VaultReplication) => number) => new Gauge({
+      name: `${PREFIX}replication_${name}`, help, labelNames: ['vault'], registers,
+      async collect() {
+        this.reset();
+        for (const r of await replication()) this.set({ vault: r.name }, value(r));
+      },
+    });
+    replicationGauge('pending_objects', 'Objects not yet copied to the paired region, by GRS vault', (r) => r.pendingObjects);
+    replicationGauge('pending_bytes', 'Bytes not yet copied to the paired region, by GRS vault', (r) => r.pendingBytes);
+    replicationGauge('oldest_pending_seconds', 'How long the oldest copy owed to the paired region has waited, by GRS vault (0: caught up)', (r) => r.oldestPendingSeconds);
     new Gauge({
       name: `${PREFIX}items`, help: 'Protected items, by vault and health', labelNames: ['vault', 'health'], registers,
       async collect() {

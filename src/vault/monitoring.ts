@@ -7,6 +7,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
+import type { VaultReplication } from './alert-rules.js';
 import { AlertCenter } from './alerts.js';
 import { VaultMetrics } from './metrics.js';
 import { sampleStorage } from './storage-history.js';
@@ -24,7 +25,7 @@ export class Monitoring {
   readonly metrics: VaultMetrics;
   private closed = false;
 
-  constructor(private readonly ctx: { db: Kysely<Database>; clock: Clock }, opts: MonitoringOptions = {}) {
+  constructor(private readonly ctx: { db: Kysely<Database>; clock: Clock; replication?: () => Promise<VaultReplication[]> }, opts: MonitoringOptions = {}) {
     this.alerts = new AlertCenter(ctx, { ...(opts.send ? { send: opts.send } : {}), ...(opts.onError ? { onError: opts.onError } : {}) });
     this.metrics = new VaultMetrics(ctx, this.alerts);
   }
