@@ -8,12 +8,11 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runDueOnce } from '../src/agent/daemon.js';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { requireState } from '../src/agent/state.js';
 import { ManualClock } from '../src/core/clock.js';
 import { startServer, type RunningServer } from '../src/vault/server.js';
-import { cli, PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { cli, clientFor, credentialsFor, PASSPHRASE, tempDir } from '../testkit/harness.js';
 import type { PgCluster } from '../testkit/postgres.js';
 import { archivingCluster, WORKLOAD_TABLE } from '../testkit/db-fixtures.js';
 
@@ -37,7 +36,7 @@ after(async () => {
 });
 
 test('the daemon runs the database policy: full on Sunday, logs every 15 minutes, a differential on Wednesday', async () => {
-  const admin = new VaultClient(server.url, server.adminToken);
+  const admin = clientFor(server);
   await admin.createVault({ name: 'v' });
   await admin.createPolicy('Pg', {
     workload: 'PostgreSQL', timeZone: 'UTC',
@@ -45,13 +44,12 @@ test('the daemon runs the database policy: full on Sunday, logs every 15 minutes
     differential: { weekDays: ['Wednesday'], time: '01:00', retentionDays: 14 },
     log: { everyMinutes: 15, retentionDays: 7 },
   });
-  const c = await admin.createCredentials('v');
   const agentDir = join(dir, 'agent');
-  await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: 'db01', credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
+  await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: 'db01', credentials: await credentialsFor(server, 'v') });
   const protect = await cli(['--agent-dir', agentDir, 'db', 'protect', 'orders', '--connection', source.url, '--spool-dir', spoolDir, '--policy', 'Pg']);
   assert.equal(protect.code, 0, protect.stderr);
   const state = await requireState(agentDir);
-  const client = new VaultClient(server.url, state.token);
+  const client = clientFor(server, state.token);
   const daemon = { client, state, agentDir };
   const ran = async (at: string) => {
     clock.set(new Date(at));

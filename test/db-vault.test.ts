@@ -9,13 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import type { DbBackupType, DbPointMeta, RetentionChange } from '../src/core/api.js';
 import { ManualClock } from '../src/core/clock.js';
 import { CoffreError } from '../src/core/errors.js';
 import { startServer } from '../src/vault/server.js';
-import { cli, PASSPHRASE, tempDir } from '../testkit/harness.js';
+import type { VaultClient } from '../src/agent/client.js';
+import { cli, clientFor, credentialsFor, PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 const MIN = 60_000;
@@ -32,11 +32,10 @@ async function setup() {
   // Sunday 2026-03-01, 00:00 UTC.
   const clock = new ManualClock(new Date('2026-03-01T00:00:00Z'));
   const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', clock });
-  const admin = new VaultClient(server.url, server.adminToken);
+  const admin = clientFor(server);
   await admin.createVault({ name: 'v' });
-  const c = await admin.createCredentials('v');
-  const state = await registerAgent({ agentDir: join(dir, 'agent'), passphrase: PASSPHRASE, machine: 'db01', credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
-  const agent = new VaultClient(server.url, state.token);
+  const state = await registerAgent({ agentDir: join(dir, 'agent'), passphrase: PASSPHRASE, machine: 'db01', credentials: await credentialsFor(server, 'v') });
+  const agent = clientFor(server, state.token);
   return { dir, clock, server, admin, agent, async close() { await server.close(); await rm(dir, { recursive: true, force: true }); } };
 }
 
@@ -62,7 +61,7 @@ test('database policies: rules refused with clear messages, and only for databas
     ];
     for (const [body, message] of refusals) {
       await writeFile(file, JSON.stringify(body));
-      const r = await cli(['--server', env.server.url, '--token', env.server.adminToken, 'policy', 'create', 'Bad', '--file', file]);
+      const r = await cli(['--server', env.server.url, '--fingerprint', env.server.fingerprint!, '--token', env.server.adminToken, 'policy', 'create', 'Bad', '--file', file]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, message);
       assert.match(r.stderr, /\[InvalidPolicy\]/);
@@ -99,7 +98,7 @@ test('points carry their type, range and chain; overlapping WAL is refused; rete
     await assert.rejects(commitPoint(env.agent, 'orders', { type: 'Differential', firstSegment: 16, lastSegment: 16, startLsn: '0/10000028', stopLsn: '0/10000100', consistentAt: t(31), basedOn: log1.id }),
       (e: unknown) => e instanceof CoffreError && e.code === 'ChainIncomplete');
 
-    const listed = await cli(['--server', env.server.url, '--token', env.server.adminToken, 'points', '--item', 'orders', '--json']);
+    const listed = await cli(['--server', env.server.url, '--fingerprint', env.server.fingerprint!, '--token', env.server.adminToken, 'points', '--item', 'orders', '--json']);
     const points = JSON.parse(listed.stdout) as { id: string; backupType: string; from: string | null; to: string | null; expiresAt: string }[];
     assert.deepEqual(points.map((p) => [p.backupType, p.from, p.to]), [['Full', null, null], ['Log', t(1), t(15)], ['Log', t(15), t(30)]]);
     assert.deepEqual(await env.agent.dbRanges('orders'), [{ from: t(1), to: t(30), timeline: 1 }]);
@@ -109,13 +108,13 @@ test('points carry their type, range and chain; overlapping WAL is refused; rete
     // A dry run of shorter log retention shows the full now expires with them, and why.
     const file = join(env.dir, 'p.json');
     await writeFile(file, JSON.stringify(dbPolicy(8)));
-    const dry = await cli(['--server', env.server.url, '--token', env.server.adminToken, 'policy', 'set', 'Pg', '--file', file, '--dry-run', '--json']);
+    const dry = await cli(['--server', env.server.url, '--fingerprint', env.server.fingerprint!, '--token', env.server.adminToken, 'policy', 'set', 'Pg', '--file', file, '--dry-run', '--json']);
     assert.equal(dry.code, 0, dry.stderr);
     const change = JSON.parse(dry.stdout) as RetentionChange;
     const fullChange = change.changed.find((c) => c.id === full.id)!;
     assert.equal(fullChange.to, new Date(Date.parse(t(30)) + 8 * DAY).toISOString());
     assert.deepEqual(fullChange.keptFor?.sort(), [log1.id, log2.id].sort());
-    const text = await cli(['--server', env.server.url, '--token', env.server.adminToken, 'policy', 'set', 'Pg', '--file', file, '--dry-run']);
+    const text = await cli(['--server', env.server.url, '--fingerprint', env.server.fingerprint!, '--token', env.server.adminToken, 'policy', 'set', 'Pg', '--file', file, '--dry-run']);
     assert.match(text.stdout, new RegExp(`keep +${full.id}.*needed by 2 kept point`));
 
     // Eight days on, past the full's own week: prune keeps it, since the logs still need it; past them, all go.

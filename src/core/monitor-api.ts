@@ -93,7 +93,25 @@ export interface NotificationInfo {
 
 export interface StorageSample { time: string; storedBytes: number; points: number; protectedBytes: number }
 
-export interface VaultUsage { vault: string; storedBytes: number; points: number; items: number; protectedBytes: number; history: StorageSample[] }
+/** A store that holds a vault's objects: "REGION/ZONE", in the primary region or the paired (secondary) one. */
+export interface VaultCopy { name: string; role: 'primary' | 'secondary' }
+
+/** What a GRS vault's paired region still lacks. */
+export interface ReplicationState { pendingObjects: number; pendingBytes: number; oldestPendingSeconds: number }
+
+export interface VaultUsage {
+  vault: string;
+  /** Bytes of the vault's packs, one copy (each store in `copies` holds them once its copy is made). */
+  storedBytes: number;
+  points: number;
+  items: number;
+  protectedBytes: number;
+  redundancy: string;
+  copies: VaultCopy[];
+  /** GRS vaults only; null otherwise. */
+  replication: ReplicationState | null;
+  history: StorageSample[];
+}
 
 export interface Overview {
   now: string;

@@ -14,6 +14,7 @@ import { loadSettings, saveSettings } from './alert-settings.js';
 import { findPoint, type DataContext } from './data.js';
 import { Monitoring } from './monitoring.js';
 import { overview, searchJobs } from './overview.js';
+import { replicationNow } from './storage-copies.js';
 import { itemStates } from './protected-items.js';
 import { buildReport, reportCsv } from './reports.js';
 import { claimRestore, finishRestore, linkRestoreJob, listRestoreRequests, pendingRestores, requestRestore } from './restore-requests.js';
@@ -41,7 +42,7 @@ type Auth = (op: RouteAuth['op'], target?: RouteAuth['target'], audit?: boolean)
 export function registerMonitoringRoutes(app: FastifyInstance, ctx: MonitoringContext, who: (req: FastifyRequest) => Promise<Principal>,
   door: { auth: Auth; t: ReturnType<typeof targets>; parse: <T>(schema: z.ZodType<T>, value: unknown) => T }): Monitoring {
   const { auth, t, parse } = door;
-  const monitoring = ctx.monitoring ?? new Monitoring(ctx);
+  const monitoring = ctx.monitoring ?? new Monitoring({ ...ctx, replication: () => replicationNow(ctx) });
   monitoring.metrics.instrument(app);
   const params = (req: FastifyRequest) => req.params as Record<string, string>;
   const seen = async (req: FastifyRequest) => visibilityOf(ctx.db, await who(req));

@@ -10,6 +10,7 @@ import type { Health, JobFilter, Overview } from '../core/monitor-api.js';
 import { listAlerts } from './alerts.js';
 import { jobInfo } from './jobs.js';
 import { itemStates } from './protected-items.js';
+import { vaultCopies, type CopiesContext } from './storage-copies.js';
 import { storageHistory, vaultsNow } from './storage-history.js';
 import type { Visibility } from './visibility.js';
 
@@ -17,7 +18,7 @@ const DAY_MS = 86_400_000;
 /** How far back the overview's storage chart goes. */
 export const HISTORY_DAYS = 90;
 
-export async function overview(ctx: { db: Kysely<Database>; clock: Clock }, v: Visibility): Promise<Overview> {
+export async function overview(ctx: CopiesContext & { clock: Clock }, v: Visibility): Promise<Overview> {
   const now = ctx.clock.now();
   const items: Record<Health, number> = { healthy: 0, warning: 0, critical: 0 };
   for (const s of await itemStates(ctx.db, v, now)) items[s.status.health]++;
@@ -36,7 +37,7 @@ export async function overview(ctx: { db: Kysely<Database>; clock: Clock }, v: V
     const history = await storageHistory(ctx.db, x.id, since);
     // The chart ends with the present, not with the last hourly sample.
     history.push({ time: now.toISOString(), storedBytes: x.storedBytes, points: x.points, protectedBytes: x.protectedBytes });
-    return { vault: x.name, storedBytes: x.storedBytes, points: x.points, items: x.items, protectedBytes: x.protectedBytes, history };
+    return { vault: x.name, storedBytes: x.storedBytes, points: x.points, items: x.items, protectedBytes: x.protectedBytes, redundancy: x.redundancy, ...(await vaultCopies(ctx, x)), history };
   }));
   return { now: now.toISOString(), items, jobsLast24h, running, activeAlerts: await listAlerts(ctx.db, v, {}), vaults };
 }

@@ -1,6 +1,7 @@
 /**
  * What each vault stores, now and over time. The bytes of a vault are the sizes of its packs
- * (what the object store holds for it); the maintenance tick records a sample at most once an
+ * as the catalog indexes them: one copy (each of the vault's stores holds them once, see
+ * storage-copies.ts), known without listing a store; the maintenance tick records a sample at most once an
  * hour, so the overview can draw a vault's storage over time and a report can tell its growth
  * over a period. Samples are small (one row per vault per hour) and kept for good.
  */
@@ -11,10 +12,10 @@ import type { StorageSample } from '../core/monitor-api.js';
 
 export const SAMPLE_INTERVAL_MS = 60 * 60 * 1000;
 
-export interface VaultNow { id: string; name: string; storedBytes: number; points: number; items: number; protectedBytes: number }
+export interface VaultNow { id: string; name: string; redundancy: string; storedBytes: number; points: number; items: number; protectedBytes: number }
 
 export async function vaultsNow(db: Kysely<Database>, vaultIds: Set<string> | null): Promise<VaultNow[]> {
-  let q = db.selectFrom('vaults').select(['id', 'name']);
+  let q = db.selectFrom('vaults').select(['id', 'name', 'redundancy']);
   if (vaultIds) q = q.where('id', 'in', vaultIds.size ? [...vaultIds] : ['']);
   const vaults = await q.orderBy('name').execute();
   const stored = new Map((await db.selectFrom('packs').innerJoin('containers', 'containers.id', 'packs.container_id')
@@ -31,7 +32,7 @@ export async function vaultsNow(db: Kysely<Database>, vaultIds: Set<string> | nu
   const protectedBytes = new Map<string, number>();
   for (const r of protectedRows) protectedBytes.set(r.v, (protectedBytes.get(r.v) ?? 0) + Number(r.bytes));
   return vaults.map((v) => ({
-    id: v.id, name: v.name, storedBytes: stored.get(v.id) ?? 0, points: points.get(v.id) ?? 0, items: items.get(v.id) ?? 0, protectedBytes: protectedBytes.get(v.id) ?? 0,
+    id: v.id, name: v.name, redundancy: v.redundancy, storedBytes: stored.get(v.id) ?? 0, points: points.get(v.id) ?? 0, items: items.get(v.id) ?? 0, protectedBytes: protectedBytes.get(v.id) ?? 0,
   }));
 }
 

@@ -3,7 +3,7 @@ import type { ComponentChildren } from 'preact';
 import type { AlertInfo, Overview, VaultUsage } from '../../core/monitor-api.js';
 import { api } from './api.js';
 import { StorageChart } from './chart.js';
-import { bytes, when } from './format.js';
+import { bytes, duration, when } from './format.js';
 import { Badge, ErrorBox, html, Loading, Section, Table, usePoll } from './ui.js';
 
 const STATUSES = ['InProgress', 'Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled'] as const;
@@ -16,6 +16,14 @@ export function AlertTable(props: { alerts: AlertInfo[]; caption: string; empty:
     { label: 'Raised', cell: (a: AlertInfo) => when(a.raisedAt) },
     { label: 'State', cell: (a: AlertInfo) => a.state === 'Active' ? html`<${Badge} kind="active" text="Active" />` : html`Resolved ${when(a.resolvedAt)}` },
   ]} />`;
+}
+
+/** What a GRS vault's paired region still lacks; nothing for the other redundancies. */
+function replicationCell(v: VaultUsage): ComponentChildren {
+  const r = v.replication;
+  if (!r) return '—';
+  if (r.pendingObjects === 0) return html`<${Badge} kind="completed" text="Up to date" />`;
+  return html`<span data-replication="lagging">${r.pendingObjects} object(s), ${bytes(r.pendingBytes)} to copy, oldest waiting ${duration(r.oldestPendingSeconds)}</span>`;
 }
 
 export function OverviewPage(): ComponentChildren {
@@ -44,6 +52,8 @@ export function OverviewPage(): ComponentChildren {
       <${Table} caption="Storage used per vault" empty="No vault yet." rows=${o.vaults} rowKey=${(v: VaultUsage) => v.vault} columns=${[
         { label: 'Vault', cell: (v: VaultUsage) => v.vault },
         { label: 'Stored', cell: (v: VaultUsage) => bytes(v.storedBytes) },
+        { label: 'Copies', cell: (v: VaultUsage) => html`${v.redundancy}: ${v.copies.map((c) => c.name).join(', ')}` },
+        { label: 'Paired region', cell: replicationCell },
         { label: 'Protected', cell: (v: VaultUsage) => bytes(v.protectedBytes) },
         { label: 'Points', cell: (v: VaultUsage) => v.points },
         { label: 'Items', cell: (v: VaultUsage) => v.items },
