@@ -1,12 +1,13 @@
 /**
  * Alerts under an injected clock: each rule fires and resolves, and a webhook receiver gets
  * exactly one notification per state change — including when its first answer is an error
- * and the notification is retried. Settings and listings go through the real CLI.
+ * and the notification is retried. Settings and listings go through the real CLI. The
+ * replication lag rule watches a GRS vault whose paired region's store is taken away.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdir, readFile, writeFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { ManualClock } from '../src/core/clock.js';
@@ -93,6 +94,8 @@ test('alert rules fire and resolve under an injected clock; the webhook gets exa
     assert.deepEqual(await active(), []);
 
     // 4. The machine is off: the 02:30 run of the next day is missed and the objective breached.
+    // (The paired region has every copy first: a day's jump would otherwise age a copy in flight.)
+    assert.equal(await server.drainReplication(), 0);
     clock.set(new Date('2026-03-02T07:00:00Z'));
     await server.maintain();
     await hook.until(4);
@@ -131,12 +134,35 @@ test('alert rules fire and resolve under an injected clock; the webhook gets exa
     await hook.until(10);
     assert.equal(hook.accepted[9]!.body.event, 'resolved');
 
-    // Exactly one notification per state change: ten changes, ten deliveries, ten ids.
+    // 8. The paired region is away for more than the hour allowed: the GRS vault lags, once; back and caught up, resolved.
+    const secondary = join(server.dataDir, 'regions', 'secondary', 'zone-1');
+    await rename(secondary, `${secondary}.away`);
+    await writeFile(join(src, 'late.txt'), 'written while the paired region is away\n');
+    clock.advance(60_000);
+    await backup({ ...agent, item: 'site', paths: [src] });
+    clock.advance(30 * 60_000);
     await server.maintain();
-    assert.equal(hook.accepted.length, 10);
-    assert.equal(new Set(hook.accepted.map((r) => r.body.id)).size, 10);
+    assert.deepEqual((await active()).map((a) => a.rule), [], 'half an hour behind is within the allowed lag');
+    clock.advance(31 * 60_000);
+    await server.maintain();
+    await hook.until(11);
+    const lag = hook.accepted[10]!.body.alert as AlertInfo;
+    assert.deepEqual([hook.accepted[10]!.body.event, lag.rule, lag.severity, lag.vault], ['fired', 'ReplicationLag', 'warning', 'v']);
+    assert.ok((lag.details.pendingObjects as number) > 0 && (lag.details.oldestPendingSeconds as number) > 3600, JSON.stringify(lag.details));
+    await server.maintain();
+    assert.equal(hook.accepted.length, 11, 'still lagging: no second notification');
+    await rename(`${secondary}.away`, secondary);
+    assert.equal(await server.drainReplication(), 0);
+    await server.maintain();
+    await hook.until(12);
+    assert.deepEqual([hook.accepted[11]!.body.event, (hook.accepted[11]!.body.alert as AlertInfo).id], ['resolved', lag.id]);
+
+    // Exactly one notification per state change: twelve changes, twelve deliveries, twelve ids.
+    await server.maintain();
+    assert.equal(hook.accepted.length, 12);
+    assert.equal(new Set(hook.accepted.map((r) => r.body.id)).size, 12);
     const all = JSON.parse(await coffre('alerts', '--all', '--json')) as AlertInfo[];
-    assert.equal(all.length, 5);
+    assert.equal(all.length, 6);
     assert.ok(all.every((a) => a.state === 'Resolved' && a.resolvedAt !== null));
     const shown = JSON.parse(await coffre('alerts', 'show', fired.id, '--json')) as { notifications: { event: string; attempts: number; deliveredAt: string | null }[] };
     assert.deepEqual(shown.notifications.map((n) => [n.event, n.attempts, n.deliveredAt !== null]), [['fired', 2, true], ['resolved', 1, true]]);

@@ -47,6 +47,7 @@ test('the Backup center in a browser: health, live progress, back up now, restor
       clock.set(new Date(`${day}T02:31:00Z`));
       await writeFile(join(src, 'img', `${day}.bin`), Buffer.alloc(64 * 1024, day));
       assert.equal((await runDueOnce(daemon)).filter((r) => r.result).length, 1);
+      assert.equal(await server.drainReplication(), 0); // the paired region keeps up: no replication lag in the screenshots
       await server.maintain(); // a storage sample a day for the chart
     }
     clock.set(new Date('2026-03-01T03:00:00Z'));
@@ -104,6 +105,7 @@ test('the Backup center in a browser: health, live progress, back up now, restor
     const itemRow = page.locator('tr', { has: page.getByRole('link', { name: 'site', exact: true }) });
     await itemRow.locator('.badge-warning').waitFor();
     await itemRow.getByText(/1 backup\(s\) failed since the last success/).waitFor();
+    assert.equal(await server.drainReplication(), 0);
     clock.set(new Date('2026-03-02T07:00:00Z'));
     await server.maintain();
     await page.reload();
@@ -115,6 +117,9 @@ test('the Backup center in a browser: health, live progress, back up now, restor
     assert.equal(await page.locator('.count[data-health="critical"]').textContent(), '1');
     await page.getByRole('cell', { name: 'RpoBreach' }).waitFor();
     await page.getByRole('img', { name: /Stored bytes over time/ }).waitFor();
+    // The vault's copies, read through its stores: GRS, one zone here and one in the paired region, which has them all.
+    await page.getByRole('cell', { name: 'GRS: primary/zone-1, secondary/zone-1' }).waitFor();
+    await page.getByRole('cell', { name: 'Up to date' }).waitFor();
     await snap(b, '02-overview');
     await go('#/alerts', 'Alerts');
     await page.getByRole('cell', { name: 'MissedSchedule' }).waitFor();

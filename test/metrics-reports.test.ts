@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
-import type { JobInfo, PointInfo } from '../src/core/api.js';
+import type { JobInfo, PointInfo, VaultDetails } from '../src/core/api.js';
 import type { Report } from '../src/core/monitor-api.js';
 import { CSV_COLUMNS } from '../src/vault/reports.js';
 import { backupOptions, cli, harness, storeFiles } from '../testkit/harness.js';
@@ -52,6 +52,7 @@ test('/metrics parses as Prometheus text and its counters match `coffre jobs`; r
     await a.client.startBackup('site', 'files', { paths: [src] }); // still running
     await restore({ client: a.client, keys: a.keys, pointId: point.id, target: join(h.dir, 'restored') });
     await h.admin.verify({});
+    assert.equal(await h.server.drainReplication(), 0);
     await h.server.maintain();
 
     assert.equal((await scrape(h.server)).status, 401);
@@ -83,6 +84,12 @@ test('/metrics parses as Prometheus text and its counters match `coffre jobs`; r
     const packBytes = [...(await storeFiles(h.server.dataDir, 'packs')).values()].reduce((n, s) => n + s, 0);
     assert.deepEqual(families.get('coffre_stored_bytes')!.metrics.map((m) => [m.labels!.vault, Number(m.value)]), [['v', packBytes]]);
     assert.deepEqual(families.get('coffre_items')!.metrics.map((m) => [m.labels!.health, Number(m.value)]), [['warning', 1]]);
+    // The GRS vault's paired region, as `coffre vault show` tells it: caught up.
+    const shown = JSON.parse(await coffre('vault', 'show', 'v', '--json')) as VaultDetails;
+    const gauge = (name: string) => families.get(`coffre_replication_${name}`)!.metrics.map((m) => [m.labels!.vault, Number(m.value)]);
+    assert.deepEqual([gauge('pending_objects'), gauge('pending_bytes'), gauge('oldest_pending_seconds')],
+      [[['v', shown.replication.pendingObjects]], [['v', shown.replication.pendingBytes]], [['v', shown.replication.oldestPendingSeconds]]]);
+    assert.deepEqual(shown.replication, { pendingObjects: 0, pendingBytes: 0, oldestPendingSeconds: 0 });
     const durations = families.get('coffre_job_duration_seconds')!;
     assert.equal(durations.type, 'HISTOGRAM');
     const ended = jobs.filter((j) => j.endTime !== null).length;
