@@ -15,6 +15,8 @@ command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 # pgBackRest (the database benchmark's peer).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
+# The Backup center's browser tests drive Debian's Chromium (playwright-core never downloads one).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2

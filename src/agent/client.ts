@@ -16,6 +16,7 @@ import { httpsAgentFor, tlsError } from './tls-trust.js';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
+import type { AlertInfo, AlertSettings, ItemHealthStatus, NotificationInfo, Report, RestoreRequestInfo } from '../core/monitor-api.js';
 import type { DbBackupType, DbPointMeta, FileSource, ItemInfo, PolicyInfo, RestorableRange, RetentionChange } from '../core/api.js';
 
 export interface ClientOptions {
@@ -256,4 +257,25 @@ export class VaultClient {
   dbCommit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[]; details?: Record<string, unknown>; database: DbPointMeta }): Promise<PointInfo> {
     return this.json('POST', `/v1/db/points/${point}/commit`, body);
   }
+
+  // Backup center (src/vault/monitoring-http.ts); "back up now" is backupItem above.
+  itemHealth(): Promise<ItemHealthStatus[]> { return this.json('GET', '/v1/monitor/items'); }
+  alerts(all = false): Promise<AlertInfo[]> { return this.json('GET', `/v1/alerts${all ? '?all=true' : ''}`); }
+  alert(id: string): Promise<{ alert: AlertInfo; notifications: NotificationInfo[] }> { return this.json('GET', `/v1/alerts/${q(id)}`); }
+  alertSettings(): Promise<AlertSettings> { return this.json('GET', '/v1/alerts/settings'); }
+  setAlertSettings(settings: AlertSettings): Promise<AlertSettings> { return this.json('PUT', '/v1/alerts/settings', settings); }
+  report(query: { vault?: string; item?: string; from?: string; to?: string }): Promise<Report> { return this.json('GET', `/v1/reports${searchOf(query)}`); }
+  async reportCsv(query: { vault?: string; item?: string; from?: string; to?: string }): Promise<string> { return (await this.request('GET', `/v1/reports${searchOf({ ...query, format: 'csv' })}`)).toString('utf8'); }
+  async metrics(): Promise<string> { return (await this.request('GET', '/metrics')).toString('utf8'); }
+  requestRestore(body: { point: string; target: string; paths?: string[]; overwrite?: string }): Promise<RestoreRequestInfo> { return this.json('POST', '/v1/restore-requests', body); }
+  restoreRequests(item?: string): Promise<RestoreRequestInfo[]> { return this.json('GET', `/v1/restore-requests${searchOf({ item })}`); }
+  pendingRestores(): Promise<RestoreRequestInfo[]> { return this.json('GET', '/v1/agent/restores'); }
+  claimRestore(id: string): Promise<RestoreRequestInfo> { return this.json('POST', `/v1/agent/restores/${q(id)}/claim`, {}); }
+  async linkRestoreJob(id: string, jobId: string): Promise<void> { await this.json('POST', `/v1/agent/restores/${q(id)}/job`, { jobId }); }
+  finishRestoreRequest(id: string, body: { jobId?: string; error?: string }): Promise<RestoreRequestInfo> { return this.json('POST', `/v1/agent/restores/${q(id)}/finish`, body); }
+}
+
+function searchOf(query: Record<string, string | undefined>): string {
+  const s = new URLSearchParams(Object.entries(query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== '')).toString();
+  return s ? `?${s}` : '';
 }

@@ -8,6 +8,7 @@ import { CoffreError } from '../core/errors.js';
 import { backupFiles, optionsFromSource } from './snapshot/snapshot-backup.js';
 import { backupVm } from './vm/vm-backup.js';
 import { requireVmConfig } from './vm/config.js';
+import { runRequestedRestores } from './restore-requests.js';
 
 /** What the daemon reports of each run, whichever engine made it. */
 interface BackupResult { point: { id: string }; jobId: string; counters: { bytesNew: number }; warnings: unknown[] }
@@ -63,6 +64,7 @@ export async function runDaemon(opts: DaemonOptions & { intervalMs: number; sign
   while (!opts.signal?.aborted) {
     try {
       await runDueOnce(opts);
+      await runRequestedRestores({ client: opts.client, keys: opts.state.keySet, log });
     } catch (e) {
       // The vault may be down or restarting: keep polling, say why.
       log(`cannot reach the vault: ${(e as Error).message}; retrying in ${opts.intervalMs / 1000} s`);

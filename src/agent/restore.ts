@@ -51,6 +51,8 @@ export interface RestoreOptions {
   /** `secondary`: a cross-region restore, reading only the paired region's copy. */
   from?: 'secondary';
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+  /** Called with the restore job as soon as the vault created it (a restore request links it). */
+  onJob?: (job: JobInfo) => void | Promise<void>;
 }
 
 export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProblem[]; warnings: JobProblem[] }
@@ -136,6 +138,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (!(await pathExists(source, p))) throw new CoffreError('InvalidArgument', `nothing in the point matches --path ${p}; a path starts with the name of the folder that was backed up, e.g. projects/src`);
   }
   const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [], ...read });
+  await opts.onJob?.(job);
   const run = new Restore(opts, point, job, source, manifest.owners, read);
   return run.run();
 }

@@ -81,6 +81,25 @@ export interface DbPointRow {
 }
 /** Per database item and backup type (Full, Differential, Log): the last scheduled run handed out. */
 export interface DbScheduleRow { item_id: string; type: string; last_run: string }
+/** A restore asked for from the dashboard or the CLI, carried out by the item's agent (it connects outward only). */
+export interface RestoreRequestRow {
+  id: string; vault_id: string; item_id: string; container_id: string; point_id: string; target: string; paths: string; overwrite: string;
+  requested_by: string; requested_at: string; state: string; job_id: string | null; claimed_at: string | null; ended_at: string | null; error: string | null;
+}
+/** One alert: at most one Active row per (rule, key) — the de-duplication — then Resolved for good. */
+export interface AlertRow {
+  id: string; rule: string; key: string; severity: string; state: string; vault_id: string | null; item_id: string | null;
+  summary: string; details: string; raised_at: string; updated_at: string; resolved_at: string | null; occurrences: number;
+}
+/** The webhook outbox: one row per state change and webhook, retried until delivered or given up. */
+export interface AlertNotificationRow {
+  id: string; alert_id: string; event: string; url: string; payload: string; attempts: number; next_attempt_at: string;
+  delivered_at: string | null; gave_up_at: string | null; last_error: string | null; created_at: string;
+}
+/** Server-wide alert settings (one row, id "default"): webhooks, thresholds, disabled rules. */
+export interface AlertSettingsRow { id: string; body: string; updated_at: string }
+/** Stored bytes of a vault over time, sampled by the maintenance tick for charts and reports. */
+export interface StorageSampleRow { vault_id: string; time: string; stored_bytes: number; points: number; protected_bytes: number }
 
 export interface Database {
   db_points: DbPointRow;
@@ -105,6 +124,11 @@ export interface Database {
   guard_requests: GuardRequestRow;
   backup_requests: BackupRequestRow;
   audit_log: AuditRow;
+  restore_requests: RestoreRequestRow;
+  alerts: AlertRow;
+  alert_notifications: AlertNotificationRow;
+  alert_settings: AlertSettingsRow;
+  storage_samples: StorageSampleRow;
   copy_queue: Omit<CopyQueueRow, 'id'> & { id: Generated<number> };
   point_objects: PointObjectsRow;
   vault_storage: VaultStorageRow;
@@ -339,5 +363,76 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('vault_id', 'text', (c) => c.primaryKey())
     .addColumn('cross_region_restore', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
+  await migrateMonitoring(db);
   await sql`select 1`.execute(db);
+}
+
+/** Tables of the Backup center: restores the agents carry out, alerts, storage history. */
+async function migrateMonitoring(db: Kysely<Database>): Promise<void> {
+  const s = db.schema;
+  await s.createTable('restore_requests').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull())
+    .addColumn('item_id', 'text', (c) => c.notNull())
+    .addColumn('container_id', 'text', (c) => c.notNull())
+    .addColumn('point_id', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('paths', 'text', (c) => c.notNull())
+    .addColumn('overwrite', 'text', (c) => c.notNull())
+    .addColumn('requested_by', 'text', (c) => c.notNull())
+    .addColumn('requested_at', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('job_id', 'text')
+    .addColumn('claimed_at', 'text')
+    .addColumn('ended_at', 'text')
+    .addColumn('error', 'text')
+    .execute();
+  await s.createIndex('restore_requests_container_state').ifNotExists().on('restore_requests').columns(['container_id', 'state']).execute();
+  await s.createTable('alerts').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('rule', 'text', (c) => c.notNull())
+    .addColumn('key', 'text', (c) => c.notNull())
+    .addColumn('severity', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('vault_id', 'text')
+    .addColumn('item_id', 'text')
+    .addColumn('summary', 'text', (c) => c.notNull())
+    .addColumn('details', 'text', (c) => c.notNull())
+    .addColumn('raised_at', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .addColumn('resolved_at', 'text')
+    .addColumn('occurrences', 'integer', (c) => c.notNull().defaultTo(1))
+    .execute();
+  // The de-duplication holds across server nodes: one Active alert per rule and key, enforced by the engine.
+  await s.createIndex('alerts_one_active').ifNotExists().unique().on('alerts').columns(['rule', 'key']).where(sql.ref('state'), '=', 'Active').execute();
+  await s.createIndex('alerts_raised').ifNotExists().on('alerts').column('raised_at').execute();
+  await s.createTable('alert_notifications').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('alert_id', 'text', (c) => c.notNull())
+    .addColumn('event', 'text', (c) => c.notNull())
+    .addColumn('url', 'text', (c) => c.notNull())
+    .addColumn('payload', 'text', (c) => c.notNull())
+    .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+    .addColumn('delivered_at', 'text')
+    .addColumn('gave_up_at', 'text')
+    .addColumn('last_error', 'text')
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createIndex('alert_notifications_due').ifNotExists().on('alert_notifications').columns(['delivered_at', 'gave_up_at', 'next_attempt_at']).execute();
+  await s.createTable('alert_settings').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('body', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createTable('storage_samples').ifNotExists()
+    .addColumn('vault_id', 'text', (c) => c.notNull())
+    .addColumn('time', 'text', (c) => c.notNull())
+    .addColumn('stored_bytes', 'bigint', (c) => c.notNull())
+    .addColumn('points', 'integer', (c) => c.notNull())
+    .addColumn('protected_bytes', 'bigint', (c) => c.notNull())
+    .addPrimaryKeyConstraint('storage_samples_pk', ['vault_id', 'time'])
+    .execute();
+  // Health and alert rules ask for an item's latest jobs of one operation.
+  await s.createIndex('jobs_item_operation_end').ifNotExists().on('jobs').columns(['item_id', 'operation', 'end_time']).execute();
 }

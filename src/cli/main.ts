@@ -11,6 +11,7 @@ import { registerVaultStorageCommands } from './vault-storage-commands.js';
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
+import { registerMonitorCommands } from './monitor-commands.js';
 import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
 import { registerAccessCommands } from './access-commands.js';
 import { registerDbCommands } from './db-commands.js';
@@ -53,7 +54,7 @@ export function buildProgram(): Command {
       });
       serving = true;
       const zones = [...s.stores.topology.primary.zones, ...s.stores.topology.secondary?.zones ?? []].map((z) => z.name).join(', ');
-      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  stores: ${zones}\n`
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  stores: ${zones}\n  Backup center: ${s.url}/ (sign in with the admin token or a principal's key)\n  metrics: ${s.url}/metrics (any principal's key as a bearer token)\n`
         + (s.fingerprint ? `  certificate fingerprint (SHA-256): ${s.fingerprint}\n` : '  plain HTTP (--insecure-http): loopback only\n'));
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);
@@ -127,9 +128,15 @@ export function buildProgram(): Command {
       const opts = { client, state, agentDir: agentDirOf(g()), log };
       if (o.once) {
         const ran = await runDueOnce(opts);
-        if (o.json) printJson(ran.map((r) => ({ item: r.item, scheduledAt: r.scheduledAt, pointId: r.result?.point.id ?? null, jobId: r.result?.jobId ?? null, error: r.error ?? null })));
-        else if (ran.length === 0) process.stdout.write('nothing is due\n');
-        if (ran.some((r) => r.error)) process.exitCode = 1;
+        // Restores asked for from the dashboard, after the backups (entries with `restoreRequest`).
+        const restored = await (await import('../agent/restore-requests.js')).runRequestedRestores({ client, keys: state.keySet, log });
+        if (o.json) {
+          printJson([
+            ...ran.map((r) => ({ item: r.item, scheduledAt: r.scheduledAt, pointId: r.result?.point.id ?? null, jobId: r.result?.jobId ?? null, error: r.error ?? null })),
+            ...restored.map((r) => ({ item: r.item, restoreRequest: r.request, pointId: r.pointId, jobId: r.jobId, status: r.status, error: r.error ?? null })),
+          ]);
+        } else if (ran.length === 0 && restored.length === 0) process.stdout.write('nothing is due\n');
+        if (ran.some((r) => r.error) || restored.some((r) => r.error || r.status === 'Failed')) process.exitCode = 1;
         return;
       }
       const controller = new AbortController();
@@ -264,6 +271,7 @@ export function buildProgram(): Command {
   registerVmCommands(program, g);
   registerAccessCommands(program, g);
   registerDbCommands(program, g);
+  registerMonitorCommands(program, g);
   return program;
 }
 

@@ -76,6 +76,8 @@ export const ERROR_CODES = {
   NotReplicated: 409,
   CrossRegionRestoreDisabled: 409,
   ConfigInvalid: 400,
+  /** No restore request with this id (or not one this principal may see). */
+  RestoreRequestNotFound: 404,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -51,3 +51,24 @@ export function nextRuns(policy: Policy, from: Date, count: number): Date[] {
   }
   return [...found].sort((a, b) => a - b).slice(0, count).map((ms) => new Date(ms));
 }
+
+/**
+ * The latest run instant strictly before `before`: the run a backup should have answered by
+ * then (recovery point objectives are measured against it). The mirror of nextRuns: for every
+ * instant t, nextRuns(policy, previousRun(policy, t), 1)[0] >= t.
+ */
+export function previousRun(policy: Policy, before: Date): Date {
+  if (Number.isNaN(before.getTime())) throw new CoffreError('InvalidArgument', 'before must be a valid date');
+  const limit = before.getTime();
+  let best = -Infinity;
+  // A day ahead (gap shifts move runs across midnight) down to 9 days back: a weekly schedule
+  // runs at least once in any 8 consecutive days.
+  let date = addDays(toLocal(before, policy.timeZone), 1);
+  for (let i = 0; i < 11; i += 1, date = addDays(date, -1)) {
+    for (const run of runsOnDay(policy, date)) {
+      if (run.getTime() < limit && run.getTime() > best) best = run.getTime();
+    }
+    if (best > -Infinity && i >= 2) break;
+  }
+  return new Date(best);
+}

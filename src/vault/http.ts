@@ -25,6 +25,8 @@ import { verify } from './verify.js';
 import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
+import { registerMonitoringRoutes } from './monitoring-http.js';
+import type { Monitoring } from './monitoring.js';
 import { GUARD_REQUEST_HEADER } from './guard.js';
 import { registerDbRoutes } from './db-http.js';
 
@@ -36,6 +38,10 @@ export interface ApiContext {
    * without re-registering every machine) and over plain HTTP.
    */
   credentialsPin: string | null;
+  /** The Backup center's alerts and metrics (monitoring.ts); made by registerMonitoringRoutes when absent. */
+  monitoring?: Monitoring;
+  /** Told whenever a job ends (jobs.ts). */
+  jobEnded?: (jobId: string) => void;
 }
 
 const MAX_PACK_BYTES = 128 * 1024 * 1024;
@@ -92,6 +98,9 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
     if (!Buffer.isBuffer(req.body)) throw new CoffreError('BadRequest', 'this endpoint takes application/octet-stream');
     return req.body;
   };
+
+  // Backup center: health, alerts, reports, agent requests, /metrics (first: its request counter sees every route).
+  registerMonitoringRoutes(app, ctx, who, { auth, t, parse });
 
   app.get('/v1/health', auth('public'), async () => ({ status: 'ok' }));
 

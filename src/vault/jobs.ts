@@ -11,7 +11,12 @@ import { visibleVaults } from './authorize.js';
 /** A running job whose agent has not reported for this long is declared failed. */
 export const STALE_JOB_MS = 120_000;
 
-export interface JobContext { db: Kysely<Database>; clock: Clock }
+export interface JobContext {
+  db: Kysely<Database>;
+  clock: Clock;
+  /** Told whenever a job ends (alerts and metrics, src/vault/monitoring.ts); it must only schedule work. */
+  jobEnded?: (jobId: string) => void;
+}
 
 export function jobInfo(row: Selectable<JobRow>, vaultName: string, itemName: string | null): JobInfo {
   const end = row.end_time ? Date.parse(row.end_time) : null;
@@ -97,6 +102,7 @@ export async function finishJob(ctx: JobContext, id: string, outcome: {
     ...(outcome.pointId && { point_id: outcome.pointId }),
     ...(outcome.details && { details: JSON.stringify({ ...JSON.parse(row.details) as object, ...outcome.details }) }),
   }).where('id', '=', id).execute();
+  ctx.jobEnded?.(id);
 }
 
 /** A killed agent never reports again: its job ends as Failed rather than running forever. */

@@ -24,11 +24,14 @@ import { recoverCatalog, type RecoveryReport } from './recovery.js';
 import { VaultStores } from './vault-stores.js';
 import { existsSync } from 'node:fs';
 import { buildApi } from './http.js';
-import { ensureAdminPrincipal } from './access.js';
+import { authenticateToken, ensureAdminPrincipal } from './access.js';
+import { Monitoring, type MonitoringOptions } from './monitoring.js';
+import { replicationNow } from './storage-copies.js';
+import type { DataContext } from './data.js';
+import { registerDashboard } from '../web/dashboard.js';
 import { isLoopback, loadTlsIdentity } from './tls.js';
 import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
-import type { DataContext } from './data.js';
 
 import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN, SERVER_INFO_FILE } from '../core/defaults.js';
 
@@ -44,7 +47,7 @@ export interface RunningServer {
   stores: VaultStores;
   /** What a recovery (`recoverFrom`) brought back. */
   recovery: RecoveryReport | null;
-  /** What the vault runs on its own every minute: missed schedules, daily prune and GC. */
+  /** What the vault runs on its own every minute: missed schedules, daily prune and GC, storage samples, alerts. */
   maintain(): Promise<void>;
   /** Makes every queued copy now (retry delays ignored); resolves with the number that failed. */
   drainReplication(): Promise<number>;
@@ -89,6 +92,8 @@ export interface ServerOptions {
   tlsKey?: string;
   /** Plain HTTP, refused unless the address is loopback. */
   insecureHttp?: boolean;
+  /** How the Backup center's alerts send webhooks and report their failures (tests). */
+  monitoring?: MonitoringOptions;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
@@ -130,9 +135,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     throw e;
   }
   const fingerprint = tls?.fingerprint ?? null;
+  const monitoring = new Monitoring({ db, clock, replication: () => replicationNow(ctx) }, opts.monitoring);
   let app;
   try {
-    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null, monitoring, jobEnded: monitoring.jobEnded }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+    // The composition root: the web dashboard (src/web) sits above the vault and signs in through its one door from a key to a principal.
+    registerDashboard(app, { authenticate: (key) => authenticateToken(db, key) });
   } catch (e) {
     await db.destroy();
     topology.close();
@@ -155,10 +163,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   stores.start();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
+  // Jobs that maintenance ends (stale ones, prune, GC) reach the alerts and metrics too.
+  const tracked = { ...ctx, jobEnded: monitoring.jobEnded };
   let running: Promise<void> | null = null;
   const maintain = async () => {
     // One maintenance pass at a time; a tick that finds one running waits for it.
-    if (!running) running = (async () => { await failStaleJobs(ctx); await runMaintenance(ctx); })().finally(() => { running = null; });
+    if (!running) running = (async () => { await failStaleJobs(tracked); await runMaintenance(tracked); await monitoring.tick(); })().finally(() => { running = null; });
     await running;
   };
   // Failures are retried on the next tick; the jobs of prune and GC record their own errors.
@@ -173,6 +183,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     async close() {
       clearInterval(timer);
       await running?.catch(() => undefined);
+      await monitoring.close();
       await app.close();
       await stores.stop();
       await db.destroy();
