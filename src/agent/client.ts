@@ -23,6 +23,8 @@ export interface ClientOptions {
   fingerprint?: string | null | undefined;
   /** An approved request of the vault's guard, sent with every call (header x-coffre-guard-request). */
   guardRequest?: string | undefined;
+  /** Paces binary bodies (packs, point objects) under a bandwidth limit (throttle.ts). */
+  throttle?: { pace(parts: readonly Uint8Array[]): AsyncIterable<Uint8Array> } | undefined;
 }
 
 const q = (v: string) => encodeURIComponent(v);
@@ -88,8 +90,11 @@ export class VaultClient {
             res.on('error', reject);
           });
           req.on('error', reject);
-          for (const part of payload ?? []) req.write(part);
-          req.end();
+          if (binary && this.opts.throttle) void this.paced(req, payload ?? [], this.opts.throttle).catch((e: Error) => { req.destroy(e); });
+          else {
+            for (const part of payload ?? []) req.write(part);
+            req.end();
+          }
         });
         if (status >= 200 && status < 300) return data;
         let code = 'Internal';
@@ -119,6 +124,15 @@ export class VaultClient {
         throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${errno ?? (e as Error).message})${hint}; is \`coffre server\` running? set --server or COFFRE_SERVER`);
       }
     }
+  }
+
+  /** Writes a body slice by slice as the throttle releases them, waiting for the socket to drain. */
+  private async paced(req: http.ClientRequest, parts: Uint8Array[], throttle: NonNullable<ClientOptions['throttle']>): Promise<void> {
+    for await (const slice of throttle.pace(parts)) {
+      if (req.destroyed) return;
+      if (!req.write(slice)) await new Promise<void>((resolve) => { req.once('drain', resolve); req.once('close', resolve); });
+    }
+    req.end();
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
