@@ -16,7 +16,9 @@ import { httpsAgentFor, tlsError } from './tls-trust.js';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
-import type { FileSource, PolicyInfo, RetentionChange } from '../core/api.js';
+import type {
+  BackupServerStatus, FileSource, GroupInfo, OnlineCopyInfo, PolicyInfo, RetentionChange, ServerInfo, ServerRegistration, ServerReport, ThrottleInfo,
+} from '../core/api.js';
 
 export interface ClientOptions {
   /** SHA-256 fingerprint of the vault's certificate: only a server holding it is spoken to. */
@@ -238,4 +240,34 @@ export class VaultClient {
   guardRequests(): Promise<GuardRequestInfo[]> { return this.json('GET', '/v1/guard/requests'); }
   approveGuardRequest(id: string): Promise<GuardRequestInfo> { return this.json('POST', `/v1/guard/requests/${q(id)}/approve`, {}); }
   audit(filter: { since?: string } = {}): Promise<AuditEntry[]> { return this.json('GET', `/v1/audit${filter.since ? `?since=${q(filter.since)}` : ''}`); }
+
+  // ---- the backup server: its calls to its vault (with its server key), and the vault's listing ----
+  registerServer(secret: string, name: string): Promise<ServerRegistration> { return this.json('POST', '/v1/servers/register', { secret, name }); }
+  attachMachine(machine: string, wrappedKeys: unknown): Promise<{ containerId: string; machine: string; created: boolean }> {
+    return this.json('POST', '/v1/servers/self/machines', { machine, wrappedKeys });
+  }
+  serverMachines(): Promise<{ machine: string; containerId: string; wrappedKeys: unknown }[]> { return this.json('GET', '/v1/servers/self/machines'); }
+  serverPolicy(name: string): Promise<unknown> { return this.json('GET', `/v1/servers/self/policies/${q(name)}`); }
+  startCopy(body: { container: string; item: string; kind: string; policy: string; point: string; time: string }): Promise<(BackupStart & { alreadyCopied: false }) | { alreadyCopied: true; point: PointInfo }> {
+    return this.json('POST', '/v1/servers/self/copies', body);
+  }
+  commitCopy(point: string, body: { jobId: string; files: number; bytes: number; consistency: Consistency; counters: JobCounters; details?: Record<string, unknown> }): Promise<PointInfo> {
+    return this.json('POST', `/v1/servers/self/copies/${q(point)}/commit`, body);
+  }
+  async reportServer(report: ServerReport): Promise<{ reportedAt: string }> { return this.json('PUT', '/v1/servers/self/report', report); }
+  listServers(vault: string): Promise<ServerInfo[]> { return this.json('GET', `/v1/vaults/${q(vault)}/servers`); }
+  unregisterServer(vault: string, name: string): Promise<{ server: string; vault: string; machines: number }> { return this.json('DELETE', `/v1/vaults/${q(vault)}/servers/${q(name)}`); }
+
+  // ---- a backup server's own API (groups, online copies, bandwidth), with its admin token ----
+  backupServerStatus(): Promise<BackupServerStatus> { return this.json('GET', '/v1/backup-server'); }
+  createGroup(body: { name: string; shortTermPolicy: string; onlinePolicy: string }): Promise<GroupInfo> { return this.json('POST', '/v1/groups', body); }
+  listGroups(): Promise<GroupInfo[]> { return this.json('GET', '/v1/groups'); }
+  showGroup(name: string): Promise<GroupInfo> { return this.json('GET', `/v1/groups/${q(name)}`); }
+  deleteGroup(name: string): Promise<{ deleted: string }> { return this.json('DELETE', `/v1/groups/${q(name)}`); }
+  addToGroup(name: string, machine: string, item: string): Promise<GroupInfo> { return this.json('POST', `/v1/groups/${q(name)}/items`, { machine, item }); }
+  removeFromGroup(name: string, item: string): Promise<GroupInfo> { return this.json('POST', `/v1/groups/${q(name)}/items/remove`, { item }); }
+  copyOnline(item: string, point?: string): Promise<OnlineCopyInfo> { return this.json('POST', '/v1/online/copies', { item, ...(point ? { point } : {}) }); }
+  listOnlineCopies(item?: string): Promise<OnlineCopyInfo[]> { return this.json('GET', `/v1/online/copies${item ? `?item=${q(item)}` : ''}`); }
+  throttleSettings(): Promise<ThrottleInfo> { return this.json('GET', '/v1/online/throttle'); }
+  setThrottle(schedule: unknown): Promise<ThrottleInfo> { return this.json('PUT', '/v1/online/throttle', schedule); }
 }

@@ -4,6 +4,7 @@
  * which sort correctly as text on both engines.
  */
 import { sql, type Generated, type Kysely } from 'kysely';
+import { migrateBackupServer, type BackupServerTables } from './schema-backup-server.js';
 
 export interface VaultRow { id: string; name: string; subscription: string; redundancy: string; created_at: string }
 export interface PolicyRow { id: string; vault_id: string; name: string; body: string; updated_at: string }
@@ -61,7 +62,7 @@ export interface AuditRow {
   scope: string; vault_id: string | null; target: string; result: string; code: string | null; details: string;
 }
 
-export interface Database {
+export interface Database extends BackupServerTables {
   schedules: ScheduleRow;
   maintenance: MaintenanceRow;
   vaults: VaultRow;
@@ -267,5 +268,6 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('details', 'text', (c) => c.notNull())
     .execute();
   await s.createIndex('audit_log_time').ifNotExists().on('audit_log').column('time').execute();
+  await migrateBackupServer(db);
   await sql`select 1`.execute(db);
 }

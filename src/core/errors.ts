@@ -62,6 +62,14 @@ export const ERROR_CODES = {
   // Raised by the client before any request: the server is not the one it pins (or not trusted).
   CertificateMismatch: 401,
   CertificateUntrusted: 401,
+  // The backup server (two tiers): registered servers, protection groups, online copies.
+  ServerNotFound: 404,
+  /** A machine of the backup server exists in the vault with other keys, or is another server's. */
+  ServerContainerConflict: 409,
+  GroupNotFound: 404,
+  GroupExists: 409,
+  GroupNotEmpty: 409,
+  ItemInGroup: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

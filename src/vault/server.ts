@@ -13,7 +13,8 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
 import { LocalFolderStore } from '../store/local-folder.js';
-import { buildApi } from './http.js';
+import type { FastifyInstance } from 'fastify';
+import { buildApi, type RouteDoor } from './http.js';
 import { ensureAdminPrincipal } from './access.js';
 import { isLoopback, loadTlsIdentity } from './tls.js';
 import { failStaleJobs } from './jobs.js';
@@ -68,6 +69,8 @@ export interface ServerOptions {
   tlsKey?: string;
   /** Plain HTTP, refused unless the address is loopback. */
   insecureHttp?: boolean;
+  /** Routes beside the vault's own (a backup server's groups and online copies), behind the same door. */
+  extend?: (app: FastifyInstance, door: RouteDoor) => void;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
@@ -87,7 +90,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const fingerprint = tls?.fingerprint ?? null;
   let app;
   try {
-    app = buildApi({ db, store, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+    app = buildApi({ db, store, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, { ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}), ...(opts.extend ? { extend: opts.extend } : {}) });
   } catch (e) {
     await db.destroy();
     const code = (e as NodeJS.ErrnoException).code;
