@@ -132,7 +132,13 @@ export class VaultClient {
   private async paced(req: http.ClientRequest, parts: Uint8Array[], throttle: NonNullable<ClientOptions['throttle']>): Promise<void> {
     for await (const slice of throttle.pace(parts)) {
       if (req.destroyed) return;
-      if (!req.write(slice)) await new Promise<void>((resolve) => { req.once('drain', resolve); req.once('close', resolve); });
+      if (!req.write(slice)) {
+        await new Promise<void>((resolve) => {
+          const done = () => { req.off('drain', done); req.off('close', done); resolve(); };
+          req.on('drain', done);
+          req.on('close', done);
+        });
+      }
     }
     req.end();
   }
@@ -248,7 +254,7 @@ export class VaultClient {
   }
   serverMachines(): Promise<{ machine: string; containerId: string; wrappedKeys: unknown }[]> { return this.json('GET', '/v1/servers/self/machines'); }
   serverPolicy(name: string): Promise<unknown> { return this.json('GET', `/v1/servers/self/policies/${q(name)}`); }
-  startCopy(body: { container: string; item: string; kind: string; policy: string; point: string; time: string }): Promise<(BackupStart & { alreadyCopied: false }) | { alreadyCopied: true; point: PointInfo }> {
+  startCopy(body: { container: string; item: string; kind: string; policy: string; point: string; time: string }): Promise<(BackupStart & { alreadyCopied: false; resumed: boolean }) | { alreadyCopied: true; point: PointInfo }> {
     return this.json('POST', '/v1/servers/self/copies', body);
   }
   commitCopy(point: string, body: { jobId: string; files: number; bytes: number; consistency: Consistency; counters: JobCounters; details?: Record<string, unknown> }): Promise<PointInfo> {

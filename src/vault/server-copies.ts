@@ -7,7 +7,8 @@
  * What differs from a backup: the point keeps its id (its manifest is sealed and bound to it, and
  * nobody here can re-seal it) and its time (when its data was read, which retention counts from),
  * and its item is made with the online policy the server names. A copy of a point that is
- * already here answers so, which makes a copy whose commit answer was lost safe to repeat.
+ * already here answers so, which makes a copy whose commit answer was lost safe to repeat; a
+ * copy of a point whose earlier copy is still running (cut short) resumes that job.
  */
 import type { BackupStart, Consistency, JobCounters, PointInfo } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
@@ -30,7 +31,7 @@ export interface CopyStart {
   time: string;
 }
 
-export type CopyStarted = (BackupStart & { alreadyCopied: false }) | { alreadyCopied: true; point: PointInfo };
+export type CopyStarted = (BackupStart & { alreadyCopied: false; resumed: boolean }) | { alreadyCopied: true; point: PointInfo };
 
 async function requireOwned(ctx: DataContext, serverId: string, containerId: string): Promise<void> {
   const own = await ctx.db.selectFrom('server_containers').select('container_id').where('container_id', '=', containerId).where('server_id', '=', serverId).executeTakeFirst();
@@ -67,11 +68,19 @@ export async function startCopy(ctx: DataContext, p: Principal, input: CopyStart
     return { alreadyCopied: true, point: await describePoint(ctx, existing.id) };
   }
   const item = await copyItem(ctx, server.vaultId, input.container, input);
+  // A copy cut short (the server killed, the network lost) left its job running: the next
+  // attempt resumes it, so what arrived stays under a running backup, which GC leaves alone.
+  const running = await ctx.db.selectFrom('jobs').select('id').where('point_id', '=', input.point).where('container_id', '=', input.container)
+    .where('operation', '=', 'Backup').where('status', '=', 'InProgress').executeTakeFirst();
+  if (running) {
+    await ctx.db.updateTable('jobs').set({ heartbeat: ctx.clock.now().toISOString() }).where('id', '=', running.id).execute();
+    return { alreadyCopied: false, resumed: true, job: await describeJob(ctx, running.id), pointId: input.point, item: await itemInfo(ctx, item) };
+  }
   const jobId = await createJob(ctx, {
     vaultId: server.vaultId, itemId: item.id, containerId: input.container, operation: 'Backup', pointId: input.point,
     details: { onlineCopy: { server: server.name, time: input.time } },
   });
-  return { alreadyCopied: false, job: await describeJob(ctx, jobId), pointId: input.point, item: await itemInfo(ctx, item) };
+  return { alreadyCopied: false, resumed: false, job: await describeJob(ctx, jobId), pointId: input.point, item: await itemInfo(ctx, item) };
 }
 
 export interface CopyCommit { jobId: string; files: number; bytes: number; consistency: Consistency; counters: JobCounters; details?: Record<string, unknown> }
