@@ -35,13 +35,18 @@ export interface TwoTiers {
   close(): Promise<void>;
 }
 
-export async function twoTiers(opts: { clock?: Clock; throttle?: unknown; packBytes?: number } = {}): Promise<TwoTiers> {
+/**
+ * `upstreamVia` gives the address the backup server reaches the vault at (e.g. a proxy that
+ * can cut the network); the vault's certificate is pinned all the same.
+ */
+export async function twoTiers(opts: { clock?: Clock; throttle?: unknown; packBytes?: number; upstreamVia?: (url: string) => Promise<string> } = {}): Promise<TwoTiers> {
   const dir = await tempDir('coffre-two-tiers-');
   const clock = opts.clock ? { clock: opts.clock } : {};
   const upstream = await startServer({ dataDir: join(dir, 'vault'), listen: '127.0.0.1:0', ...clock });
   const vaultAdmin = clientFor(upstream);
   await vaultAdmin.createVault({ name: UPSTREAM_VAULT });
   const upstreamCredentials = await credentialsFor(upstream, UPSTREAM_VAULT);
+  if (opts.upstreamVia) upstreamCredentials.server = await opts.upstreamVia(upstream.url);
   const bsOptions: BackupServerOptions = {
     dataDir: join(dir, 'backup-server'), listen: '127.0.0.1:0', name: SERVER_NAME, credentials: upstreamCredentials, intervalMs: 0, ...clock,
     ...(opts.throttle !== undefined ? { throttle: opts.throttle } : {}), ...(opts.packBytes ? { packBytes: opts.packBytes } : {}),
