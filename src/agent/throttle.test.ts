@@ -31,7 +31,7 @@ describe('Throttle', () => {
     assert.equal(throttle.bytes, 6 * MiB);
   });
 
-  it('passes everything at once when unlimited, and earns no credit while idle', async () => {
+  it('passes everything at once when unlimited, and earns no credit while idle (beyond a short pause)', async () => {
     let limited = false;
     const { throttle, elapsed, clock } = simulated(() => (limited ? MiB : null));
     await send(throttle, 10 * MiB);
@@ -40,6 +40,21 @@ describe('Throttle', () => {
     limited = true;
     await send(throttle, MiB);
     assert.equal(elapsed(), 1000);
+  });
+
+  it('carries a short pause between two transfers, and a transfer never averages more than its limit', async () => {
+    let t = 0;
+    const throttle = new Throttle(() => MiB, { monotonic: () => t, sleep: async (ms) => { t += ms; } });
+    await send(throttle, MiB);
+    assert.equal(t, 1000);
+    t += 300; // reading the next pack
+    await send(throttle, MiB);
+    // The 300 ms were not lost: the second MiB left 700 ms after the pause, 2 s after the first byte.
+    assert.equal(t, 2000);
+    t += 5000; // a long pause: no credit
+    const from = t;
+    await send(throttle, MiB);
+    assert.equal(t - from, 1000);
   });
 
   it('follows the hours of the day in the middle of a transfer (injected clock)', async () => {

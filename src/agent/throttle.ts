@@ -5,7 +5,7 @@
  *
  * Each slice is paid for before it is written, starting from nothing: there is no burst
  * allowance, so sending B bytes at R bytes per second never takes less than B / R seconds.
- * Idle time earns no credit either (only a wait's overshoot of a few milliseconds is carried). Waits are measured on a monotonic clock and repeated until
+ * Idle time earns no credit either, beyond a short pause (CARRY_MS) between two slices. Waits are measured on a monotonic clock and repeated until
  * really over (a timer may fire a millisecond early); the wall clock that chooses the limit is
  * injected, so tests drive the hours of the day without waiting for them.
  */
@@ -15,8 +15,13 @@ import { systemClock } from '../core/clock.js';
 
 /** Bytes written at once between two checks of the limit: ~1/32 s at 2 MiB/s. */
 export const SLICE_BYTES = 64 * 1024;
-/** Overshoot of a wait (timer granularity, a slow event loop) carried into the next slice. */
-const CARRY_MS = 20;
+/**
+ * A pause shorter than this (a wait's overshoot, the next pack being read) is carried into the
+ * next slices, so that a transfer uses its limit rather than losing every gap between packs:
+ * at worst this much time's worth of bytes leaves at once, and a transfer never averages more
+ * than the limit from its first byte.
+ */
+const CARRY_MS = 500;
 
 export interface ThrottleOptions {
   /** The wall clock the limit is chosen by (default: the system's). */
@@ -56,9 +61,9 @@ export class Throttle {
       this.started = false;
       return;
     }
-    // A wait that overshot by a little (timer granularity) is carried, not lost: otherwise every
-    // slice would pay its rounding and a transfer would run slower than its limit. Idle time
-    // beyond that starts afresh, so the first slice after a pause pays its own time too.
+    // A short pause is carried, not lost (otherwise every slice would pay its rounding and every
+    // pack its reading, and a transfer would run slower than its limit). A longer one starts
+    // afresh, and so does the first slice: it pays its own time too.
     const carried = this.started && now - this.nextFree <= CARRY_MS ? this.nextFree : now;
     this.started = true;
     this.nextFree = carried + (n * 1000) / rate;

@@ -9,13 +9,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CoffreError } from '../core/errors.js';
 import type { RouteDoor } from '../vault/http.js';
-import { principalOf } from '../vault/route-auth.js';
+import { principalOf, type TargetResolver } from '../vault/route-auth.js';
+import { vaultScope } from '../vault/roles.js';
 import { addToGroup, createGroup, deleteGroup, removeFromGroup } from './groups.js';
 import type { OnlineProtection } from './protection.js';
 
 const NAME = z.string().min(1).max(63);
 
-export function registerBackupServerRoutes(app: FastifyInstance, { auth, t, parse }: RouteDoor, engine: () => OnlineProtection | null): void {
+export function registerBackupServerRoutes(app: FastifyInstance, { auth, parse }: RouteDoor, engine: () => OnlineProtection | null): void {
   const params = (req: FastifyRequest) => req.params as Record<string, string>;
   const query = (req: FastifyRequest) => req.query as Record<string, string | undefined>;
   const e = (): OnlineProtection => {
@@ -23,8 +24,11 @@ export function registerBackupServerRoutes(app: FastifyInstance, { auth, t, pars
     if (!p) throw new CoffreError('ServerUnreachable', 'the backup server is still starting; try again in a moment');
     return p;
   };
-  // Everything acts on the backup server's one vault: the target when none is named.
-  const local = t.vault('query');
+  // Everything acts on the backup server's own vault, whatever other vaults it may hold.
+  const local: TargetResolver = async () => {
+    const v = e().vault;
+    return { scope: vaultScope(v.subscription, v.name), vaultId: v.id };
+  };
 
   app.get('/v1/backup-server', auth('view', local), async () => e().status());
 
