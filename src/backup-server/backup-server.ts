@@ -85,11 +85,15 @@ export async function startBackupServer(opts: BackupServerOptions): Promise<Runn
     link = await linkUpstream(dataDir, opts.credentials, opts.name, clock.now());
     log(`registered as backup server ${link.name} with vault ${link.vault} at ${link.server}`);
   }
-  let engine: OnlineProtection | null = null;
+  let ready!: (p: OnlineProtection) => void;
+  let failed!: (e: unknown) => void;
+  const engine = new Promise<OnlineProtection>((resolve, reject) => { ready = resolve; failed = reject; });
+  // A failed start rejects it; nothing waits on it then but routes, which answer the error.
+  engine.catch(() => undefined);
   const server = await startServer({
     dataDir, clock, ...(opts.listen ? { listen: opts.listen } : {}), ...(opts.tlsCert ? { tlsCert: opts.tlsCert } : {}), ...(opts.tlsKey ? { tlsKey: opts.tlsKey } : {}),
     ...(opts.insecureHttp ? { insecureHttp: true } : {}),
-    extend: (app, door) => registerBackupServerRoutes(app, door, () => engine),
+    extend: (app, door) => registerBackupServerRoutes(app, door, engine),
   });
   let timer: NodeJS.Timeout | null = null;
   try {
@@ -106,7 +110,7 @@ export async function startBackupServer(opts: BackupServerOptions): Promise<Runn
       // The vault may be out of reach: short-term protection works without it, and so does the rest.
       log(`cannot reach the vault to list this server's machines: ${(e as Error).message}`);
     }
-    engine = protection;
+    ready(protection);
     const interval = opts.intervalMs ?? ONLINE_INTERVAL_MS;
     if (interval > 0) {
       const round = () => { void protection.tick().catch((e: Error) => log(`online protection round failed: ${e.message}`)); };
@@ -125,6 +129,7 @@ export async function startBackupServer(opts: BackupServerOptions): Promise<Runn
     };
   } catch (e) {
     if (timer) clearInterval(timer);
+    failed(e);
     await server.close();
     throw e;
   }

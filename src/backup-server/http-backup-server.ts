@@ -16,17 +16,23 @@ import type { OnlineProtection } from './protection.js';
 
 const NAME = z.string().min(1).max(63);
 
-export function registerBackupServerRoutes(app: FastifyInstance, { auth, parse }: RouteDoor, engine: () => OnlineProtection | null): void {
+/**
+ * `engine` resolves once the server's own vault and online protection are ready (the service
+ * answers a little before: its routes wait for them).
+ */
+export function registerBackupServerRoutes(app: FastifyInstance, { auth, parse }: RouteDoor, engine: Promise<OnlineProtection>): void {
   const params = (req: FastifyRequest) => req.params as Record<string, string>;
   const query = (req: FastifyRequest) => req.query as Record<string, string | undefined>;
+  let ready: OnlineProtection | null = null;
+  void engine.then((p) => { ready = p; }, () => undefined);
   const e = (): OnlineProtection => {
-    const p = engine();
-    if (!p) throw new CoffreError('ServerUnreachable', 'the backup server is still starting; try again in a moment');
-    return p;
+    // Handlers run after the target resolver below, which awaited the engine.
+    if (!ready) throw new CoffreError('Internal', 'the backup server did not start');
+    return ready;
   };
   // Everything acts on the backup server's own vault, whatever other vaults it may hold.
   const local: TargetResolver = async () => {
-    const v = e().vault;
+    const v = (await engine).vault;
     return { scope: vaultScope(v.subscription, v.name), vaultId: v.id };
   };
 
