@@ -11,6 +11,10 @@ command -v setcap >/dev/null 2>&1 || need+=(libcap2-bin)
 command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
 # File backups from volume snapshots: btrfs images.
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
+# PostgreSQL 15 (the database tests start their own clusters with its initdb and pg_ctl) and
+# pgBackRest (the database benchmark's peer).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2

@@ -17,7 +17,8 @@ import { httpsAgentFor, tlsError } from './tls-trust.js';
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
 import type {
-  BackupServerStatus, FileSource, GroupInfo, OnlineCopyInfo, PolicyInfo, RetentionChange, ServerInfo, ServerRegistration, ServerReport, ThrottleInfo,
+  BackupServerStatus, DbBackupType, DbPointMeta, FileSource, GroupInfo, ItemInfo, OnlineCopyInfo, PolicyInfo, RestorableRange, RetentionChange,
+  ServerInfo, ServerRegistration, ServerReport, ThrottleInfo,
 } from '../core/api.js';
 
 export interface ClientOptions {
@@ -202,8 +203,13 @@ export class VaultClient {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
   gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
-  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string }; onDemand?: { retainUntil: string } }[]> { return this.json('GET', '/v1/agent/due'); }
-  async claim(item: string, scheduledAt: string, onDemand = false): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(onDemand ? { onDemand } : {}) }); }
+  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string } | { db: string; backupType: DbBackupType }; onDemand?: { retainUntil: string } }[]> {
+    return this.json('GET', '/v1/agent/due');
+  }
+  /** Claims a due run: an on-demand one (asked for by a principal), or a database run of one backup type. */
+  async claim(item: string, scheduledAt: string, run: { onDemand?: boolean; backupType?: DbBackupType } = {}): Promise<void> {
+    await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(run.onDemand ? { onDemand: true } : {}), ...(run.backupType ? { backupType: run.backupType } : {}) });
+  }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
 
@@ -247,6 +253,16 @@ export class VaultClient {
   approveGuardRequest(id: string): Promise<GuardRequestInfo> { return this.json('POST', `/v1/guard/requests/${q(id)}/approve`, {}); }
   audit(filter: { since?: string } = {}): Promise<AuditEntry[]> { return this.json('GET', `/v1/audit${filter.since ? `?since=${q(filter.since)}` : ''}`); }
 
+  // Databases (PostgreSQL): see src/vault/db-points.ts.
+  dbProtect(name: string, policy?: string): Promise<{ item: ItemInfo; created: boolean; policyNote: string | null }> {
+    return this.json('POST', '/v1/db/items', { name, ...(policy ? { policy } : {}) });
+  }
+  dbChain(item: string): Promise<PointInfo[]> { return this.json('GET', `/v1/db/items/${encodeURIComponent(item)}/chain`); }
+  dbRanges(item: string): Promise<RestorableRange[]> { return this.json('GET', `/v1/db/items/${encodeURIComponent(item)}/ranges`); }
+  dbStartBackup(item: string, type: DbBackupType): Promise<BackupStart> { return this.json('POST', `/v1/db/items/${encodeURIComponent(item)}/backups`, { type }); }
+  dbCommit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[]; details?: Record<string, unknown>; database: DbPointMeta }): Promise<PointInfo> {
+    return this.json('POST', `/v1/db/points/${point}/commit`, body);
+  }
   // ---- the backup server: its calls to its vault (with its server key), and the vault's listing ----
   registerServer(secret: string, name: string): Promise<ServerRegistration> { return this.json('POST', '/v1/servers/register', { secret, name }); }
   attachMachine(machine: string, wrappedKeys: unknown): Promise<{ containerId: string; machine: string; created: boolean }> {

@@ -124,7 +124,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const { client, keys } = opts;
   const point = await client.getPoint(opts.pointId);
   if (point.itemKind !== 'files') {
-    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`coffre vm restore ${point.id} --target DIR\``);
+    const how = point.itemKind === 'PostgreSQL' ? `coffre db restore ${point.item} --point ${point.id} --target DIR` : `coffre vm restore ${point.id} --target DIR`;
+    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`${how}\``);
   }
   const manifest = openManifest(keys, point.id, await client.manifest(point.id));
   const source = sourceFor(client, keys, point.containerId, manifest);

@@ -61,8 +61,18 @@ export interface AuditRow {
   seq: Generated<number>; time: string; principal: string; principal_id: string | null; operation: string;
   scope: string; vault_id: string | null; target: string; result: string; code: string | null; details: string;
 }
+/** A database point's WAL and chain facts (see DbPointMeta in core/api.ts); one row per PostgreSQL point. */
+export interface DbPointRow {
+  point_id: string; item_id: string; type: string; timeline: number; wal_segment_size: number;
+  first_segment: number; last_segment: number; start_lsn: string | null; stop_lsn: string | null;
+  consistent_at: string | null; based_on: string | null; from_time: string | null; to_time: string | null;
+}
+/** Per database item and backup type (Full, Differential, Log): the last scheduled run handed out. */
+export interface DbScheduleRow { item_id: string; type: string; last_run: string }
 
 export interface Database extends BackupServerTables {
+  db_points: DbPointRow;
+  db_schedules: DbScheduleRow;
   schedules: ScheduleRow;
   maintenance: MaintenanceRow;
   vaults: VaultRow;
@@ -268,6 +278,28 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('details', 'text', (c) => c.notNull())
     .execute();
   await s.createIndex('audit_log_time').ifNotExists().on('audit_log').column('time').execute();
+  await s.createTable('db_points').ifNotExists()
+    .addColumn('point_id', 'text', (c) => c.primaryKey())
+    .addColumn('item_id', 'text', (c) => c.notNull())
+    .addColumn('type', 'text', (c) => c.notNull())
+    .addColumn('timeline', 'integer', (c) => c.notNull())
+    .addColumn('wal_segment_size', 'bigint', (c) => c.notNull())
+    .addColumn('first_segment', 'bigint', (c) => c.notNull())
+    .addColumn('last_segment', 'bigint', (c) => c.notNull())
+    .addColumn('start_lsn', 'text')
+    .addColumn('stop_lsn', 'text')
+    .addColumn('consistent_at', 'text')
+    .addColumn('based_on', 'text')
+    .addColumn('from_time', 'text')
+    .addColumn('to_time', 'text')
+    .execute();
+  await s.createIndex('db_points_item').ifNotExists().on('db_points').columns(['item_id', 'first_segment']).execute();
+  await s.createTable('db_schedules').ifNotExists()
+    .addColumn('item_id', 'text', (c) => c.notNull())
+    .addColumn('type', 'text', (c) => c.notNull())
+    .addColumn('last_run', 'text', (c) => c.notNull())
+    .addPrimaryKeyConstraint('db_schedules_pk', ['item_id', 'type'])
+    .execute();
   await migrateBackupServer(db);
   await sql`select 1`.execute(db);
 }

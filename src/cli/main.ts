@@ -12,6 +12,7 @@ import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
 import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
 import { registerAccessCommands } from './access-commands.js';
+import { registerDbCommands } from './db-commands.js';
 import { registerBackupServerCommands } from './backup-server-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
@@ -253,6 +254,7 @@ export function buildProgram(): Command {
   registerPolicyCommands(program, g);
   registerVmCommands(program, g);
   registerAccessCommands(program, g);
+  registerDbCommands(program, g);
   registerBackupServerCommands(program, g, () => { serving = true; });
   return program;
 }

@@ -62,6 +62,14 @@ export const ERROR_CODES = {
   // Raised by the client before any request: the server is not the one it pins (or not trusted).
   CertificateMismatch: 401,
   CertificateUntrusted: 401,
+  DatabaseNotReady: 412,
+  DatabaseUnreachable: 503,
+  TimeNotRestorable: 409,
+  ChainIncomplete: 409,
+  WalGap: 409,
+  WalOverlap: 409,
+  WalNotArchived: 504,
+  BackupInProgress: 409,
   // The backup server (two tiers): registered servers, protection groups, online copies.
   ServerNotFound: 404,
   /** A machine of the backup server exists in the vault with other keys, or is another server's. */

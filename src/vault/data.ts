@@ -10,8 +10,9 @@ import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { packKind, readPack } from '../core/pack.js';
-import { validatePolicy, type Policy } from '../policy/policy.js';
-import { evaluateRetention } from '../policy/retention.js';
+import { validateAnyPolicy, type AnyPolicy } from '../policy/db-policy.js';
+import { attachDbInfo } from './db-points.js';
+import { itemRetention } from './item-retention.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
@@ -138,8 +139,12 @@ export interface CommitInput {
   time?: string;
 }
 
-/** Makes a point visible, after checking that everything it references is stored. */
-export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput): Promise<PointInfo> {
+/**
+ * Makes a point visible, after checking that everything it references is stored. `within` runs
+ * in the point's catalog transaction, after the point row (a database point's chain facts).
+ */
+export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput,
+  within?: (tx: Kysely<Database>, row: Selectable<PointRow>) => Promise<void>): Promise<PointInfo> {
   const job = await backupJob(ctx, p, pointId, input.jobId);
   const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirst();
   if (!item) throw new CoffreError('ItemNotFound', 'the item of this backup was deleted (purged) while it ran; nothing is kept');
@@ -163,6 +168,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   await ctx.db.transaction().execute(async (tx) => {
     await markVerified(tx, item.container_id, closure.verified);
     await tx.insertInto('points').values(row).execute();
+    await within?.(tx, row);
     await refreshExpiries({ ...ctx, db: tx }, item.id);
     await finishJob({ ...ctx, db: tx }, input.jobId, {
       status: input.warnings.length ? 'CompletedWithWarnings' : 'Completed', counters: input.counters, warnings: input.warnings, pointId,
@@ -172,22 +178,24 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   return describePoint(ctx, pointId);
 }
 
-/** An item's points with their stored expiry and the one `policy` gives them in `state`. */
-export async function expiriesUnder(ctx: DataContext, itemId: string, policy: Policy, state: ProtectionState): Promise<{ id: string; time: string; stored: string; expiresAt: string }[]> {
-  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).orderBy('time').execute();
+/**
+ * An item's points with their stored expiry and the one `policy` gives them in `state`: a
+ * database's chain-aware, the others' by the shared rules (item-retention.ts).
+ */
+export async function expiriesUnder(ctx: DataContext, itemId: string, policy: AnyPolicy, state: ProtectionState): Promise<{ id: string; time: string; stored: string; expiresAt: string; keptFor?: string[] }[]> {
+  const { points, results } = await itemRetention(ctx, itemId, policy, ctx.clock.now());
   // A stopped or soft-deleted item's points are kept until it is resumed or purged.
   if (state !== 'Protected') return points.map((pt) => ({ id: pt.id, time: pt.time, stored: pt.expires_at, expiresAt: NEVER }));
-  const results = evaluateRetention(policy, points.map((pt) => ({
-    id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
-  })), ctx.clock.now());
-  return results.map((r, i) => ({ id: r.id, time: points[i]!.time, stored: points[i]!.expires_at, expiresAt: r.expiresAt.toISOString() }));
+  return results.map((r, i) => ({
+    id: r.id, time: points[i]!.time, stored: points[i]!.expires_at, expiresAt: r.expiresAt.toISOString(), ...(r.keptFor ? { keptFor: r.keptFor } : {}),
+  }));
 }
 
 /** Expiries come from the item's current policy over all its points (retroactive by design). */
 export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
   const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
   const { state } = await itemState(ctx.db, itemId);
-  for (const pt of await expiriesUnder(ctx, itemId, validatePolicy(JSON.parse(item.body)), state)) {
+  for (const pt of await expiriesUnder(ctx, itemId, validateAnyPolicy(JSON.parse(item.body)), state)) {
     if (pt.stored !== pt.expiresAt) await ctx.db.updateTable('points').set({ expires_at: pt.expiresAt }).where('id', '=', pt.id).execute();
   }
 }
@@ -213,6 +221,7 @@ async function pointInfoRows(ctx: DataContext, rows: Selectable<PointRow>[]): Pr
       consistency: r.consistency as Consistency, expiresAt: r.expires_at, retainUntil: r.retain_until, files: r.files, bytes: Number(r.bytes),
     });
   }
+  await attachDbInfo(ctx, out);
   return out;
 }
 

@@ -26,6 +26,7 @@ import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
 import { GUARD_REQUEST_HEADER } from './guard.js';
+import { registerDbRoutes } from './db-http.js';
 
 export interface ApiContext {
   db: Kysely<Database>; store: ObjectStore; clock: Clock;
@@ -242,12 +243,15 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   });
   app.get('/v1/agent/due', auth('schedule.poll', t.ownVault), async (req) => dueRuns(ctx, await who(req)));
   app.post('/v1/agent/claim', auth('schedule.poll', t.ownVault, false), async (req) => {
-    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime(), onDemand: z.boolean().optional() }), req.body);
-    await claimRun(ctx, await who(req), body.item, body.scheduledAt, body.onDemand ?? false);
+    const body = parse(z.object({
+      item: z.string(), scheduledAt: z.string().datetime(), onDemand: z.boolean().optional(), backupType: z.enum(['Full', 'Differential', 'Log']).optional(),
+    }), req.body);
+    await claimRun(ctx, await who(req), body.item, body.scheduledAt, { onDemand: body.onDemand ?? false, ...(body.backupType ? { backupType: body.backupType } : {}) });
     return { ok: true };
   });
 
   registerProtectionRoutes(app, ctx, { auth, t, parse, guardRequest });
+  registerDbRoutes(app, ctx, who, { auth, t });
   registerServerRoutes(app, ctx, { auth, t, parse });
   opts.extend?.(app, { auth, t, parse });
 
