@@ -22,6 +22,7 @@ import { backupVm } from '../src/agent/vm/vm-backup.js';
 import { restoreVm } from '../src/agent/vm/vm-restore.js';
 import { pointClosure } from '../src/backup-server/closure.js';
 import { ManualClock } from '../src/core/clock.js';
+import { CoffreError } from '../src/core/errors.js';
 import { refsKey } from '../src/vault/data.js';
 import { LocalFolderStore } from '../src/store/local-folder.js';
 import { registerAgent } from '../src/agent/register.js';
@@ -224,6 +225,12 @@ test('two machines in a protection group: short-term every 6 hours, online copie
       assert.equal(again.status, 'Completed');
       assert.equal(again.chunksSent, 0);
       assert.equal(again.bytesSent, 0);
+    });
+
+    await t.test('a database item is refused in a group, with what to do instead', async () => {
+      await m1.agent.client.dbProtect('pg1');
+      await assert.rejects(env.bsAdmin.addToGroup('g1', 'm1', 'pg1'), (e: unknown) => e instanceof CoffreError && e.code === 'InvalidArgument');
+      assert.deepEqual((await env.bsAdmin.showGroup('g1')).items.map((i) => i.item), ['docs', 'web01']);
     });
 
     await t.test('with the backup server\'s data folder deleted, the machines restore their online points from the vault', async () => {

@@ -3,7 +3,10 @@
  * policy of the backup server's own vault: how often backups land on its disk and how long they
  * stay) and one online policy (a policy of the upstream vault, by name: when points are copied
  * there and how long the vault keeps them). An item belongs to one group at most. Items are of
- * any kind (files, VMs, databases): a group only needs what every item has, a machine and points.
+ * any kind a copy keeps whole as it is: files and VMs. Database items are refused for now: a
+ * database point is part of a chain (a differential needs its full, log points their base and
+ * each other) and its chain facts live beside the point in the catalog, which a copy does not
+ * carry yet; a lone copy would look restorable in the vault and not be.
  *
  * Adding an item assigns it the short-term policy through the vault's own assignPolicy, so the
  * caller's roles and the vault's protection rules (immutability, the guard) apply as they would
@@ -16,6 +19,7 @@ import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Principal } from '../vault/access.js';
 import type { DataContext } from '../vault/data.js';
+import { DB_ITEM_KIND } from '../vault/db-points.js';
 import { assignPolicy } from '../vault/policies.js';
 import { checkName } from '../vault/vaults.js';
 
@@ -52,6 +56,9 @@ async function machineItem(ctx: DataContext, vaultId: string, machine: string, i
 export async function addToGroup(ctx: DataContext, p: Principal, vault: Selectable<VaultRow>, groupName: string, machine: string, itemName: string): Promise<void> {
   const group = await findGroup(ctx, vault.id, groupName);
   const item = await machineItem(ctx, vault.id, machine, itemName);
+  if (item.kind === DB_ITEM_KIND) {
+    throw new CoffreError('InvalidArgument', `${itemName} of ${machine} is a database: online protection of databases is not built yet (a copy would lose its chain); protect it in the vault directly with \`coffre db protect\` on a machine registered there`);
+  }
   const member = await ctx.db.selectFrom('group_members').innerJoin('protection_groups', 'protection_groups.id', 'group_members.group_id')
     .select(['protection_groups.name']).where('group_members.item_id', '=', item.id).executeTakeFirst();
   if (member && member.name !== groupName) throw new CoffreError('ItemInGroup', `${itemName} of ${machine} is in protection group ${member.name}; an item belongs to one group (remove it there first)`);
