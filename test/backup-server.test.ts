@@ -24,7 +24,6 @@ import { pointClosure } from '../src/backup-server/closure.js';
 import { ManualClock } from '../src/core/clock.js';
 import { CoffreError } from '../src/core/errors.js';
 import { refsKey } from '../src/vault/data.js';
-import { LocalFolderStore } from '../src/store/local-folder.js';
 import { registerAgent } from '../src/agent/register.js';
 import { credentialsFor, PASSPHRASE, type TestAgent } from '../testkit/harness.js';
 import { SERVER_NAME, twoTiers, UPSTREAM_VAULT, type TwoTiers } from '../testkit/two-tiers.js';
@@ -202,7 +201,7 @@ test('two machines in a protection group: short-term every 6 hours, online copie
       await states.keepTree(changed.point.id, docs);
       // What the changed point reaches that the unchanged one did not: its new chunks and pages.
       const db = env.bs.server.db;
-      const store = new LocalFolderStore(join(env.bs.server.dataDir, 'store'));
+      const store = env.bs.server.stores.forVault(env.bs.vault);
       const closureOf = async (id: string) => new Set((await pointClosure(db, m1.agent.state.containerId, await store.get(refsKey(id)))).ids);
       const before = await closureOf(unchanged.point.id);
       const fresh = [...await closureOf(changed.point.id)].filter((id) => !before.has(id));

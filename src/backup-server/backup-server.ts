@@ -12,7 +12,7 @@
  * rebuilt server copied before are taken back before the first round.
  */
 import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Selectable } from 'kysely';
 import type { VaultRow } from '../catalog/schema.js';
 import type { CredentialsFile } from '../core/api.js';
@@ -21,7 +21,6 @@ import { CoffreError } from '../core/errors.js';
 import { SYSTEM } from '../vault/access.js';
 import { startServer, type RunningServer } from '../vault/server.js';
 import { createVault } from '../vault/vaults.js';
-import { LocalFolderStore } from '../store/local-folder.js';
 import { registerBackupServerRoutes } from './http-backup-server.js';
 import { OnlineProtection } from './protection.js';
 import { linkUpstream, loadLink, type UpstreamLink } from './upstream.js';
@@ -67,7 +66,7 @@ export interface RunningBackupServer {
 async function ownVault(server: RunningServer, name: string, clock: Clock): Promise<Selectable<VaultRow>> {
   const found = await server.db.selectFrom('vaults').selectAll().where('name', '=', name).executeTakeFirst();
   if (found) return found;
-  await createVault({ db: server.db, clock }, SYSTEM, { name, redundancy: 'LRS' });
+  await createVault({ db: server.db, stores: server.stores, clock }, SYSTEM, { name, redundancy: 'LRS' });
   return server.db.selectFrom('vaults').selectAll().where('name', '=', name).executeTakeFirstOrThrow();
 }
 
@@ -98,7 +97,8 @@ export async function startBackupServer(opts: BackupServerOptions): Promise<Runn
   let timer: NodeJS.Timeout | null = null;
   try {
     const vault = await ownVault(server, link.name, clock);
-    const ctx = { db: server.db, store: new LocalFolderStore(join(dataDir, 'store')), clock };
+    // The server's own stores: short-term points are read where the vault wrote them, whatever its redundancy.
+    const ctx = { db: server.db, stores: server.stores, clock };
     const protection = await OnlineProtection.open({ ctx, vault, link, log, ...(opts.packBytes ? { packBytes: opts.packBytes } : {}) });
     if (opts.throttle !== undefined) await protection.setThrottle(opts.throttle);
     const interrupted = await protection.recoverInterrupted();

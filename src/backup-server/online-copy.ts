@@ -131,7 +131,8 @@ export async function copyPoint(env: CopyEnv, pointId: string, opts: { group: st
     details.resumed = start.resumed;
     // Recorded before any byte leaves: a restarted server closes the vault's job of a cut copy.
     await save();
-    const refs = await ctx.store.get(refsKey(point.id));
+    const store = await ctx.stores.byId(point.vault_id);
+    const refs = await store.get(refsKey(point.id));
     const closure = await pointClosure(ctx.db, point.container_id, refs);
     const present = idSet(await env.upstream.blobIds(container));
     const missing = closure.ids.filter((id) => !present.has(id));
@@ -140,7 +141,7 @@ export async function copyPoint(env: CopyEnv, pointId: string, opts: { group: st
     await sendBlobs(env, point.container_id, container, missing, closure.pages, details, counters, save);
     checkAborted(env.signal);
     for (const [object, key] of [['manifest', manifestKey(point.id)], ['refs', refsKey(point.id)]] as const) {
-      const data = object === 'refs' ? refs : await ctx.store.get(key);
+      const data = object === 'refs' ? refs : await store.get(key);
       await env.upstream.putPointObject(point.id, start.job.id, object, data);
       details.bytesSent += data.length;
       counters.bytesUploaded += data.length;
@@ -172,6 +173,7 @@ export async function copyPoint(env: CopyEnv, pointId: string, opts: { group: st
  */
 async function sendBlobs(env: CopyEnv, localContainer: string, container: string, ids: string[], pages: Set<string>, details: CopyDetails, counters: JobCounters, save: () => Promise<void>): Promise<void> {
   const { ctx } = env;
+  const store = await ctx.stores.forContainer(localContainer);
   const limit = env.packBytes ?? COPY_PACK_BYTES;
   const writers: Record<PackKind, PackWriter> = { data: new PackWriter('data'), tree: new PackWriter('tree') };
   const flush = async (kind: PackKind) => {
@@ -210,7 +212,7 @@ async function sendBlobs(env: CopyEnv, localContainer: string, container: string
         const from = blobs[i]!.offset;
         let data: Buffer;
         try {
-          data = await ctx.store.get(packKey(localContainer, pack), { offset: from, length: blobs[j - 1]!.offset + blobs[j - 1]!.length - from });
+          data = await store.get(packKey(localContainer, pack), { offset: from, length: blobs[j - 1]!.offset + blobs[j - 1]!.length - from });
         } catch (e) {
           if (!(e instanceof CoffreError && e.code === 'NotFound') || attempt > 0) throw e;
           retry.push(...blobs.slice(i).map((b) => b.id));

@@ -21,6 +21,7 @@ import { Throttle } from '../agent/throttle.js';
 import type { VaultClient } from '../agent/client.js';
 import type { DataContext } from '../vault/data.js';
 import { finishJob } from '../vault/jobs.js';
+import { writeContainerRecord } from '../vault/records.js';
 import { runsBetween } from '../vault/scheduler.js';
 import { members } from './groups.js';
 import { copyInfo, copyPoint } from './online-copy.js';
@@ -127,7 +128,9 @@ export class OnlineProtection {
       if (!m.wrappedKeys) continue;
       const local = await this.ctx.db.selectFrom('containers').select('id').where('vault_id', '=', this.vault.id).where('name', '=', m.machine).executeTakeFirst();
       if (local) continue;
-      await this.ctx.db.insertInto('containers').values({ id: newId(), vault_id: this.vault.id, name: m.machine, wrapped_keys: JSON.stringify(m.wrappedKeys), created_at: this.ctx.clock.now().toISOString() }).execute();
+      const id = newId();
+      await this.ctx.db.insertInto('containers').values({ id, vault_id: this.vault.id, name: m.machine, wrapped_keys: JSON.stringify(m.wrappedKeys), created_at: this.ctx.clock.now().toISOString() }).execute();
+      await writeContainerRecord(this.ctx, id);
       added.push(m.machine);
     }
     return added;

@@ -7,7 +7,19 @@ export type Operation = 'Backup' | 'Restore' | 'Verify' | 'Prune' | 'GarbageColl
 export type Consistency = 'app' | 'filesystem' | 'crash';
 export type PointKind = 'Scheduled' | 'OnDemand';
 
-export interface VaultInfo { id: string; name: string; subscription: string; redundancy: Redundancy; createdAt: string }
+export interface VaultInfo { id: string; name: string; subscription: string; redundancy: Redundancy; crossRegionRestore: boolean; createdAt: string }
+
+/** `coffre vault show`: a vault with the state of its copies. */
+export interface VaultDetails extends VaultInfo {
+  /** Redundancy can change until the first item is protected; then it is locked. */
+  redundancyLocked: boolean;
+  /** GRS: what is still to copy to the secondary region (zeros for LRS and ZRS). */
+  replication: { pendingObjects: number; pendingBytes: number; oldestPendingSeconds: number };
+  /** ZRS: copies a zone missed and still has to receive. */
+  zoneRepair: { pendingObjects: number; pendingBytes: number };
+  /** The stores holding the vault's copies. */
+  stores: { name: string; role: 'primary' | 'secondary' }[];
+}
 
 export interface ItemInfo { id: string; name: string; vault: string; machine: string; kind: string; policy: string; createdAt: string }
 
@@ -34,6 +46,8 @@ export interface PointInfo {
   basedOn?: string | null;
   /** Database points: WAL and chain details. */
   database?: DbPointMeta;
+  /** GRS: whether every object of the point is in the secondary region (false for LRS and ZRS vaults). */
+  replicated: boolean;
 }
 
 export interface JobProblem { code: string; message: string; path?: string }

@@ -70,6 +70,12 @@ export const ERROR_CODES = {
   WalOverlap: 409,
   WalNotArchived: 504,
   BackupInProgress: 409,
+  StorageFull: 507,
+  StorageUnavailable: 503,
+  StorageError: 502,
+  NotReplicated: 409,
+  CrossRegionRestoreDisabled: 409,
+  ConfigInvalid: 400,
   // The backup server (two tiers): registered servers, protection groups, online copies.
   ServerNotFound: 404,
   /** A machine of the backup server exists in the vault with other keys, or is another server's. */
@@ -109,7 +115,7 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 /** Exit codes scripts can rely on: 1 = operation failed, 2 = usage/argument error, 3 = auth/access. */
 export function exitCodeFor(code: ErrorCode): number {
   const status = ERROR_CODES[code];
-  if (code === 'InvalidArgument' || code === 'BadRequest' || code === 'InvalidPolicy' || code === 'PassphraseTooShort') return 2;
+  if (code === 'InvalidArgument' || code === 'BadRequest' || code === 'InvalidPolicy' || code === 'PassphraseTooShort' || code === 'ConfigInvalid') return 2;
   if (status === 401 || status === 403) return 3;
   return 1;
 }

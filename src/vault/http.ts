@@ -11,7 +11,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { VaultStores } from './vault-stores.js';
+import { readFrom, registerStorageRoutes } from './storage-http.js';
 import type { Principal } from './access.js';
 import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
 import { targets } from './route-targets.js';
@@ -29,7 +30,7 @@ import { GUARD_REQUEST_HEADER } from './guard.js';
 import { registerDbRoutes } from './db-http.js';
 
 export interface ApiContext {
-  db: Kysely<Database>; store: ObjectStore; clock: Clock;
+  db: Kysely<Database>; stores: VaultStores; clock: Clock;
   /**
    * The certificate fingerprint vault credentials carry for agents to pin: the self-signed
    * certificate's. Null for an operator's certificate (trusted through its CA, and renewed
@@ -103,7 +104,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   app.get('/v1/health', auth('public'), async () => ({ status: 'ok' }));
 
   app.post('/v1/vaults', auth('vault.create', t.newVault), async (req) => {
-    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional() }), req.body);
+    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional(), crossRegionRestore: z.boolean().optional() }), req.body);
     return vaults.createVault(ctx, await who(req), body);
   });
   app.get('/v1/vaults', auth('view', t.filtered), async (req) => vaults.listVaults(ctx, await who(req)));
@@ -138,7 +139,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
       throw new CoffreError('BadRequest', 'offset and length must be non-negative integers');
     }
     reply.type('application/octet-stream');
-    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range);
+    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range, { from: readFrom(q.from), ...(q.job ? { jobId: q.job } : {}) });
   });
 
   app.post('/v1/backups', auth('backup.upload', t.ownVault), async (req) => {
@@ -166,11 +167,11 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   });
   app.get('/v1/points/:point', auth('view', t.point()), async (req) => {
     const p = await who(req);
-    const row = await data.findPoint(ctx, p, params(req).point!);
+    const row = await data.pointForRead(ctx, p, params(req).point!, readFrom(query(req).from));
     return { ...(await data.describePoint(ctx, row.id)), containerId: row.container_id };
   });
   app.get('/v1/points/:point/manifest', auth('restore', t.point()), async (req, reply) => {
-    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!);
+    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!, readFrom(query(req).from));
     reply.type('application/octet-stream');
     return manifest;
   });
@@ -213,9 +214,10 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
     });
     return describeJob(ctx, job.id);
   });
-  app.post('/v1/verify', auth('view', t.vault('body')), async (req) => {
-    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional() }), req.body ?? {});
-    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}) });
+  // A repair writes missing and damaged copies back: more than viewing, it is the vault's redundancy at work.
+  app.post('/v1/verify', { config: { auth: { op: 'view', target: t.vault('body'), chooseOp: (req: FastifyRequest) => ((req.body as { repair?: unknown } | null)?.repair === true ? 'redundancy.write' : 'view') } } }, async (req) => {
+    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional(), repair: z.boolean().optional() }), req.body ?? {});
+    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}), repair: body.repair ?? false });
   });
 
   app.get('/v1/policies', auth('view', t.vault('query')), async (req) => policies.listPolicies(ctx, await who(req), query(req).vault));
@@ -252,6 +254,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
 
   registerProtectionRoutes(app, ctx, { auth, t, parse, guardRequest });
   registerDbRoutes(app, ctx, who, { auth, t });
+  registerStorageRoutes(app, ctx, who, { auth, t });
   registerServerRoutes(app, ctx, { auth, t, parse });
   opts.extend?.(app, { auth, t, parse });
 

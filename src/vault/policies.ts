@@ -5,7 +5,7 @@
  */
 import type { Selectable } from 'kysely';
 import type { PolicyRow } from '../catalog/schema.js';
-import type { JobInfo, PointKind, PolicyInfo as ApiPolicyInfo, RetentionChange } from '../core/api.js';
+import type { JobInfo, PolicyInfo as ApiPolicyInfo, RetentionChange } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { isDbPolicy, validateAnyPolicy, type AnyPolicy } from '../policy/db-policy.js';
@@ -16,6 +16,7 @@ import { checkCritical } from './protection-rules.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
 import { collectGarbage } from './gc.js';
+import { pointRecordKey, writeItemRecord, writePolicyRecord } from './records.js';
 
 export interface PolicyInfo extends ApiPolicyInfo { policy: AnyPolicy }
 
@@ -40,7 +41,9 @@ export async function createPolicy(ctx: DataContext, p: Principal, vault: string
   const policy = named(body, name);
   const exists = await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', v.id).where('name', '=', name).executeTakeFirst();
   if (exists) throw new CoffreError('PolicyExists', `policy ${name} already exists; change it with \`coffre policy set\``);
-  await ctx.db.insertInto('policies').values({ id: newId(), vault_id: v.id, name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).execute();
+  const id = newId();
+  await ctx.db.insertInto('policies').values({ id, vault_id: v.id, name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).execute();
+  await writePolicyRecord(ctx, id);
   return describe(ctx, await policyRow(ctx, v.id, name), v.name);
 }
 
@@ -106,6 +109,7 @@ export async function setPolicy(ctx: DataContext, p: Principal, vault: string | 
     await checkCritical(ctx, p, v, { kind: 'shortenRetention', target: `policy ${name} of vault ${v.name}`, params: { policy: row.id, body: policy }, requestId });
   }
   await ctx.db.updateTable('policies').set({ body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).where('id', '=', row.id).execute();
+  await writePolicyRecord(ctx, row.id);
   for (const id of items) await refreshExpiries(ctx, id);
   const prune = await pruneVault(ctx, p, v.id);
   const gc = await collectGarbage(ctx, p, v.id);
@@ -124,6 +128,7 @@ export async function assignPolicy(ctx: DataContext, p: Principal, vault: string
     await checkCritical(ctx, p, v, { kind: 'shortenRetention', alsoRequires: 'policy.write', target: `item ${item.name} of vault ${v.name} (to policy ${name})`, params: { item: item.id, policy: row.id }, requestId });
   }
   await ctx.db.updateTable('items').set({ policy_id: row.id }).where('id', '=', item.id).execute();
+  await writeItemRecord(ctx, item.id);
   await refreshExpiries(ctx, item.id);
   const prune = await pruneVault(ctx, p, v.id);
   const gc = await collectGarbage(ctx, p, v.id);
@@ -141,11 +146,17 @@ export async function pruneVault(ctx: DataContext, p: Principal, vault?: string)
   for (const item of items) await refreshExpiries(ctx, item.id);
   const now = ctx.clock.now().toISOString();
   const expired = await ctx.db.selectFrom('points').select(['id', 'bytes']).where('vault_id', '=', v.id).where('expires_at', '<=', now).execute();
+  const store = ctx.stores.forVault(v);
   for (const pt of expired) {
-    await ctx.db.deleteFrom('points').where('id', '=', pt.id).execute();
-    await ctx.db.deleteFrom('db_points').where('point_id', '=', pt.id).execute();
-    await ctx.store.delete(manifestKey(pt.id));
-    await ctx.store.delete(refsKey(pt.id));
+    await ctx.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('points').where('id', '=', pt.id).execute();
+      await tx.deleteFrom('db_points').where('point_id', '=', pt.id).execute();
+      await tx.deleteFrom('point_objects').where('point_id', '=', pt.id).execute();
+    });
+    // The record first: a point whose record is gone is not brought back by a recovery.
+    await store.delete(pointRecordKey(pt.id));
+    await store.delete(manifestKey(pt.id));
+    await store.delete(refsKey(pt.id));
   }
   await finishJob(ctx, jobId, { status: 'Completed', details: { pointsDeleted: expired.map((e) => e.id) }, counters: { filesChanged: expired.length } });
   return describeJob(ctx, jobId);

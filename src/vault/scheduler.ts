@@ -29,11 +29,15 @@ export interface DueRun {
 
 interface SchedulerContext { db: Kysely<Database>; clock: Clock }
 
-/** Remembers what an item backs up, so the daemon can run it on schedule. */
-export async function rememberSource(ctx: SchedulerContext, itemId: string, source: BackupSource): Promise<void> {
+/** Remembers what an item backs up, so the daemon can run it on schedule; says whether that changed. */
+export async function rememberSource(ctx: SchedulerContext, itemId: string, source: BackupSource): Promise<boolean> {
   const now = ctx.clock.now().toISOString();
-  await ctx.db.insertInto('schedules').values({ item_id: itemId, source: JSON.stringify(source), last_run: now })
-    .onConflict((oc) => oc.column('item_id').doUpdateSet({ source: JSON.stringify(source) })).execute();
+  const text = JSON.stringify(source);
+  const before = await ctx.db.selectFrom('schedules').select('source').where('item_id', '=', itemId).executeTakeFirst();
+  if (before?.source === text) return false;
+  await ctx.db.insertInto('schedules').values({ item_id: itemId, source: text, last_run: now })
+    .onConflict((oc) => oc.column('item_id').doUpdateSet({ source: text })).execute();
+  return true;
 }
 
 /** Scheduled runs after `after` up to `until`, in order. */

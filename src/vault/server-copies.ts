@@ -17,6 +17,7 @@ import type { Principal } from './access.js';
 import { commitPoint, describePoint, type DataContext } from './data.js';
 import { itemState } from './item-state.js';
 import { createJob, describeJob, loadJob } from './jobs.js';
+import { writeItemRecord } from './records.js';
 import { requireServer } from './servers.js';
 import { checkName, itemInfo } from './vaults.js';
 
@@ -41,7 +42,8 @@ async function requireOwned(ctx: DataContext, serverId: string, containerId: str
 /** The item a copy goes to, made with the online policy on first use; it must be protected. */
 async function copyItem(ctx: DataContext, vaultId: string, containerId: string, input: CopyStart) {
   checkName('item', input.item);
-  return ctx.db.transaction().execute(async (tx) => {
+  let created = false;
+  const item = await ctx.db.transaction().execute(async (tx) => {
     const existing = await tx.selectFrom('items').selectAll().where('vault_id', '=', vaultId).where('name', '=', input.item).executeTakeFirst();
     if (existing) {
       if (existing.container_id !== containerId) throw new CoffreError('ItemOwnedElsewhere', `item ${input.item} belongs to another machine of the vault; rename the item on the backup server`);
@@ -55,8 +57,12 @@ async function copyItem(ctx: DataContext, vaultId: string, containerId: string, 
     if (!policy) throw new CoffreError('PolicyNotFound', `the vault has no policy ${input.policy}, the online policy of this item's group; create it in the vault with \`coffre policy create\``);
     const row = { id: newId(), vault_id: vaultId, container_id: containerId, name: input.item, kind: input.kind, policy_id: policy.id, created_at: ctx.clock.now().toISOString() };
     await tx.insertInto('items').values(row).execute();
+    created = true;
     return row;
   });
+  // Like any item, recorded in the vault's store (what `--recover-from` rebuilds the catalog from).
+  if (created) await writeItemRecord(ctx, item.id);
+  return item;
 }
 
 export async function startCopy(ctx: DataContext, p: Principal, input: CopyStart): Promise<CopyStarted> {

@@ -18,6 +18,7 @@ import { CoffreError } from '../core/errors.js';
 import { newId, newSecret } from '../core/ids.js';
 import { hashSecret, type Principal } from './access.js';
 import type { DataContext } from './data.js';
+import { writeContainerRecord } from './records.js';
 import { itemState } from './item-state.js';
 import { checkName } from './vaults.js';
 
@@ -81,12 +82,14 @@ export async function attachMachine(ctx: DataContext, p: Principal, input: { mac
   checkName('machine', input.machine);
   const keys = canonical(input.wrappedKeys);
   const now = ctx.clock.now().toISOString();
-  return ctx.db.transaction().execute(async (tx) => {
+  let wroteKeys = false;
+  const attached = await ctx.db.transaction().execute(async (tx) => {
     const row = await tx.selectFrom('containers').selectAll().where('vault_id', '=', server.vaultId).where('name', '=', input.machine).executeTakeFirst();
     if (!row) {
       const id = newId();
       await tx.insertInto('containers').values({ id, vault_id: server.vaultId, name: input.machine, wrapped_keys: JSON.stringify(input.wrappedKeys), created_at: now }).execute();
       await tx.insertInto('server_containers').values({ container_id: id, server_id: server.serverId, attached_at: now }).execute();
+      wroteKeys = true;
       return { containerId: id, machine: input.machine, created: true };
     }
     const owner = await tx.selectFrom('server_containers').innerJoin('servers', 'servers.id', 'server_containers.server_id')
@@ -94,13 +97,19 @@ export async function attachMachine(ctx: DataContext, p: Principal, input: { mac
     if (owner && owner.id !== server.serverId) {
       throw new CoffreError('ServerContainerConflict', `machine ${input.machine} is already copied into this vault by backup server ${owner.name}; a machine is protected by one backup server (unregister the other with \`coffre vault unregister-server\`)`);
     }
-    if (row.wrapped_keys === null) await tx.updateTable('containers').set({ wrapped_keys: JSON.stringify(input.wrappedKeys) }).where('id', '=', row.id).execute();
-    else if (canonical(JSON.parse(row.wrapped_keys)) !== keys) {
+    if (row.wrapped_keys === null) {
+      await tx.updateTable('containers').set({ wrapped_keys: JSON.stringify(input.wrappedKeys) }).where('id', '=', row.id).execute();
+      wroteKeys = true;
+    } else if (canonical(JSON.parse(row.wrapped_keys)) !== keys) {
       throw new CoffreError('ServerContainerConflict', `machine ${input.machine} is registered with this vault with other keys (registered directly, or another machine of that name): its online copies would not open with one passphrase; register the machine with the backup server under another name`);
     }
     if (!owner) await tx.insertInto('server_containers').values({ container_id: row.id, server_id: server.serverId, attached_at: now }).execute();
     return { containerId: row.id, machine: input.machine, created: false };
   });
+  // The machine and its wrapped keys in the vault's store too: a catalog rebuilt from the stores
+  // (`--recover-from`) keeps what lets the machine restore its online copies with its passphrase.
+  if (wroteKeys) await writeContainerRecord(ctx, attached.containerId);
+  return attached;
 }
 
 /** The machines a server copies, with their wrapped keys: what a rebuilt server takes back. */
