@@ -226,6 +226,12 @@ test('two machines in a protection group: short-term every 6 hours, online copie
       assert.equal(again.bytesSent, 0);
     });
 
+    await t.test('the vault verifies clean: the copies, and the machines and items they made, with their records in its store', async () => {
+      const v = await vaultAdmin.verify({ vault: UPSTREAM_VAULT });
+      assert.equal(v.status, 'Completed');
+      assert.deepEqual(v.errors, []);
+    });
+
     await t.test('a database item is refused in a group, with what to do instead', async () => {
       await m1.agent.client.dbProtect('pg1');
       await assert.rejects(env.bsAdmin.addToGroup('g1', 'm1', 'pg1'), (e: unknown) => e instanceof CoffreError && e.code === 'InvalidArgument');
@@ -257,6 +263,10 @@ test('two machines in a protection group: short-term every 6 hours, online copie
       await env.restartBackupServer();
       const bsVault = await env.bsAdmin.listMachines(SERVER_NAME);
       assert.deepEqual(bsVault.map((m) => [m.name, m.hasKeys]), [['m1', true], ['m2', true]]);
+      // The machines taken back are recorded in the rebuilt server's store like any machine.
+      const v = await env.bsAdmin.verify({});
+      assert.equal(v.status, 'Completed');
+      assert.deepEqual(v.errors, []);
       const again = await registerAgent({ agentDir: join(env.dir, 'agent-m1-again'), credentials: await credentialsFor(env.bs.server, SERVER_NAME), passphrase: PASSPHRASE, machine: 'm1' });
       assert.equal(again.reattached, true);
       assert.equal(again.keys.encKey, m1.agent.state.keys.encKey);
