@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { keysToJSON, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import type { FileMeta, MetaProblem } from './file-meta.js';
+import { ENCODER_LIMITS } from './worker-limits.js';
 
 /**
  * A file whose only stored chunk this is: the worker creates it, writes it and finishes it
@@ -46,7 +47,7 @@ export class ChunkWriter {
 
   constructor(keys: KeySet, size = Math.max(1, Math.min(16, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL('./chunk-writer-worker.js', import.meta.url), { workerData: keysToJSON(keys) });
+      const worker = new Worker(new URL('./chunk-writer-worker.js', import.meta.url), { workerData: keysToJSON(keys), resourceLimits: ENCODER_LIMITS });
       const slot: Slot = { worker, busy: 0 };
       worker.on('message', (m: WriterReply) => {
         const p = this.pending.get(m.seq);

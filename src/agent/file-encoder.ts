@@ -10,6 +10,7 @@ import type { JobProblem } from '../core/api.js';
 import { keysToJSON, type KeySet } from '../core/crypto.js';
 import type { SharedIdSet } from '../core/known-ids.js';
 import type { ChunkRef, Xattr } from '../core/manifest.js';
+import { ENCODER_LIMITS } from './worker-limits.js';
 
 /**
  * One file to read; strings so that a batch clones cheaply (the path's bytes as latin1).
@@ -81,7 +82,7 @@ export class FileEncoder {
         keys: keysToJSON(keys), ids: ids.buffer, signal: this.signal.buffer as SharedArrayBuffer,
         stats: stats.buffer as SharedArrayBuffer, index, recycle: channel.port2, arenaBytes: ARENA_BYTES, maxArenas: ARENAS_PER_WORKER,
       };
-      const worker = new Worker(new URL('./file-encoder-worker.js', import.meta.url), { workerData: init, transferList: [channel.port2] });
+      const worker = new Worker(new URL('./file-encoder-worker.js', import.meta.url), { workerData: init, transferList: [channel.port2], resourceLimits: ENCODER_LIMITS });
       const slot: Slot = { worker, recycle: channel.port1, tasks: 0, bytes: 0 };
       worker.on('message', (m: EncoderReply) => this.onMessage(slot, index, m));
       worker.on('error', (e) => this.fail(e));
