@@ -17,13 +17,18 @@ import { httpsAgentFor, tlsError } from './tls-trust.js';
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
 import type { AlertInfo, AlertSettings, ItemHealthStatus, NotificationInfo, Report, RestoreRequestInfo } from '../core/monitor-api.js';
-import type { DbBackupType, DbPointMeta, FileSource, ItemInfo, PolicyInfo, RestorableRange, RetentionChange } from '../core/api.js';
+import type {
+  BackupServerStatus, DbBackupType, DbPointMeta, FileSource, GroupInfo, ItemInfo, OnlineCopyInfo, PolicyInfo, RestorableRange, RetentionChange,
+  ServerInfo, ServerRegistration, ServerReport, ThrottleInfo,
+} from '../core/api.js';
 
 export interface ClientOptions {
   /** SHA-256 fingerprint of the vault's certificate: only a server holding it is spoken to. */
   fingerprint?: string | null | undefined;
   /** An approved request of the vault's guard, sent with every call (header x-coffre-guard-request). */
   guardRequest?: string | undefined;
+  /** Paces binary bodies (packs, point objects) under a bandwidth limit (throttle.ts). */
+  throttle?: { pace(parts: readonly Uint8Array[]): AsyncIterable<Uint8Array> } | undefined;
 }
 
 const q = (v: string) => encodeURIComponent(v);
@@ -100,8 +105,11 @@ export class VaultClient {
             res.on('error', reject);
           });
           req.on('error', reject);
-          for (const part of payload ?? []) req.write(part);
-          req.end();
+          if (binary && this.opts.throttle) void this.paced(req, payload ?? [], this.opts.throttle).catch((e: Error) => { req.destroy(e); });
+          else {
+            for (const part of payload ?? []) req.write(part);
+            req.end();
+          }
         });
         if (status >= 200 && status < 300) return data;
         let code = 'Internal';
@@ -131,6 +139,21 @@ export class VaultClient {
         throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${errno ?? (e as Error).message})${hint}; is \`coffre server\` running? set --server or COFFRE_SERVER`);
       }
     }
+  }
+
+  /** Writes a body slice by slice as the throttle releases them, waiting for the socket to drain. */
+  private async paced(req: http.ClientRequest, parts: Uint8Array[], throttle: NonNullable<ClientOptions['throttle']>): Promise<void> {
+    for await (const slice of throttle.pace(parts)) {
+      if (req.destroyed) return;
+      if (!req.write(slice)) {
+        await new Promise<void>((resolve) => {
+          const done = () => { req.off('drain', done); req.off('close', done); resolve(); };
+          req.on('drain', done);
+          req.on('close', done);
+        });
+      }
+    }
+    req.end();
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -273,6 +296,36 @@ export class VaultClient {
   claimRestore(id: string): Promise<RestoreRequestInfo> { return this.json('POST', `/v1/agent/restores/${q(id)}/claim`, {}); }
   async linkRestoreJob(id: string, jobId: string): Promise<void> { await this.json('POST', `/v1/agent/restores/${q(id)}/job`, { jobId }); }
   finishRestoreRequest(id: string, body: { jobId?: string; error?: string }): Promise<RestoreRequestInfo> { return this.json('POST', `/v1/agent/restores/${q(id)}/finish`, body); }
+
+  // ---- the backup server: its calls to its vault (with its server key), and the vault's listing ----
+  registerServer(secret: string, name: string): Promise<ServerRegistration> { return this.json('POST', '/v1/servers/register', { secret, name }); }
+  attachMachine(machine: string, wrappedKeys: unknown): Promise<{ containerId: string; machine: string; created: boolean }> {
+    return this.json('POST', '/v1/servers/self/machines', { machine, wrappedKeys });
+  }
+  serverMachines(): Promise<{ machine: string; containerId: string; wrappedKeys: unknown }[]> { return this.json('GET', '/v1/servers/self/machines'); }
+  serverPolicy(name: string): Promise<unknown> { return this.json('GET', `/v1/servers/self/policies/${q(name)}`); }
+  startCopy(body: { container: string; item: string; kind: string; policy: string; point: string; time: string }): Promise<(BackupStart & { alreadyCopied: false; resumed: boolean }) | { alreadyCopied: true; point: PointInfo }> {
+    return this.json('POST', '/v1/servers/self/copies', body);
+  }
+  commitCopy(point: string, body: { jobId: string; files: number; bytes: number; consistency: Consistency; counters: JobCounters; details?: Record<string, unknown> }): Promise<PointInfo> {
+    return this.json('POST', `/v1/servers/self/copies/${q(point)}/commit`, body);
+  }
+  async reportServer(report: ServerReport): Promise<{ reportedAt: string }> { return this.json('PUT', '/v1/servers/self/report', report); }
+  listServers(vault: string): Promise<ServerInfo[]> { return this.json('GET', `/v1/vaults/${q(vault)}/servers`); }
+  unregisterServer(vault: string, name: string): Promise<{ server: string; vault: string; machines: number }> { return this.json('DELETE', `/v1/vaults/${q(vault)}/servers/${q(name)}`); }
+
+  // ---- a backup server's own API (groups, online copies, bandwidth), with its admin token ----
+  backupServerStatus(): Promise<BackupServerStatus> { return this.json('GET', '/v1/backup-server'); }
+  createGroup(body: { name: string; shortTermPolicy: string; onlinePolicy: string }): Promise<GroupInfo> { return this.json('POST', '/v1/groups', body); }
+  listGroups(): Promise<GroupInfo[]> { return this.json('GET', '/v1/groups'); }
+  showGroup(name: string): Promise<GroupInfo> { return this.json('GET', `/v1/groups/${q(name)}`); }
+  deleteGroup(name: string): Promise<{ deleted: string }> { return this.json('DELETE', `/v1/groups/${q(name)}`); }
+  addToGroup(name: string, machine: string, item: string): Promise<GroupInfo> { return this.json('POST', `/v1/groups/${q(name)}/items`, { machine, item }); }
+  removeFromGroup(name: string, item: string): Promise<GroupInfo> { return this.json('POST', `/v1/groups/${q(name)}/items/remove`, { item }); }
+  copyOnline(item: string, point?: string): Promise<OnlineCopyInfo> { return this.json('POST', '/v1/online/copies', { item, ...(point ? { point } : {}) }); }
+  listOnlineCopies(item?: string): Promise<OnlineCopyInfo[]> { return this.json('GET', `/v1/online/copies${item ? `?item=${q(item)}` : ''}`); }
+  throttleSettings(): Promise<ThrottleInfo> { return this.json('GET', '/v1/online/throttle'); }
+  setThrottle(schedule: unknown): Promise<ThrottleInfo> { return this.json('PUT', '/v1/online/throttle', schedule); }
 }
 
 function searchOf(query: Record<string, string | undefined>): string {

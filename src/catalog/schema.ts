@@ -4,6 +4,7 @@
  * which sort correctly as text on both engines.
  */
 import { sql, type Generated, type Kysely } from 'kysely';
+import { migrateBackupServer, type BackupServerTables } from './schema-backup-server.js';
 
 export interface VaultRow { id: string; name: string; subscription: string; redundancy: string; created_at: string }
 export interface PolicyRow { id: string; vault_id: string; name: string; body: string; updated_at: string }
@@ -101,7 +102,7 @@ export interface AlertSettingsRow { id: string; body: string; updated_at: string
 /** Stored bytes of a vault over time, sampled by the maintenance tick for charts and reports. */
 export interface StorageSampleRow { vault_id: string; time: string; stored_bytes: number; points: number; protected_bytes: number }
 
-export interface Database {
+export interface Database extends BackupServerTables {
   db_points: DbPointRow;
   db_schedules: DbScheduleRow;
   schedules: ScheduleRow;
@@ -364,6 +365,7 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('cross_region_restore', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
   await migrateMonitoring(db);
+  await migrateBackupServer(db);
   await sql`select 1`.execute(db);
 }
 

@@ -15,6 +15,7 @@ import { registerMonitorCommands } from './monitor-commands.js';
 import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
 import { registerAccessCommands } from './access-commands.js';
 import { registerDbCommands } from './db-commands.js';
+import { registerBackupServerCommands } from './backup-server-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -272,6 +273,7 @@ export function buildProgram(): Command {
   registerAccessCommands(program, g);
   registerDbCommands(program, g);
   registerMonitorCommands(program, g);
+  registerBackupServerCommands(program, g, () => { serving = true; });
   return program;
 }
 

@@ -2,7 +2,8 @@
 
 export type Redundancy = 'LRS' | 'ZRS' | 'GRS';
 export type JobStatus = 'Queued' | 'InProgress' | 'Completed' | 'CompletedWithWarnings' | 'Failed' | 'Cancelled';
-export type Operation = 'Backup' | 'Restore' | 'Verify' | 'Prune' | 'GarbageCollect';
+/** `OnlineCopy`: a backup server copying a short-term point to its vault (src/backup-server/). */
+export type Operation = 'Backup' | 'Restore' | 'Verify' | 'Prune' | 'GarbageCollect' | 'OnlineCopy';
 export type Consistency = 'app' | 'filesystem' | 'crash';
 export type PointKind = 'Scheduled' | 'OnDemand';
 
@@ -190,3 +191,100 @@ export interface DbPointMeta {
 
 /** A continuous span of time a database can be restored to, to the second; `to` is exclusive. */
 export interface RestorableRange { from: string; to: string; timeline: number }
+
+// ---- the backup server (two tiers: short-term on the backup server, online in the vault) ----
+
+/** What a backup server learns when it registers with a vault (POST /v1/servers/register). */
+export interface ServerRegistration { serverId: string; name: string; vaultId: string; vault: string; token: string }
+
+/** One online copy: a short-term point of the backup server copied, as it is, into the vault. */
+export interface OnlineCopyInfo {
+  /** The backup server's job (operation OnlineCopy). */
+  jobId: string;
+  machine: string;
+  item: string;
+  group: string | null;
+  /** The point, with the same id on both tiers. */
+  point: string;
+  pointTime: string;
+  status: JobStatus;
+  startTime: string;
+  endTime: string | null;
+  /** Ids the point reaches (chunks and tree pages), those the vault already held, and those sent. */
+  chunksTotal: number;
+  chunksPresent: number;
+  chunksSent: number;
+  packsSent: number;
+  /** Bytes of packs and point objects sent to the vault. */
+  bytesSent: number;
+  /** Time spent waiting for the bandwidth limit, in milliseconds. */
+  throttledMs: number;
+  /** The vault's backup job of the copy. */
+  upstreamJob: string | null;
+  error: JobProblem | null;
+}
+
+/** A protected item of a group, as the backup server sees it. */
+export interface GroupItemInfo {
+  machine: string;
+  item: string;
+  kind: string;
+  shortTermPoints: number;
+  lastShortTermPoint: string | null;
+  /** The last online run handled, and the next one the online policy schedules. */
+  lastOnlineRun: string | null;
+  nextOnlineRun: string | null;
+  lastCopy: OnlineCopyInfo | null;
+}
+
+export interface GroupInfo {
+  name: string;
+  /** A policy of the backup server (its schedule may run several times a day). */
+  shortTermPolicy: string;
+  /** A policy of the vault: when copies are made, and how long the vault keeps them. */
+  onlinePolicy: string;
+  createdAt: string;
+  items: GroupItemInfo[];
+}
+
+/** A bandwidth schedule (src/policy/bandwidth.ts) and what it says now. */
+export interface ThrottleInfo {
+  schedule: {
+    timeZone: string; workDays: string[]; workStart: string; workEnd: string;
+    workBytesPerSecond: number | null; otherBytesPerSecond: number | null;
+  };
+  now: { bytesPerSecond: number | null; workHours: boolean; until: string | null };
+}
+
+/** What a backup server reports of itself to its vault after each round of online copies. */
+export interface ServerReport { groups: GroupInfo[]; throttle: ThrottleInfo; copiesInProgress: number }
+
+/** A backup server as its vault shows it (`coffre vault servers`). */
+export interface ServerInfo {
+  id: string;
+  name: string;
+  vault: string;
+  registeredAt: string;
+  /** When the server last reported (null: never), and what it said. */
+  reportedAt: string | null;
+  groups: GroupInfo[];
+  throttle: ThrottleInfo | null;
+  copiesInProgress: number | null;
+  /** The machines the server copies into this vault, with their items as the vault holds them. */
+  machines: {
+    machine: string; containerId: string;
+    items: { item: string; kind: string; policy: string; state: ProtectionState; onlinePoints: number; lastOnlinePoint: string | null }[];
+  }[];
+}
+
+/** The backup server's own status (`coffre backup-server status`). */
+export interface BackupServerStatus {
+  name: string;
+  /** Its own vault, which agents register with. */
+  localVault: string;
+  upstream: { server: string; vault: string; serverId: string; reachable: boolean; error: string | null };
+  throttle: ThrottleInfo;
+  groups: number;
+  copiesInProgress: number;
+  lastReportAt: string | null;
+}

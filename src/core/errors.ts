@@ -78,6 +78,14 @@ export const ERROR_CODES = {
   ConfigInvalid: 400,
   /** No restore request with this id (or not one this principal may see). */
   RestoreRequestNotFound: 404,
+  // The backup server (two tiers): registered servers, protection groups, online copies.
+  ServerNotFound: 404,
+  /** A machine of the backup server exists in the vault with other keys, or is another server's. */
+  ServerContainerConflict: 409,
+  GroupNotFound: 404,
+  GroupExists: 409,
+  GroupNotEmpty: 409,
+  ItemInGroup: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

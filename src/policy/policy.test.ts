@@ -109,9 +109,33 @@ describe('validatePolicy', () => {
   it('checks schedule week days against the frequency', () => {
     assertInvalid(withField(nightly, 'schedule', { frequency: 'Weekly', times: ['02:30'] }), 'schedule.weekDays');
     assertInvalid(withField(nightly, 'schedule', { frequency: 'Daily', weekDays: ['Sunday'], times: ['02:30'] }), 'schedule.weekDays', 'Weekly');
-    assertInvalid(withField(nightly, 'schedule', { frequency: 'Hourly', times: ['02:30'] }), 'schedule.frequency', 'Daily');
+    assertInvalid(withField(nightly, 'schedule', { frequency: 'Monthly', times: ['02:30'] }), 'schedule.frequency', 'Daily');
     assertInvalid(withField(nightly, 'retention.weekly.weekDays', ['Sundy']), 'retention.weekly.weekDays.0', 'Sunday');
     assertInvalid(withField(nightly, 'retention.weekly.weekDays', []), 'retention.weekly.weekDays', 'at least one');
+  });
+
+  it('takes an hourly schedule with its interval, window start and window length', () => {
+    const hourly = withField(nightly, 'schedule', { frequency: 'Hourly', intervalHours: 4 });
+    assert.deepEqual(validatePolicy(hourly).schedule, { frequency: 'Hourly', intervalHours: 4, windowStart: '00:00', windowHours: 24 });
+    const window = withField(nightly, 'schedule', { frequency: 'Hourly', intervalHours: 2, windowStart: '08:00', windowHours: 12 });
+    assert.deepEqual(validatePolicy(window).schedule, { frequency: 'Hourly', intervalHours: 2, windowStart: '08:00', windowHours: 12 });
+    for (const interval of [1, 2, 3, 4, 6, 8, 12]) {
+      assert.doesNotThrow(() => validatePolicy(withField(hourly, 'schedule.intervalHours', interval)));
+    }
+  });
+
+  it('refuses hourly schedules a day cannot repeat, and fields of the other frequencies', () => {
+    const hourly = withField(nightly, 'schedule', { frequency: 'Hourly', intervalHours: 4 });
+    for (const bad of [0, 5, 7, 24, 2.5, -4, '4']) assertInvalid(withField(hourly, 'schedule.intervalHours', bad), 'schedule.intervalHours', '1, 2, 3, 4, 6, 8, 12');
+    assertInvalid(withField(hourly, 'schedule.intervalHours', undefined), 'schedule.intervalHours', 'must be given');
+    assertInvalid(withField(hourly, 'schedule.windowHours', 0), 'schedule.windowHours', '1 to 24');
+    assertInvalid(withField(hourly, 'schedule.windowHours', 25), 'schedule.windowHours', '1 to 24');
+    assertInvalid(withField(hourly, 'schedule.windowStart', '24:00'), 'schedule.windowStart', '00:00 to 23:59');
+    assertInvalid(withField(hourly, 'schedule.times', ['02:30']), 'schedule.times', 'hourly');
+    assertInvalid(withField(hourly, 'schedule.weekDays', ['Sunday']), 'schedule.weekDays', 'every day');
+    assertInvalid(withField(nightly, 'schedule.intervalHours', 4), 'schedule.intervalHours', '"Hourly"');
+    assertInvalid(withField(nightly, 'schedule.windowHours', 4), 'schedule.windowHours', '"Hourly"');
+    assertInvalid(withField(nightly, 'schedule.times', undefined), 'schedule.times', '1 to 3');
   });
 
   it('requires at least one retention rule', () => {

@@ -27,7 +27,25 @@ export type ClockTime = string;
 
 export type Schedule =
   | { readonly frequency: 'Daily'; readonly times: readonly ClockTime[] }
-  | { readonly frequency: 'Weekly'; readonly weekDays: readonly WeekDay[]; readonly times: readonly ClockTime[] };
+  | { readonly frequency: 'Weekly'; readonly weekDays: readonly WeekDay[]; readonly times: readonly ClockTime[] }
+  | HourlySchedule;
+
+/**
+ * Several runs a day, every `intervalHours` from `windowStart` for `windowHours` (local wall
+ * clock, every day): a backup server's short-term schedule, e.g. every 4 hours round the
+ * clock, or every 2 hours from 08:00 for 12 hours. Runs of a window that crosses midnight
+ * belong to the day the window starts. The interval divides 24, so the pattern is the same
+ * every day.
+ */
+export interface HourlySchedule {
+  readonly frequency: 'Hourly';
+  readonly intervalHours: number;
+  readonly windowStart: ClockTime;
+  readonly windowHours: number;
+}
+
+/** Intervals an hourly schedule may use: the divisors of a day. */
+export const HOURLY_INTERVALS = [1, 2, 3, 4, 6, 8, 12] as const;
 
 /** Which days of a month a monthly or yearly rule keeps: fixed days, or e.g. the first Sunday. */
 export type MonthDays =
@@ -63,6 +81,7 @@ export const LIMITS = {
   yearly: { min: 1, max: 99 },
   instantRestoreDays: { min: 1, max: 5 },
   timesPerDay: { min: 1, max: 3 },
+  windowHours: { min: 1, max: 24 },
 } as const;
 
 function integerIn(min: number, max: number) {
@@ -95,11 +114,16 @@ const policySchema = z.strictObject({
   timeZone: z.string({ error: 'must be an IANA time zone name such as "Europe/Paris"' })
     .refine(isValidTimeZone, 'must be an IANA time zone name such as "Europe/Paris"').default('UTC'),
   schedule: z.strictObject({
-    frequency: z.enum(['Daily', 'Weekly'], { error: 'must be "Daily" or "Weekly"' }),
+    frequency: z.enum(['Daily', 'Weekly', 'Hourly'], { error: 'must be "Daily", "Weekly" or "Hourly"' }),
+    // Required for Daily and Weekly, refused for Hourly: checked after parsing.
     times: z.array(clockTimeSchema, { error: 'must be a list of 1 to 3 "HH:MM" times' })
       .min(LIMITS.timesPerDay.min, 'must list 1 to 3 times a day').max(LIMITS.timesPerDay.max, 'must list 1 to 3 times a day')
-      .refine((list) => new Set(list).size === list.length, 'must not repeat a time'),
+      .refine((list) => new Set(list).size === list.length, 'must not repeat a time').optional(),
     weekDays: weekDaysSchema.optional(),
+    intervalHours: z.number({ error: `must be one of ${HOURLY_INTERVALS.join(', ')} (hours)` })
+      .refine((n) => (HOURLY_INTERVALS as readonly number[]).includes(n), `must be one of ${HOURLY_INTERVALS.join(', ')} (hours)`).optional(),
+    windowStart: clockTimeSchema.optional(),
+    windowHours: integerIn(LIMITS.windowHours.min, LIMITS.windowHours.max).optional(),
   }),
   retention: z.strictObject({
     daily: z.strictObject({ count: integerIn(LIMITS.daily.min, LIMITS.daily.max) }).optional(),
@@ -138,6 +162,31 @@ function monthDays(field: string, parsed: ParsedMonthDays): MonthDays {
   throw invalid(field, 'must give "days" (1 to 31 or "Last"), or "weeks" (First to Fourth or Last) with "weekDays"');
 }
 
+interface ParsedSchedule {
+  frequency: 'Daily' | 'Weekly' | 'Hourly'; times?: ClockTime[] | undefined; weekDays?: WeekDay[] | undefined;
+  intervalHours?: number | undefined; windowStart?: ClockTime | undefined; windowHours?: number | undefined;
+}
+
+/** The fields each frequency takes, and only those. */
+function scheduleOf(raw: ParsedSchedule): Schedule {
+  if (raw.frequency === 'Hourly') {
+    if (raw.times !== undefined) throw invalid('schedule.times', 'is not used by an hourly schedule: give "intervalHours", "windowStart" and "windowHours"');
+    if (raw.weekDays !== undefined) throw invalid('schedule.weekDays', 'is only allowed with frequency "Weekly" (an hourly schedule runs every day)');
+    if (raw.intervalHours === undefined) throw invalid('schedule.intervalHours', `must be given for an hourly schedule: one of ${HOURLY_INTERVALS.join(', ')} (hours)`);
+    return { frequency: 'Hourly', intervalHours: raw.intervalHours, windowStart: raw.windowStart ?? '00:00', windowHours: raw.windowHours ?? 24 };
+  }
+  for (const field of ['intervalHours', 'windowStart', 'windowHours'] as const) {
+    if (raw[field] !== undefined) throw invalid(`schedule.${field}`, 'is only allowed with frequency "Hourly"');
+  }
+  if (raw.times === undefined) throw invalid('schedule.times', 'must be a list of 1 to 3 "HH:MM" times (got nothing)');
+  if (raw.frequency === 'Weekly') {
+    if (raw.weekDays === undefined) throw invalid('schedule.weekDays', 'must list the days a weekly schedule runs on');
+    return { frequency: 'Weekly', weekDays: raw.weekDays, times: raw.times };
+  }
+  if (raw.weekDays !== undefined) throw invalid('schedule.weekDays', 'is only allowed with frequency "Weekly"');
+  return { frequency: 'Daily', times: raw.times };
+}
+
 /** Checks untrusted input (e.g. parsed JSON) and returns a complete policy; throws CoffreError('InvalidPolicy'). */
 export function validatePolicy(input: unknown): Policy {
   const parsed = policySchema.safeParse(input, { reportInput: true });
@@ -149,14 +198,7 @@ export function validatePolicy(input: unknown): Policy {
   }
   const raw = parsed.data;
 
-  let schedule: Schedule;
-  if (raw.schedule.frequency === 'Weekly') {
-    if (raw.schedule.weekDays === undefined) throw invalid('schedule.weekDays', 'must list the days a weekly schedule runs on');
-    schedule = { frequency: 'Weekly', weekDays: raw.schedule.weekDays, times: raw.schedule.times };
-  } else {
-    if (raw.schedule.weekDays !== undefined) throw invalid('schedule.weekDays', 'is only allowed with frequency "Weekly"');
-    schedule = { frequency: 'Daily', times: raw.schedule.times };
-  }
+  const schedule = scheduleOf(raw.schedule);
 
   const { daily, weekly, monthly, yearly } = raw.retention;
   const retention: Retention = {

@@ -121,3 +121,75 @@ describe('nextRuns', () => {
     ), { numRuns: 200 });
   });
 });
+
+describe('nextRuns of an hourly schedule', () => {
+  const hourly = (intervalHours: number, windowStart = '00:00', windowHours = 24, timeZone = 'UTC') =>
+    policy({ frequency: 'Hourly', intervalHours, windowStart, windowHours }, timeZone);
+
+  it('runs every 4 hours round the clock', () => {
+    assert.deepEqual(isoRuns(hourly(4), '2024-01-01T05:00:00Z', 6), [
+      '2024-01-01T08:00:00.000Z', '2024-01-01T12:00:00.000Z', '2024-01-01T16:00:00.000Z',
+      '2024-01-01T20:00:00.000Z', '2024-01-02T00:00:00.000Z', '2024-01-02T04:00:00.000Z',
+    ]);
+  });
+
+  it('stays inside its window, also one that crosses midnight', () => {
+    assert.deepEqual(isoRuns(hourly(2, '08:00', 6), '2024-01-01T00:00:00Z', 4),
+      ['2024-01-01T08:00:00.000Z', '2024-01-01T10:00:00.000Z', '2024-01-01T12:00:00.000Z', '2024-01-02T08:00:00.000Z']);
+    // 22:00 for 5 hours every 2 hours: 22:00, 00:00, 02:00 of the next date.
+    assert.deepEqual(isoRuns(hourly(2, '22:00', 5), '2024-01-01T12:00:00Z', 4),
+      ['2024-01-01T22:00:00.000Z', '2024-01-02T00:00:00.000Z', '2024-01-02T02:00:00.000Z', '2024-01-02T22:00:00.000Z']);
+  });
+
+  it('follows the wall clock across a DST change (Paris): a run in the gap runs when it ends', () => {
+    // 2024-03-31: 01:00 CET, then 02:00 does not exist (03:00 CEST, the instant of the 03:00 run: one run).
+    assert.deepEqual(isoRuns(hourly(1, '01:00', 3, 'Europe/Paris'), '2024-03-30T23:30:00Z', 5), [
+      '2024-03-31T00:00:00.000Z', '2024-03-31T01:00:00.000Z',
+      '2024-03-31T23:00:00.000Z', '2024-04-01T00:00:00.000Z', '2024-04-01T01:00:00.000Z',
+    ]);
+  });
+
+  it('matches a naive enumeration of window runs (UTC and fixed-offset zones)', () => {
+    const zones: [string, number][] = [['UTC', 0], ['Etc/GMT-3', 3], ['Etc/GMT+7', -7], ['Asia/Kolkata', 5.5]];
+    fc.assert(fc.property(
+      fc.constantFrom(1, 2, 3, 4, 6, 8, 12),
+      fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }),
+      fc.integer({ min: 1, max: 24 }),
+      fc.constantFrom(...zones),
+      fc.integer({ min: Date.UTC(2000, 0, 1), max: Date.UTC(2040, 0, 1) }),
+      fc.integer({ min: 1, max: 40 }),
+      (interval, h, m, windowHours, [zone, offsetHours], fromMs, count) => {
+        const start = `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}`;
+        const offset = offsetHours * 3_600_000;
+        const expected: number[] = [];
+        const firstDay = Math.floor((fromMs + offset) / 86_400_000) - 2;
+        for (let day = firstDay; expected.length < count + 30; day += 1) {
+          for (let k = 0; k * interval < windowHours; k++) {
+            const ms = day * 86_400_000 + ((h + k * interval) * 60 + m) * 60_000 - offset;
+            if (ms > fromMs) expected.push(ms);
+          }
+        }
+        expected.sort((a, b) => a - b);
+        assert.deepEqual(nextRuns(hourly(interval, start, windowHours, zone), new Date(fromMs), count).map((d) => d.getTime()), expected.slice(0, count));
+      },
+    ), { numRuns: 300 });
+  });
+
+  it('gives ceil(window / interval) distinct, increasing runs a day in Paris, whatever the day', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: Date.UTC(2015, 0, 1), max: Date.UTC(2035, 0, 1) }),
+      fc.constantFrom(1, 2, 3, 4, 6, 8, 12),
+      (fromMs, interval) => {
+        const runs = nextRuns(hourly(interval, '00:00', 24, 'Europe/Paris'), new Date(fromMs), 60);
+        assert.equal(runs.length, 60);
+        let previous = fromMs;
+        for (const run of runs) {
+          assert.ok(run.getTime() > previous);
+          // Never more than an interval plus a DST hour apart.
+          assert.ok(run.getTime() - previous <= (interval + 1) * 3_600_000 || previous === fromMs);
+          previous = run.getTime();
+        }
+      },
+    ), { numRuns: 200 });
+  });
+});

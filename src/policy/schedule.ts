@@ -2,21 +2,37 @@
  * When a policy's backups run. Pure: the caller passes the current time.
  */
 import { CoffreError } from '../core/errors.js';
-import { parseClockTime, WEEK_DAYS, type Policy } from './policy.js';
+import { parseClockTime, WEEK_DAYS, type HourlySchedule, type Policy } from './policy.js';
 import { addDays, fromLocal, toLocal, weekdayOf, type LocalDate } from './zoned-time.js';
 
 /** True when the schedule runs on this local date. */
 export function isScheduledDay(policy: Policy, date: LocalDate): boolean {
   const { schedule } = policy;
-  if (schedule.frequency === 'Daily') return true;
+  if (schedule.frequency === 'Daily' || schedule.frequency === 'Hourly') return true;
   const weekday = WEEK_DAYS[weekdayOf(date)];
   return weekday !== undefined && schedule.weekDays.includes(weekday);
 }
 
-/** The run instants of one local date, in time order, without duplicates. */
+/**
+ * The local wall times an hourly schedule runs at, from the start of its window on `date`:
+ * every interval while inside the window; a time past midnight falls on the next date.
+ */
+function hourlyWallTimes(schedule: HourlySchedule, date: LocalDate): (LocalDate & { hour: number; minute: number })[] {
+  const { hour, minute } = parseClockTime(schedule.windowStart);
+  const out: (LocalDate & { hour: number; minute: number })[] = [];
+  for (let offset = 0; offset < schedule.windowHours; offset += schedule.intervalHours) {
+    const h = hour + offset;
+    out.push({ ...addDays(date, Math.floor(h / 24)), hour: h % 24, minute });
+  }
+  return out;
+}
+
+/** The run instants of the windows that start on one local date, in time order, without duplicates. */
 export function runsOnDay(policy: Policy, date: LocalDate): Date[] {
   if (!isScheduledDay(policy, date)) return [];
-  const instants = policy.schedule.times.map((time) => fromLocal({ ...date, ...parseClockTime(time) }, policy.timeZone).getTime());
+  const { schedule } = policy;
+  const walls = schedule.frequency === 'Hourly' ? hourlyWallTimes(schedule, date) : schedule.times.map((time) => ({ ...date, ...parseClockTime(time) }));
+  const instants = walls.map((wall) => fromLocal(wall, policy.timeZone).getTime());
   // Two times inside one DST gap both move to the gap's end: they are one run, not two.
   return [...new Set(instants)].sort((a, b) => a - b).map((ms) => new Date(ms));
 }

@@ -2,11 +2,13 @@
  * Who is calling: the one function from a bearer token to a principal, used by the HTTP API
  * and reusable by any other door (the dashboard signs in the same way).
  *
- * Three kinds of principal exist. A *user* principal holds an API key made by `coffre principal
+ * Four kinds of principal exist. A *user* principal holds an API key made by `coffre principal
  * create` (the admin token of the embedded default is the built-in one, the first Owner) and
  * acts through its role assignments. An *agent* holds the key its machine received at
  * registration: it writes backups and reads its own machine's data, and never deletes, so a
- * stolen machine cannot destroy its own backups. *system* is the vault itself (daily prune, GC,
+ * stolen machine cannot destroy its own backups. A *server* is a backup server registered with
+ * the vault: it copies the points of the machines it protects into their containers, and, like
+ * an agent, never deletes. *system* is the vault itself (daily prune, GC,
  * purge of soft-deleted items). Keys are stored as SHA-256 hashes, never in clear.
  */
 import { createHash } from 'node:crypto';
@@ -18,6 +20,8 @@ import { newId } from '../core/ids.js';
 export type Principal =
   | { kind: 'user'; id: string; name: string; builtin: boolean }
   | { kind: 'agent'; containerId: string; vaultId: string; machine: string }
+  /** A backup server registered with the vault: it copies its machines' points in (servers.ts). */
+  | { kind: 'server'; serverId: string; vaultId: string; name: string }
   | { kind: 'system' };
 
 export const SYSTEM: Principal = { kind: 'system' };
@@ -33,6 +37,7 @@ export function principalName(p: Principal | undefined): string {
   if (!p) return 'anonymous';
   if (p.kind === 'user') return p.name;
   if (p.kind === 'agent') return `agent:${p.machine}`;
+  if (p.kind === 'server') return `server:${p.name}`;
   return 'system';
 }
 
@@ -51,8 +56,14 @@ export async function authenticateToken(db: Kysely<Database>, token: string | un
     .select(['containers.id as containerId', 'containers.vault_id as vaultId', 'containers.name as machine'])
     .where('agent_keys.token_hash', '=', hash)
     .executeTakeFirst();
-  if (!agent) throw new CoffreError('Unauthorized', 'the token is not valid for this server; check --token / COFFRE_TOKEN or register again');
-  return { kind: 'agent', ...agent };
+  if (agent) return { kind: 'agent', ...agent };
+  const server = await db.selectFrom('server_keys')
+    .innerJoin('servers', 'servers.id', 'server_keys.server_id')
+    .select(['servers.id as serverId', 'servers.vault_id as vaultId', 'servers.name as name'])
+    .where('server_keys.token_hash', '=', hash)
+    .executeTakeFirst();
+  if (server) return { kind: 'server', ...server };
+  throw new CoffreError('Unauthorized', 'the token is not valid for this server; check --token / COFFRE_TOKEN or register again');
 }
 
 export function authenticate(db: Kysely<Database>, authorization: string | undefined): Promise<Principal> {
@@ -83,4 +94,5 @@ export function requireContainer(p: Principal, containerId: string): void {
 
 export function requireVault(p: Principal, vaultId: string): void {
   if (p.kind === 'agent' && p.vaultId !== vaultId) throw new CoffreError('Forbidden', 'an agent key reaches only its own vault');
+  if (p.kind === 'server' && p.vaultId !== vaultId) throw new CoffreError('Forbidden', 'a backup server\'s key reaches only the vault it is registered with');
 }

@@ -5,6 +5,7 @@
  *
  * - user principals: their role assignments, through the pure table in roles.ts;
  * - agents: the agent operations and viewing/restoring, on their own vault and machine only;
+ * - backup servers: copying points in, on their vault and the machines they copy only;
  * - the vault's guard: `guard.approve` on the vault it guards, and nothing else by that title;
  * - system: everything (the vault's own maintenance).
  */
@@ -26,6 +27,17 @@ export interface Target { scope: string | null; vaultId?: string; containerId?: 
 /** What an agent key may do, on its own vault, and within it on its own machine only. */
 const AGENT_OPERATIONS: ReadonlySet<Operation> = new Set<Operation>(['view', 'restore', 'backup.upload', 'job.report', 'schedule.poll', 'machine.keys']);
 
+/**
+ * What a backup server's key may do, on the vault it is registered with, and within it on the
+ * machines it copies only (server_containers): add their points, never read or delete.
+ */
+const SERVER_OPERATIONS: ReadonlySet<Operation> = new Set<Operation>(['backup.upload', 'job.report', 'server.copy']);
+
+async function serverCopies(db: Kysely<Database>, serverId: string, containerId: string): Promise<boolean> {
+  const row = await db.selectFrom('server_containers').select('container_id').where('container_id', '=', containerId).where('server_id', '=', serverId).executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function assignmentsOf(db: Kysely<Database>, principalId: string): Promise<Assignment[]> {
   const rows = await db.selectFrom('role_assignments').select(['role', 'scope']).where('principal_id', '=', principalId).execute();
   return rows.flatMap((r) => (isRoleName(r.role) ? [{ role: r.role, scope: r.scope }] : []));
@@ -46,6 +58,12 @@ export async function authorize(db: Kysely<Database>, p: Principal, op: Operatio
       ? 'an agent key reaches only its own machine\'s data'
       : `an agent key only adds backups and reads its own machine's data; "${operationLabel(op)}" needs a principal's key with a role that grants it (${rolesGranting(op).join(', ') || 'none'})`);
   }
+  if (p.kind === 'server') {
+    if (SERVER_OPERATIONS.has(op) && target.vaultId === p.vaultId && (target.containerId === undefined || await serverCopies(db, p.serverId, target.containerId))) return;
+    throw forbidden(p, op, target, SERVER_OPERATIONS.has(op)
+      ? 'a backup server\'s key reaches only the machines it copies, in the vault it is registered with'
+      : `a backup server's key only copies its machines' points into the vault; "${operationLabel(op)}" needs a principal's key`);
+  }
   if (op === 'guard.approve') {
     const row = target.vaultId ? await db.selectFrom('vault_security').select('guard_principal_id').where('vault_id', '=', target.vaultId).executeTakeFirst() : undefined;
     if (row?.guard_principal_id === p.id) return;
@@ -63,6 +81,7 @@ export async function authorize(db: Kysely<Database>, p: Principal, op: Operatio
 export async function visibleVaults(db: Kysely<Database>, p: Principal, op: Operation = 'view'): Promise<'all' | Set<string>> {
   if (p.kind === 'system') return 'all';
   if (p.kind === 'agent') return new Set(AGENT_OPERATIONS.has(op) ? [p.vaultId] : []);
+  if (p.kind === 'server') return new Set(); // it lists nothing: it writes, and knows what it wrote
   const assignments = await assignmentsOf(db, p.id);
   if (permitted(assignments, op, '/')) return 'all';
   const relevant = assignments.filter((a) => permitted([a], op, a.scope));

@@ -233,6 +233,8 @@ export interface CommitInput {
   warnings: JobProblem[];
   /** Recorded on the job, e.g. a VM backup's per-disk counters and snapshot steps. */
   details?: Record<string, unknown>;
+  /** The point's time when it is not now: an online copy keeps the time its data was read (server-copies.ts). */
+  time?: string;
 }
 
 /**
@@ -264,7 +266,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   const now = ctx.clock.now();
   const row: Selectable<PointRow> = {
     id: pointId, vault_id: item.vault_id, item_id: item.id, container_id: item.container_id, job_id: input.jobId,
-    time: now.toISOString(), kind: input.kind, consistency: input.consistency, expires_at: now.toISOString(),
+    time: input.time ?? now.toISOString(), kind: input.kind, consistency: input.consistency, expires_at: now.toISOString(),
     retain_until: input.retainUntil ?? null, files: input.files, bytes: input.bytes, chunk_count: ids.length,
   };
   // The point's record goes to the store before the point exists in the catalog; its copy

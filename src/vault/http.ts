@@ -17,6 +17,7 @@ import type { Principal } from './access.js';
 import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
 import { targets } from './route-targets.js';
 import { registerProtectionRoutes } from './http-protection.js';
+import { registerServerRoutes } from './http-servers.js';
 import { BodyPool } from './body-pool.js';
 import * as data from './data.js';
 import { listJobs, describeJob, loadJob, reportProgress, finishJob } from './jobs.js';
@@ -61,7 +62,14 @@ const counters = z.object({
 });
 const problem = z.object({ code: z.string(), message: z.string(), path: z.string().optional() });
 
-export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: string } } = {}): FastifyInstance {
+/** What a route extension gets to declare its routes as http.ts does (a backup server's, src/backup-server/). */
+export interface RouteDoor {
+  auth: (op: RouteAuth['op'], target?: RouteAuth['target'], audit?: boolean) => { config: { auth: RouteAuth } };
+  t: ReturnType<typeof targets>;
+  parse: <T>(schema: z.ZodType<T>, value: unknown) => T;
+}
+
+export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: string }; extend?: (app: FastifyInstance, door: RouteDoor) => void } = {}): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES, ...(opts.https ? { https: opts.https } : {}) });
   installRouteAuth(app, ctx);
   const t = targets(ctx);
@@ -256,6 +264,8 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   registerProtectionRoutes(app, ctx, { auth, t, parse, guardRequest });
   registerDbRoutes(app, ctx, who, { auth, t });
   registerStorageRoutes(app, ctx, who, { auth, t });
+  registerServerRoutes(app, ctx, { auth, t, parse });
+  opts.extend?.(app, { auth, t, parse });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

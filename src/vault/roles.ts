@@ -39,6 +39,7 @@ export const OTHER_OPERATIONS = {
   'schedule.poll': 'ask for and claim due backups (agent)',
   'machine.keys': 'store the machine\'s wrapped keys once (agent)',
   'guard.approve': 'approve a guarded request (the vault\'s guard)',
+  'server.copy': 'copy the points of its machines into the vault (backup server)',
   'public': 'nothing (no principal needed)',
 } as const;
 

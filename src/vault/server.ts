@@ -23,7 +23,8 @@ import { LEGACY_STORE_DIR, migrateLegacyStore } from './legacy-store.js';
 import { recoverCatalog, type RecoveryReport } from './recovery.js';
 import { VaultStores } from './vault-stores.js';
 import { existsSync } from 'node:fs';
-import { buildApi } from './http.js';
+import type { FastifyInstance } from 'fastify';
+import { buildApi, type RouteDoor } from './http.js';
 import { authenticateToken, ensureAdminPrincipal } from './access.js';
 import { Monitoring, type MonitoringOptions } from './monitoring.js';
 import { replicationNow } from './storage-copies.js';
@@ -94,6 +95,8 @@ export interface ServerOptions {
   insecureHttp?: boolean;
   /** How the Backup center's alerts send webhooks and report their failures (tests). */
   monitoring?: MonitoringOptions;
+  /** Routes beside the vault's own (a backup server's groups and online copies), behind the same door. */
+  extend?: (app: FastifyInstance, door: RouteDoor) => void;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
@@ -138,7 +141,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const monitoring = new Monitoring({ db, clock, replication: () => replicationNow(ctx) }, opts.monitoring);
   let app;
   try {
-    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null, monitoring, jobEnded: monitoring.jobEnded }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null, monitoring, jobEnded: monitoring.jobEnded }, { ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}), ...(opts.extend ? { extend: opts.extend } : {}) });
     // The composition root: the web dashboard (src/web) sits above the vault and signs in through its one door from a key to a principal.
     registerDashboard(app, { authenticate: (key) => authenticateToken(db, key) });
   } catch (e) {

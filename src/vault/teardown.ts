@@ -51,6 +51,10 @@ export async function unregisterMachine(ctx: DataContext, _p: Principal, vault: 
 export async function deleteVault(ctx: DataContext, _p: Principal, vault: Selectable<VaultRow>): Promise<{ deleted: string; subscription: string }> {
   const items = await ctx.db.selectFrom('items').select((eb) => eb.fn.countAll<number>().as('n')).where('vault_id', '=', vault.id).executeTakeFirstOrThrow();
   const machines = await ctx.db.selectFrom('containers').select((eb) => eb.fn.countAll<number>().as('n')).where('vault_id', '=', vault.id).executeTakeFirstOrThrow();
+  const servers = await ctx.db.selectFrom('servers').select('name').where('vault_id', '=', vault.id).orderBy('name').execute();
+  if (servers.length) {
+    throw new CoffreError('VaultNotEmpty', `vault ${vault.name} still has registered backup servers (${servers.map((s) => s.name).join(', ')}): unregister them with \`coffre vault unregister-server\` first`);
+  }
   if (Number(items.n) > 0 || Number(machines.n) > 0) {
     throw new CoffreError('VaultNotEmpty', `vault ${vault.name} still holds ${Number(items.n)} item(s) (soft-deleted ones included) and ${Number(machines.n)} machine(s): stop protection with --delete-data, wait for the purge, unregister the machines, then delete it`);
   }
