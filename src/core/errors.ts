@@ -30,6 +30,10 @@ export const ERROR_CODES = {
   PackInvalid: 422,
   ServerUnreachable: 503,
   Internal: 500,
+  /** QEMU (QMP, NBD, qemu-img, qemu-nbd) refused or failed an operation on a VM's disks. */
+  HypervisorError: 502,
+  /** The VM's QEMU (its QMP or NBD socket) cannot be reached. */
+  HypervisorUnreachable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
