@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   HypervisorError: 502,
   /** The VM's QEMU (its QMP or NBD socket) cannot be reached. */
   HypervisorUnreachable: 503,
+  /** Another backup of the same item is running on this machine. */
+  ItemBusy: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

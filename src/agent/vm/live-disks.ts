@@ -1,0 +1,340 @@
+/**
+ * The disk session (disk-session.ts) for a running VM, through its QEMU's block layer over QMP
+ * (a VM's QEMU, or qemu-storage-daemon). For each backup:
+ *
+ *   internal snapshot of every qcow2 disk (one transaction: the instant-restore copy, no data
+ *   copied) → a temporary qcow2 overlay per disk whose backing is the disk ("fleecing") →
+ *   one transaction: new dirty bitmap, previous bitmap disabled, blockdev-backup sync=none into
+ *   the overlay (from then on QEMU copies a cluster into the overlay before the guest rewrites
+ *   it, so the overlay reads as the disk at that instant) → the overlay exported over NBD with
+ *   the bitmap(s) since the last committed point → Coffre's NBD client reads the allocation map
+ *   and the dirty map, then only dirty data extents.
+ *
+ * After the commit the old bitmaps are removed; after a failure they stay (change-tracking.ts).
+ * Everything Coffre adds to QEMU is named after a tag of this agent and VM, so a backup killed
+ * half-way is cleaned up by the next one: jobs cancelled, exports and overlays removed, internal
+ * snapshots of uncommitted points deleted.
+ */
+import { createHash } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoffreError } from '../../core/errors.js';
+import { writeFileAtomic } from '../state.js';
+import { bitmapsToRemove, mergedBitmapName, planTracking, type QemuBitmap, type TrackingPlan, type TrackingState } from './change-tracking.js';
+import { vmRoot, type VmConfig } from './config.js';
+import type { DiskSession, SessionDisk } from './disk-session.js';
+import { nbdReader } from './disk-reader.js';
+import { internalSnapshotName, SNAPSHOT_PREFIX } from './internal-snapshots.js';
+import { lockItem } from './item-lock.js';
+import { NbdClient } from './nbd-client.js';
+import { BASE_ALLOCATION, dirtyBitmapContext } from './nbd-protocol.js';
+import { createQcow2 } from './qemu-img.js';
+import { QmpClient, QmpCommandError } from './qmp-client.js';
+import { listSnapshots, type SnapshotDisk } from './snapshot-store.js';
+
+/** What QEMU says of a block node (query-named-block-nodes). */
+export interface QemuNode {
+  'node-name': string;
+  drv: string;
+  file: string;
+  image?: { 'virtual-size'?: number; filename?: string; snapshots?: { name: string }[] };
+  'dirty-bitmaps'?: QemuBitmap[];
+}
+
+export interface LiveDisk { node: string; file: string; format: 'qcow2' | 'raw'; size: number }
+
+const NODE_TIMEOUT_MS = 60_000;
+
+/** Short, QEMU-safe ids (node names are limited to 31 characters) unique to this agent and VM. */
+export function qemuTag(agentDir: string, item: string): string {
+  return `coffre-${createHash('sha256').update(`${agentDir}\0${item}`).digest('hex').slice(0, 10)}`;
+}
+
+const trackingFile = (agentDir: string, vaultId: string, item: string) => join(vmRoot(agentDir), 'tracking', vaultId, `${item}.json`);
+
+async function loadTracking(agentDir: string, vaultId: string, item: string): Promise<TrackingState | null> {
+  try {
+    const s = JSON.parse(await readFile(trackingFile(agentDir, vaultId, item), 'utf8')) as TrackingState;
+    return s.version === 1 && typeof s.pointId === 'string' && Array.isArray(s.disks) ? s : null;
+  } catch {
+    // No tracking record (first backup through QEMU) or a damaged one: a full read is the safe answer.
+    return null;
+  }
+}
+
+export async function queryNodes(qmp: QmpClient): Promise<QemuNode[]> {
+  return qmp.execute<QemuNode[]>('query-named-block-nodes', { flat: true });
+}
+
+/**
+ * The VM's disks as QEMU sees them: the nodes behind its drives (query-block), or, for
+ * qemu-storage-daemon (no drives), the nodes it exports. `nodes` picks and orders them.
+ */
+export async function discoverDisks(qmp: QmpClient, nodes?: string[]): Promise<LiveDisk[]> {
+  const all = await queryNodes(qmp);
+  const byName = new Map(all.map((n) => [n['node-name'], n]));
+  let names: string[];
+  if (nodes?.length) names = nodes;
+  else {
+    const drives = await qmp.execute<{ device?: string; inserted?: { 'node-name'?: string } }[]>('query-block');
+    names = drives.flatMap((d) => (d.inserted?.['node-name'] ? [d.inserted['node-name']] : []));
+    if (names.length === 0) {
+      const exports = await qmp.execute<{ id: string; 'node-name': string }[]>('query-block-exports');
+      names = [...new Set(exports.filter((e) => !e.id.startsWith('coffre-')).map((e) => e['node-name']))];
+    }
+  }
+  if (names.length === 0) throw new CoffreError('InvalidArgument', 'QEMU shows no disk (no drive with a medium, no block export); name the nodes with --node NAME');
+  return names.map((name) => {
+    const n = byName.get(name);
+    if (!n) throw new CoffreError('InvalidArgument', `QEMU has no block node ${name}; its nodes are ${[...byName.keys()].join(', ')}`);
+    return liveDisk(n);
+  });
+}
+
+function liveDisk(n: QemuNode): LiveDisk {
+  const size = n.image?.['virtual-size'];
+  if (typeof size !== 'number') throw new CoffreError('HypervisorError', `QEMU does not say the size of node ${n['node-name']}`);
+  return { node: n['node-name'], file: n.image?.filename ?? n.file, format: n.drv === 'qcow2' ? 'qcow2' : 'raw', size };
+}
+
+/** Whether something accepts connections on a unix socket. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ path });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface LiveSessionOptions {
+  config: VmConfig;
+  agentDir: string;
+  vaultId: string;
+  staging: string;
+  snapshotRoot: string;
+  pointId: string;
+}
+
+interface Disk extends LiveDisk {
+  index: number;
+  plan: TrackingPlan;
+  fleeceNode: string;
+  fleeceFile: string;
+  job: string;
+  exportId: string;
+  exported: boolean;
+  nbd: NbdClient | null;
+}
+
+export async function liveDiskSession(o: LiveSessionOptions): Promise<DiskSession> {
+  const { config } = o;
+  const item = config.name;
+  const tag = qemuTag(o.agentDir, item);
+  const release = await lockItem(o.agentDir, item);
+  let qmp: QmpClient | null = null;
+  try {
+    qmp = await QmpClient.connect(config.qmp!);
+    return await openSession(o, qmp, tag, release);
+  } catch (e) {
+    qmp?.close();
+    await release();
+    throw e;
+  }
+}
+
+async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, release: () => Promise<void>): Promise<DiskSession> {
+  const { config } = o;
+  const item = config.name;
+  await cleanupLeftovers(qmp, o, tag);
+  const found = await discoverDisks(qmp, config.disks.map((d) => d.node ?? d.path));
+  const state = await loadTracking(o.agentDir, o.vaultId, item);
+  const nodes = new Map((await queryNodes(qmp)).map((n) => [n['node-name'], n]));
+  const disks: Disk[] = found.map((d, index) => ({
+    ...d, index,
+    plan: planTracking(item, { index, node: d.node, file: d.file, size: d.size }, nodes.get(d.node)?.['dirty-bitmaps'] ?? [], state),
+    fleeceNode: `${tag}-fl${index}`, fleeceFile: join(o.staging, `fleece-${index}.qcow2`), job: `${tag}-job${index}`, exportId: `${tag}-ex${index}`,
+    exported: false, nbd: null,
+  }));
+  const snapshotName = internalSnapshotName(o.pointId);
+  const snapshotted: Disk[] = [];
+  const notes: string[] = [];
+  for (const d of disks) {
+    if (d.format !== 'qcow2') notes.push(`disk ${d.index} (node ${d.node}) is not qcow2: QEMU can keep no internal snapshot of it, so this point has no instant-restore copy of it and its restores read the vault`);
+  }
+  let nbdServer: { socket: string; ours: boolean } | null = null;
+  let merged = false;
+  let tornDown = false;
+
+  const teardown = async () => {
+    if (tornDown) return;
+    tornDown = true;
+    await Promise.allSettled(disks.map((d) => d.nbd?.close()));
+    for (const d of disks) {
+      if (d.exported) await deleteExport(qmp, d.exportId);
+    }
+    await removeFleecing(qmp, disks.map((d) => ({ node: d.fleeceNode, job: d.job })));
+    await Promise.all(disks.map((d) => rm(d.fleeceFile, { force: true })));
+    if (merged) for (const d of disks) await removeBitmap(qmp, d.node, mergedBitmapName(item));
+    if (nbdServer?.ours) await qmp.execute('nbd-server-stop').catch(() => undefined); // already stopped: nothing to do
+  };
+
+  return {
+    notes,
+    async take() {
+      // Every fleecing overlay exists before the instant (creating it takes time); its backing is attached below.
+      await Promise.all(disks.map((d) => createQcow2(d.fleeceFile, d.size)));
+      const qcow2 = disks.filter((d) => d.format === 'qcow2');
+      // Internal snapshots first: QEMU takes them only while the disk has no other parent (before the overlay).
+      if (qcow2.length) {
+        await qmp.execute('transaction', { actions: qcow2.map((d) => ({ type: 'blockdev-snapshot-internal-sync', data: { device: d.node, name: snapshotName } })) });
+        snapshotted.push(...qcow2);
+      }
+      for (const d of disks) {
+        await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': d.fleeceNode, file: { driver: 'file', filename: d.fleeceFile }, backing: d.node });
+      }
+      const actions: unknown[] = [];
+      for (const d of disks) {
+        actions.push({ type: 'block-dirty-bitmap-add', data: { node: d.node, name: d.plan.next, persistent: d.format === 'qcow2' } });
+        if (d.plan.disable) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.node, name: d.plan.disable } });
+        actions.push({ type: 'blockdev-backup', data: { device: d.node, target: d.fleeceNode, sync: 'none', 'job-id': d.job, 'auto-dismiss': true } });
+      }
+      // One transaction: the bitmaps switch at exactly the instant the view is taken, on every disk at once.
+      await qmp.execute('transaction', { actions });
+    },
+    async open() {
+      nbdServer = await ensureNbdServer(qmp, config, tag);
+      const out: SessionDisk[] = [];
+      for (const d of disks) {
+        let bitmap: string | null = null;
+        if (d.plan.mode === 'incremental') {
+          if (d.plan.chain.length === 1) bitmap = d.plan.chain[0]!;
+          else {
+            bitmap = mergedBitmapName(item);
+            await qmp.execute('block-dirty-bitmap-add', { node: d.node, name: bitmap, persistent: false, disabled: true });
+            merged = true;
+            await qmp.execute('block-dirty-bitmap-merge', { node: d.node, target: bitmap, bitmaps: d.plan.chain });
+          }
+        }
+        await qmp.execute('block-export-add', {
+          type: 'nbd', id: d.exportId, 'node-name': d.fleeceNode, name: d.exportId, writable: false, ...(bitmap ? { bitmaps: [bitmap] } : {}),
+        });
+        d.exported = true;
+        const contexts = bitmap ? [BASE_ALLOCATION, dirtyBitmapContext(bitmap)] : [BASE_ALLOCATION];
+        d.nbd = await NbdClient.connect({ socket: nbdServer.socket, export: d.exportId, metaContexts: contexts });
+        const status = await d.nbd.blockStatus(0, d.nbd.size);
+        const allocation = status.get(BASE_ALLOCATION)!;
+        const nbd = d.nbd;
+        out.push({
+          index: d.index, path: d.file, format: d.format, size: d.size, allocation,
+          dirty: bitmap ? status.get(dirtyBitmapContext(bitmap))! : null, since: d.plan.since,
+          tracking: { mode: d.plan.mode, ...(d.plan.reason ? { reason: d.plan.reason } : {}), bitmap: d.plan.next },
+          snapshot: d.format === 'qcow2' ? 'internal' : 'none',
+          reader: nbdReader(nbd, allocation, async () => { await nbd.close(); }),
+        });
+      }
+      return out;
+    },
+    snapshotDisks(): SnapshotDisk[] {
+      return snapshotted.map((d) => ({
+        index: d.index, file: '', format: 'qcow2', dataSize: d.size, fileSize: 0, mtimeMs: 0,
+        internal: { image: d.file, name: snapshotName, qmp: config.qmp!, node: d.node },
+      }));
+    },
+    async committed(pointId: string) {
+      const next: TrackingState = { version: 1, pointId, disks: disks.map((d) => ({ node: d.node, file: d.file, size: d.size, bitmap: d.plan.next })) };
+      await writeFileAtomic(trackingFile(o.agentDir, o.vaultId, item), JSON.stringify(next, null, 2) + '\n');
+      // Exported bitmaps are busy: the view goes first, then the bitmaps older than this point.
+      await teardown();
+      const now = new Map((await queryNodes(qmp)).map((n) => [n['node-name'], n]));
+      for (const d of disks) {
+        for (const name of bitmapsToRemove(item, now.get(d.node)?.['dirty-bitmaps'] ?? [], d.plan.next)) await removeBitmap(qmp, d.node, name);
+      }
+    },
+    async close(keepSnapshots: boolean) {
+      try {
+        await teardown();
+        if (!keepSnapshots) {
+          for (const d of snapshotted) await qmp.execute('blockdev-snapshot-delete-internal-sync', { device: d.node, name: snapshotName });
+        }
+      } finally {
+        qmp.close();
+        await release();
+      }
+    },
+  };
+}
+
+async function removeBitmap(qmp: QmpClient, node: string, name: string): Promise<void> {
+  const n = (await queryNodes(qmp)).find((x) => x['node-name'] === node);
+  if (n?.['dirty-bitmaps']?.some((b) => b.name === name)) await qmp.execute('block-dirty-bitmap-remove', { node, name });
+}
+
+async function deleteExport(qmp: QmpClient, id: string): Promise<void> {
+  const deleted = qmp.waitEvent((e) => e.event === 'BLOCK_EXPORT_DELETED' && e.data.id === id, NODE_TIMEOUT_MS);
+  try {
+    await qmp.execute('block-export-del', { id, mode: 'hard' });
+  } catch (e) {
+    deleted.catch(() => undefined); // no event will come for an export that was not there
+    if (e instanceof QmpCommandError) return;
+    throw e;
+  }
+  await deleted;
+}
+
+/** Cancels the fleecing jobs (QEMU removes their copy-before-write filters) and removes the overlays. */
+async function removeFleecing(qmp: QmpClient, items: { node: string; job: string }[]): Promise<void> {
+  const jobs = new Set((await qmp.execute<{ device: string }[]>('query-block-jobs')).map((j) => j.device));
+  for (const { job } of items) {
+    if (!jobs.has(job)) continue;
+    const gone = qmp.waitEvent((e) => e.event === 'JOB_STATUS_CHANGE' && e.data.id === job && e.data.status === 'null', NODE_TIMEOUT_MS);
+    await qmp.execute('block-job-cancel', { device: job, force: true });
+    await gone;
+  }
+  const nodes = new Set((await queryNodes(qmp)).map((n) => n['node-name']));
+  for (const { node } of items) if (nodes.has(node)) await qmp.execute('blockdev-del', { 'node-name': node });
+}
+
+/** An NBD server in QEMU for the exports: the VM's own (--nbd-socket), else one Coffre starts (and stops). */
+async function ensureNbdServer(qmp: QmpClient, config: VmConfig, tag: string): Promise<{ socket: string; ours: boolean }> {
+  if (config.nbdSocket) return { socket: config.nbdSocket, ours: false };
+  const socket = join(tmpdir(), `${tag}.nbd`);
+  if (await answers(socket)) return { socket, ours: true }; // started by a backup that was killed: still serving
+  await rm(socket, { force: true });
+  try {
+    await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: socket } } });
+  } catch (e) {
+    if (!(e instanceof QmpCommandError)) throw e;
+    throw new CoffreError('InvalidArgument', `QEMU refused to start an NBD server for the backup (${e.desc}); if the VM already runs one, give its unix socket: coffre vm protect ${config.name} --qmp ${config.qmp} --nbd-socket PATH`);
+  }
+  return { socket, ours: true };
+}
+
+/**
+ * Removes what a killed backup of this VM left in QEMU and on disk: its exports, jobs and
+ * overlays, the merged bitmap, internal snapshots of points that were never committed, and
+ * staging folders. Bitmaps of the chain are kept: they hold changes not yet in any point.
+ */
+async function cleanupLeftovers(qmp: QmpClient, o: LiveSessionOptions, tag: string): Promise<void> {
+  const item = o.config.name;
+  const exports = await qmp.execute<{ id: string }[]>('query-block-exports');
+  for (const e of exports) if (e.id.startsWith(`${tag}-`)) await deleteExport(qmp, e.id);
+  const jobs = (await qmp.execute<{ device: string }[]>('query-block-jobs')).filter((j) => j.device.startsWith(`${tag}-`));
+  const nodes = await queryNodes(qmp);
+  await removeFleecing(qmp, [...jobs.map((j) => ({ node: '', job: j.device })), ...nodes.filter((n) => n['node-name'].startsWith(`${tag}-`)).map((n) => ({ node: n['node-name'], job: '' }))]);
+  const kept = new Set((await listSnapshots(o.agentDir, item)).map((s) => internalSnapshotName(s.pointId)));
+  for (const n of await queryNodes(qmp)) {
+    if (!o.config.disks.some((d) => d.node === n['node-name'])) continue;
+    if (n['dirty-bitmaps']?.some((b) => b.name === mergedBitmapName(item))) await qmp.execute('block-dirty-bitmap-remove', { node: n['node-name'], name: mergedBitmapName(item) });
+    for (const s of n.image?.snapshots ?? []) {
+      if (s.name.startsWith(SNAPSHOT_PREFIX) && !kept.has(s.name)) await qmp.execute('blockdev-snapshot-delete-internal-sync', { device: n['node-name'], name: s.name });
+    }
+  }
+  // Staging folders of this VM's killed backups (the lock says none is running).
+  const dir = join(o.snapshotRoot, item);
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const p = join(dir, name);
+    if (name.endsWith('.partial') && p !== o.staging && (await stat(p)).isDirectory()) await rm(p, { recursive: true, force: true });
+  }
+}
