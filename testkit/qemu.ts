@@ -4,6 +4,7 @@
  * started with --daemonize so that readiness is its parent's exit, not a poll.
  */
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,19 +24,25 @@ export interface StorageDaemon {
 
 export interface DaemonDisk { file: string; node: string; format?: 'qcow2' | 'raw' }
 
+/** Whether a process runs (a zombie waiting for init to reap it does not). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     // ESRCH: the process is gone.
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    // Gone between the two looks.
     return false;
   }
 }
 
 async function gone(pid: number): Promise<void> {
   // The daemon is not our child (it daemonized): no exit event to wait on; it ends within ms.
-  for (let i = 0; i < 500 && alive(pid); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1000 && alive(pid); i++) await new Promise((r) => setTimeout(r, 10));
   if (alive(pid)) throw new Error(`qemu-storage-daemon ${pid} did not exit`);
 }
 

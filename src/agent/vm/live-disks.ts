@@ -82,7 +82,8 @@ export async function discoverDisks(qmp: QmpClient, nodes?: string[]): Promise<L
     names = drives.flatMap((d) => (d.inserted?.['node-name'] ? [d.inserted['node-name']] : []));
     if (names.length === 0) {
       const exports = await qmp.execute<{ id: string; 'node-name': string }[]>('query-block-exports');
-      names = [...new Set(exports.filter((e) => !e.id.startsWith('coffre-')).map((e) => e['node-name']))];
+      // QEMU lists exports newest first; node names in natural order (disk0, disk1, ... disk10) are the stable order.
+      names = [...new Set(exports.filter((e) => !e.id.startsWith('coffre-')).map((e) => e['node-name']))].sort((x, y) => x.localeCompare(y, 'en', { numeric: true }));
     }
   }
   if (names.length === 0) throw new CoffreError('InvalidArgument', 'QEMU shows no disk (no drive with a medium, no block export); name the nodes with --node NAME');

@@ -45,6 +45,26 @@ function explain(file: string, output: string): CoffreError {
   return new CoffreError('HypervisorError', `qemu-nbd cannot serve ${file}: ${output.trim() || 'it exited with an error'}`);
 }
 
+/** Whether a process runs (a zombie, exited but not yet reaped by init, does not). */
+async function alive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    // ESRCH: gone.
+    return false;
+  }
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return !/^\d+ \(.*\) Z/.test(stat);
+}
+
+/** Waits for a process that is not our child (qemu-nbd forked itself): no exit event exists, so its pid is watched. */
+async function exited(pid: number): Promise<void> {
+  for (let waited = 0; await alive(pid); waited += 5) {
+    if (waited > 30_000) throw new CoffreError('HypervisorError', `qemu-nbd (process ${pid}) did not exit`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 export async function serveImage(file: string, o: ServeOptions): Promise<ServedImage> {
   // Unix socket paths are limited to 108 bytes: a short private folder under the temp dir.
   const dir = await mkdtemp(join(tmpdir(), 'coffre-nbd-'));
@@ -75,6 +95,8 @@ export async function serveImage(file: string, o: ServeOptions): Promise<ServedI
       } catch {
         // Already gone: it exits by itself when its one connection ends.
       }
+      // Until it has exited it holds the image's lock: the image is not ours to hand back before.
+      await exited(pid);
     }
     await rm(dir, { recursive: true, force: true });
   };
