@@ -5,10 +5,13 @@ set -euo pipefail
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# VM tests through QEMU's block layer: qemu-storage-daemon, and nbdinfo to cross-check the NBD client.
+command -v qemu-storage-daemon >/dev/null 2>&1 || need+=(qemu-system-common)
+command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
     echo "missing test dependencies (${need[*]}): install them with apt-get as root" >&2
     exit 1
