@@ -115,6 +115,9 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
     let point = '';
 
     const measure = async (tool: Sample['tool'], step: Step, cmd: string, args: string[], env: NodeJS.ProcessEnv, detail: (t: Timed) => string) => {
+      // Both tools start with the image in the page cache (the one measured first would otherwise
+      // warm it for the other), and with no dirty pages left by the step before.
+      await must('dd', [`if=${join(work, 'vm.qcow2')}`, 'of=/dev/null', 'bs=4M', 'status=none']);
       await must('sync', []);
       const busy0 = machineBusySeconds();
       const server0 = server.cpuSeconds();

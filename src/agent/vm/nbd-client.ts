@@ -127,6 +127,8 @@ export interface NbdExport {
   readOnly: boolean;
   canFlush: boolean;
   canWriteZeroes: boolean;
+  /** The server accepts NBD_CMD_FLAG_DF (a read answered in one chunk). */
+  canDf: boolean;
   /** The server's preferred and largest request sizes. */
   preferredBlock: number;
   maxRequest: number;
@@ -201,13 +203,18 @@ export class NbdClient {
     });
   }
 
-  /** Reads `length` bytes at `offset` into `into` (or a new buffer); holes read as zeros. */
-  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  /**
+   * Reads `length` bytes at `offset` into `into` (or a new buffer); holes read as zeros.
+   * `whole`: the caller knows the range holds data, so the server is asked not to look for
+   * holes in it (NBD_CMD_FLAG_DF: one data chunk, no block-status lookup on its side).
+   */
+  async read(offset: number, length: number, into?: Buffer, whole = false): Promise<Buffer> {
     const dest = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     if (dest.length < length) throw new CoffreError('Internal', `read buffer of ${into!.length} bytes for ${length}`);
+    const flags = whole && this.info.canDf ? CMD_FLAG.DF : 0;
     for (let done = 0; done < length;) {
       const n = Math.min(length - done, this.info.maxRequest);
-      await this.send(CMD.READ, offset + done, n, { dest: dest.subarray(done, done + n) });
+      await this.send(CMD.READ, offset + done, n, { dest: dest.subarray(done, done + n) }, undefined, flags);
       done += n;
     }
     return dest;
@@ -423,7 +430,7 @@ async function handshake(socket: Socket, q: ByteQueue, o: NbdConnectOptions, whe
     contexts,
     info: {
       name: o.export, size, readOnly: (tflags & TFLAG.READ_ONLY) !== 0, canFlush: (tflags & TFLAG.SEND_FLUSH) !== 0,
-      canWriteZeroes: (tflags & TFLAG.SEND_WRITE_ZEROES) !== 0, preferredBlock, maxRequest,
+      canWriteZeroes: (tflags & TFLAG.SEND_WRITE_ZEROES) !== 0, canDf: (tflags & TFLAG.SEND_DF) !== 0, preferredBlock, maxRequest,
     },
   };
 }

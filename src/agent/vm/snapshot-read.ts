@@ -49,7 +49,7 @@ export async function* snapshotBlocks(snap: HeldSnapshot, disk: SnapshotDisk, d:
         let at = offset;
         for (const [from, to] of ranges) {
           if (from > at) buf.fill(0, at - offset, from - offset);
-          await nbd.read(from, to - from, buf.subarray(from - offset, to - offset));
+          await nbd.read(from, to - from, buf.subarray(from - offset, to - offset), true);
           at = to;
         }
         if (at < offset + length) buf.fill(0, at - offset, length);

@@ -23,8 +23,8 @@ import { SharedIdSet } from '../../core/known-ids.js';
 import type { VaultClient } from '../client.js';
 import { JobReporter, defaultRetainUntil } from '../job-report.js';
 import { loadPreviousBlocks, savePreviousBlocks } from './block-cache.js';
-import { BlockEncoder } from './block-encoder.js';
-import { planBlocks } from './block-plan.js';
+import { BlockEncoder, defaultWorkers } from './block-encoder.js';
+import { planBlocks, READ } from './block-plan.js';
 import { DEFAULT_INSTANT_RESTORE_DAYS, type VmConfig } from './config.js';
 import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } from './consistency.js';
 import { sealVmManifest, vmReferences, type VmDisk, type VmManifest } from './disk-manifest.js';
@@ -49,7 +49,7 @@ export interface VmBackupOptions {
   clock?: Clock;
   /** Runs scripts, fsfreeze and the guest agent's freeze; tests substitute their own. */
   quiescer?: Quiescer;
-  /** Worker threads encoding blocks (default: one per core, at most 16). */
+  /** Worker threads encoding blocks (default: none for a few MiB to read, else one per core, at most 16; 0: the main thread). */
   workers?: number;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
 }
@@ -73,6 +73,12 @@ export interface VmBackupResult {
   /** What the job says besides counters (e.g. a full copy was needed for the snapshot). */
   notes: string[];
 }
+
+/**
+ * Up to this much to read, blocks are encoded on the main thread: starting a worker per core
+ * (each loads the crypto and zstd modules) costs more than encoding a few MiB.
+ */
+const INLINE_BYTES = 32 * 1024 * 1024;
 
 async function instantRestoreDays(client: VaultClient, policyName: string, warn: (p: JobProblem) => void): Promise<number> {
   try {
@@ -211,9 +217,11 @@ export async function backupVm(opts: VmBackupOptions): Promise<VmBackupResult> {
     }));
 
     const blockCount = disks.reduce((n, d) => n + Math.ceil(d.size / config.blockSize), 0);
+    const toRead = plans.reduce((n, p, i) => n + (p.plan ? p.plan.filter((x) => x === READ).length : Math.ceil(disks[i]!.size / config.blockSize)), 0);
     const shared = SharedIdSet.create(known.size + blockCount);
     for (let o = 0; o < ids.length; o += ID_BYTES) shared.claim(ids.subarray(o, o + ID_BYTES));
-    encoder = new BlockEncoder(keys, shared, (data) => client.putPack(opts.containerId, randomBytes(16).toString('hex'), data), config.blockSize, opts.workers);
+    const workers = opts.workers ?? (toRead * config.blockSize <= INLINE_BYTES ? 0 : defaultWorkers());
+    encoder = new BlockEncoder(keys, shared, (data) => client.putPack(opts.containerId, randomBytes(16).toString('hex'), data), config.blockSize, workers);
     const enc = encoder;
 
     // Every disk at once: reads overlap, and the workers encode blocks of all disks. The first

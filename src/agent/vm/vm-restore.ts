@@ -13,9 +13,9 @@ import { constants as C } from 'node:fs';
 import { mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../../core/api.js';
-import { decodeBlob } from '../../core/blob.js';
+import { BlobDecoder } from '../../core/blob.js';
 import { chunkId, type KeySet } from '../../core/crypto.js';
-import { planRanges } from '../pack-ranges.js';
+import { DEFAULT_RANGE_LIMITS, planRanges } from '../pack-ranges.js';
 import { fetchRanges } from '../range-fetch.js';
 import { JobReporter } from '../job-report.js';
 import { CoffreError } from '../../core/errors.js';
@@ -257,28 +257,59 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     const fail = (o: Output, message: string) => { o.failed ??= { code: 'ChecksumMismatch', message, path: o.dest }; };
     for (const id of ids) if (!found.has(id)) for (const t of needed.get(id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: block ${id.slice(0, 16)} is missing from the vault`);
     const ranges = planRanges(locations, (id) => needed.get(id)![0]!.out.disk.blockSize);
+    // Reused buffers: one fetched range and its decoded blocks per range in flight (a range is
+    // done once all its writes are), so a restore allocates a few buffers, not one per block.
+    const decoder = new BlobDecoder(keys);
+    const fetchPool: Buffer[] = [];
+    const given = new Map<object, Buffer>();
+    const plainPool: Buffer[] = [];
+    const maxBlock = Math.max(...disks.map((d) => d.blockSize));
     await fetchRanges({
       client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
+      bufferFor: (r) => {
+        let b = fetchPool.pop();
+        if (!b || b.length < r.length) b = Buffer.allocUnsafe(Math.max(r.length, DEFAULT_RANGE_LIMITS.maxStored));
+        given.set(r, b);
+        return b;
+      },
       // A pack missing or short is damage, like a bad block: the disks needing it fail, the others go on.
       onDamage: (r, err) => { for (const b of r.blobs) for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`); },
       onRange: async (r, data) => {
         counters.bytesUploaded += data.length;
+        const need = r.blobs.length * maxBlock;
+        let plainBuf = plainPool.pop();
+        if (!plainBuf || plainBuf.length < need) plainBuf = Buffer.allocUnsafe(Math.max(need, DEFAULT_RANGE_LIMITS.maxPlain));
+        const writes: Promise<void>[] = [];
+        let at = 0;
         for (const b of r.blobs) {
           let plain: Buffer;
           try {
-            plain = decodeBlob(keys, Buffer.from(b.id, 'hex'), data.subarray(b.offset - r.offset, b.offset - r.offset + b.length));
+            const view = decoder.decode(Buffer.from(b.id, 'hex'), data.subarray(b.offset - r.offset, b.offset - r.offset + b.length), plainBuf.subarray(at, at + maxBlock));
+            plain = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
           } catch (err) {
             if (!(err instanceof CoffreError)) throw err;
             for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`);
             continue;
           }
+          at += plain.length;
           for (const t of needed.get(b.id)!) {
             if (t.out.failed) continue;
-            await t.out.writer!.write(plain, t.offset);
-            t.out.fromVault++;
-            counters.bytesScanned += plain.length;
+            // The writes of a range go out together (pipelined over NBD); the range ends when all are done.
+            writes.push(t.out.writer!.write(plain, t.offset).then(() => {
+              t.out.fromVault++;
+              counters.bytesScanned += plain.length;
+            }));
           }
         }
+        // The fetched bytes are decoded: the buffer can take the next range.
+        const fetched = given.get(r);
+        given.delete(r);
+        if (fetched) fetchPool.push(fetched);
+        // Every write has ended (well or not) before its buffer takes the next range.
+        const outcomes = await Promise.allSettled(writes);
+        plainPool.push(plainBuf);
+        const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+        if (failed) throw failed.reason;
         tick();
       },
     });
