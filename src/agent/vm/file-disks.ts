@@ -4,8 +4,8 @@
  * - raw images, fixed VHDs and block devices are cloned into the staging folder (a reflink
  *   where the file system can, else a sparse copy) and the clone is read as a file;
  * - a qcow2 image gets an internal snapshot (qemu-img: the image's own copy-on-write, no data
- *   copied), and the snapshot's guest data is read through qemu-nbd, whose allocation map
- *   lets holes and zero clusters go unread.
+ *   copied), whose clusters are read from the image file (snapshot-view.ts); holes and zero
+ *   clusters go unread.
  *
  * No bitmap tracks these disks' changes: every block is read and compared with the previous
  * point by its hash (`compare`). A VM that runs under QEMU is better protected with --qmp.
@@ -14,10 +14,9 @@ import { join } from 'node:path';
 import type { DiskProbe } from './disk-source.js';
 import { probeSnapshot } from './disk-source.js';
 import type { DiskSession, SessionDisk } from './disk-session.js';
-import { fileReader, nbdReader } from './disk-reader.js';
+import { fileReader } from './disk-reader.js';
 import { deleteInternalSnapshots, internalSnapshotName, takeInternalSnapshot } from './internal-snapshots.js';
-import { BASE_ALLOCATION } from './nbd-protocol.js';
-import { serveImage } from './qemu-nbd.js';
+import { snapshotView } from './snapshot-view.js';
 import { cloneDisk, type InternalSnapshot, type SnapshotDisk, type SnapshotMethod } from './snapshot-store.js';
 
 /** Files in the staging folder: disk-N.img, or .vhd for a VHD so the copy says what it is. */
@@ -51,14 +50,12 @@ export function fileDiskSession(probes: DiskProbe[], staging: string, pointId: s
       for (const [i, p] of probes.entries()) {
         const s = internal.get(i);
         if (s) {
-          const served = await serveImage(p.path, { format: 'qcow2', readOnly: true, snapshot: s.name, noLock: true });
-          const nbd = await served.connect([BASE_ALLOCATION]).catch(async (e: unknown) => { await served.close(); throw e; });
-          const allocation = (await nbd.blockStatus(0, nbd.size)).get(BASE_ALLOCATION)!;
+          const view = await snapshotView(s);
           opened.push({
-            index: i, path: p.path, format: 'qcow2', size: nbd.size, dirty: null, since: null, allocation, tracking: { mode: 'compare' }, snapshot: 'internal',
-            reader: nbdReader(nbd, allocation, async () => { await nbd.close(); await served.close(); }),
+            index: i, path: p.path, format: 'qcow2', size: view.size, dirty: null, since: null, allocation: view.allocation, tracking: { mode: 'compare' }, snapshot: 'internal',
+            reader: view.reader,
           });
-          snaps.push({ index: i, file: '', format: 'qcow2', dataSize: nbd.size, fileSize: 0, mtimeMs: 0, internal: s });
+          snaps.push({ index: i, file: '', format: 'qcow2', dataSize: view.size, fileSize: 0, mtimeMs: 0, internal: s });
           continue;
         }
         const file = snapshotFile(i, p);

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { CoffreError } from '../../core/errors.js';
 import { writeFileAtomic } from '../state.js';
 import { bitmapsToRemove, mergedBitmapName, planTracking, type QemuBitmap, type TrackingPlan, type TrackingState } from './change-tracking.js';
@@ -29,7 +29,8 @@ import { nbdReader } from './disk-reader.js';
 import { internalSnapshotName, SNAPSHOT_PREFIX } from './internal-snapshots.js';
 import { lockItem } from './item-lock.js';
 import { NbdClient } from './nbd-client.js';
-import { BASE_ALLOCATION, dirtyBitmapContext } from './nbd-protocol.js';
+import { BASE_ALLOCATION, dirtyBitmapContext, type Extent } from './nbd-protocol.js';
+import { snapshotView } from './snapshot-view.js';
 import { createQcow2 } from './qemu-img.js';
 import { QmpClient, QmpCommandError } from './qmp-client.js';
 import { listSnapshots, type SnapshotDisk } from './snapshot-store.js';
@@ -121,11 +122,16 @@ export interface LiveSessionOptions {
 interface Disk extends LiveDisk {
   index: number;
   plan: TrackingPlan;
+  /**
+   * `snapshot`: a qcow2 image on this machine; the point is an internal snapshot, read from the
+   * image file (qcow2-snapshot.ts). `fleece`: any other disk; the point is a temporary overlay
+   * filled by copy-before-write, read over NBD.
+   */
+  mode: 'snapshot' | 'fleece';
   fleeceNode: string;
   fleeceFile: string;
   job: string;
   exportId: string;
-  exported: boolean;
   nbd: NbdClient | null;
 }
 
@@ -145,6 +151,18 @@ export async function liveDiskSession(o: LiveSessionOptions): Promise<DiskSessio
   }
 }
 
+/** Whether Coffre can read the image itself: an absolute path to a file or device on this machine. */
+async function localImage(file: string): Promise<boolean> {
+  if (!isAbsolute(file)) return false;
+  try {
+    const st = await stat(file);
+    return st.isFile() || st.isBlockDevice();
+  } catch {
+    // Not a local path (a network protocol, or a path of another mount namespace): read through QEMU.
+    return false;
+  }
+}
+
 async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, release: () => Promise<void>): Promise<DiskSession> {
   const { config } = o;
   const item = config.name;
@@ -152,18 +170,21 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
   const found = await discoverDisks(qmp, config.disks.map((d) => d.node ?? d.path));
   const state = await loadTracking(o.agentDir, o.vaultId, item);
   const nodes = new Map((await queryNodes(qmp)).map((n) => [n['node-name'], n]));
-  const disks: Disk[] = found.map((d, index) => ({
+  const disks: Disk[] = await Promise.all(found.map(async (d, index) => ({
     ...d, index,
     plan: planTracking(item, { index, node: d.node, file: d.file, size: d.size }, nodes.get(d.node)?.['dirty-bitmaps'] ?? [], state),
+    mode: d.format === 'qcow2' && (await localImage(d.file)) ? 'snapshot' as const : 'fleece' as const,
     fleeceNode: `${tag}-fl${index}`, fleeceFile: join(o.staging, `fleece-${index}.qcow2`), job: `${tag}-job${index}`, exportId: `${tag}-ex${index}`,
-    exported: false, nbd: null,
-  }));
+    nbd: null,
+  })));
   const snapshotName = internalSnapshotName(o.pointId);
   const snapshotted: Disk[] = [];
   const notes: string[] = [];
   for (const d of disks) {
-    if (d.format !== 'qcow2') notes.push(`disk ${d.index} (node ${d.node}) is not qcow2: QEMU can keep no internal snapshot of it, so this point has no instant-restore copy of it and its restores read the vault`);
+    if (d.mode === 'fleece') notes.push(`disk ${d.index} (node ${d.node}) is not a qcow2 image on this machine: it is read through a temporary QEMU overlay, and this point keeps no instant-restore copy of it (its restores read the vault)`);
   }
+  const exports: string[] = [];
+  const readers: SessionDisk['reader'][] = [];
   let nbdServer: { socket: string; ours: boolean } | null = null;
   let merged = false;
   let tornDown = false;
@@ -171,69 +192,88 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
   const teardown = async () => {
     if (tornDown) return;
     tornDown = true;
+    await Promise.allSettled(readers.map((r) => r.close()));
     await Promise.allSettled(disks.map((d) => d.nbd?.close()));
-    for (const d of disks) {
-      if (d.exported) await deleteExport(qmp, d.exportId);
-    }
-    await removeFleecing(qmp, disks.map((d) => ({ node: d.fleeceNode, job: d.job })));
-    await Promise.all(disks.map((d) => rm(d.fleeceFile, { force: true })));
+    for (const id of exports) await deleteExport(qmp, id);
+    const fleeced = disks.filter((d) => d.mode === 'fleece');
+    await removeFleecing(qmp, fleeced.map((d) => ({ node: d.fleeceNode, job: d.job })));
+    await Promise.all(fleeced.map((d) => rm(d.fleeceFile, { force: true })));
     if (merged) for (const d of disks) await removeBitmap(qmp, d.node, mergedBitmapName(item));
     if (nbdServer?.ours) await qmp.execute('nbd-server-stop').catch(() => undefined); // already stopped: nothing to do
+  };
+
+  const server = async () => (nbdServer ??= await ensureNbdServer(qmp, config, tag));
+
+  /** Exports `node` read-only with `bitmaps`, and connects to it with these contexts. */
+  const exportNode = async (id: string, node: string, bitmap: string | null, contexts: string[]): Promise<NbdClient> => {
+    const { socket } = await server();
+    await qmp.execute('block-export-add', { type: 'nbd', id, 'node-name': node, name: id, writable: false, ...(bitmap ? { bitmaps: [bitmap] } : {}) });
+    exports.push(id);
+    return NbdClient.connect({ socket, export: id, metaContexts: contexts });
+  };
+
+  /** The bitmap whose dirty extents are the change since the last point: the chain's one, or their union. */
+  const changeBitmap = async (d: Disk): Promise<string | null> => {
+    if (d.plan.mode !== 'incremental') return null;
+    if (d.plan.chain.length === 1) return d.plan.chain[0]!;
+    const name = mergedBitmapName(item);
+    await qmp.execute('block-dirty-bitmap-add', { node: d.node, name, persistent: false, disabled: true });
+    merged = true;
+    await qmp.execute('block-dirty-bitmap-merge', { node: d.node, target: name, bitmaps: d.plan.chain });
+    return name;
   };
 
   return {
     notes,
     async take() {
-      // Every fleecing overlay exists before the instant (creating it takes time); its backing is attached below.
-      await Promise.all(disks.map((d) => createQcow2(d.fleeceFile, d.size)));
-      const qcow2 = disks.filter((d) => d.format === 'qcow2');
-      // Internal snapshots first: QEMU takes them only while the disk has no other parent (before the overlay).
-      if (qcow2.length) {
-        await qmp.execute('transaction', { actions: qcow2.map((d) => ({ type: 'blockdev-snapshot-internal-sync', data: { device: d.node, name: snapshotName } })) });
-        snapshotted.push(...qcow2);
-      }
-      for (const d of disks) {
+      const fleeced = disks.filter((d) => d.mode === 'fleece');
+      // Overlays exist before the instant (creating them takes time); they get no writes until the transaction.
+      await Promise.all(fleeced.map((d) => createQcow2(d.fleeceFile, d.size)));
+      for (const d of fleeced) {
         await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': d.fleeceNode, file: { driver: 'file', filename: d.fleeceFile }, backing: d.node });
       }
       const actions: unknown[] = [];
       for (const d of disks) {
+        if (d.mode === 'snapshot') actions.push({ type: 'blockdev-snapshot-internal-sync', data: { device: d.node, name: snapshotName } });
         actions.push({ type: 'block-dirty-bitmap-add', data: { node: d.node, name: d.plan.next, persistent: d.format === 'qcow2' } });
         if (d.plan.disable) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.node, name: d.plan.disable } });
-        actions.push({ type: 'blockdev-backup', data: { device: d.node, target: d.fleeceNode, sync: 'none', 'job-id': d.job, 'auto-dismiss': true } });
+        if (d.mode === 'fleece') actions.push({ type: 'blockdev-backup', data: { device: d.node, target: d.fleeceNode, sync: 'none', 'job-id': d.job, 'auto-dismiss': true } });
       }
-      // One transaction: the bitmaps switch at exactly the instant the view is taken, on every disk at once.
+      // One transaction: snapshots, overlays and bitmaps switch at one instant, on every disk at once.
       await qmp.execute('transaction', { actions });
+      snapshotted.push(...disks.filter((d) => d.mode === 'snapshot'));
     },
     async open() {
-      nbdServer = await ensureNbdServer(qmp, config, tag);
       const out: SessionDisk[] = [];
       for (const d of disks) {
-        let bitmap: string | null = null;
-        if (d.plan.mode === 'incremental') {
-          if (d.plan.chain.length === 1) bitmap = d.plan.chain[0]!;
-          else {
-            bitmap = mergedBitmapName(item);
-            await qmp.execute('block-dirty-bitmap-add', { node: d.node, name: bitmap, persistent: false, disabled: true });
-            merged = true;
-            await qmp.execute('block-dirty-bitmap-merge', { node: d.node, target: bitmap, bitmaps: d.plan.chain });
+        const bitmap = await changeBitmap(d);
+        const tracking = { mode: d.plan.mode, ...(d.plan.reason ? { reason: d.plan.reason } : {}), bitmap: d.plan.next };
+        if (d.mode === 'fleece') {
+          const contexts = bitmap ? [BASE_ALLOCATION, dirtyBitmapContext(bitmap)] : [BASE_ALLOCATION];
+          const nbd = (d.nbd = await exportNode(d.exportId, d.fleeceNode, bitmap, contexts));
+          const status = await nbd.blockStatus(0, nbd.size);
+          const allocation = status.get(BASE_ALLOCATION)!;
+          const reader = nbdReader(nbd, allocation, async () => { await nbd.close(); });
+          readers.push(reader);
+          out.push({
+            index: d.index, path: d.file, format: d.format, size: d.size, allocation, dirty: bitmap ? status.get(dirtyBitmapContext(bitmap))! : null,
+            since: d.plan.since, tracking, snapshot: 'none', reader,
+          });
+          continue;
+        }
+        // The changed extents: the disk node exported for its bitmap only (its data is not read).
+        let dirty: Extent[] | null = null;
+        if (bitmap) {
+          const map = await exportNode(d.exportId, d.node, bitmap, [dirtyBitmapContext(bitmap)]);
+          try {
+            dirty = (await map.blockStatus(0, map.size)).get(dirtyBitmapContext(bitmap))!;
+          } finally {
+            await map.close();
           }
         }
-        await qmp.execute('block-export-add', {
-          type: 'nbd', id: d.exportId, 'node-name': d.fleeceNode, name: d.exportId, writable: false, ...(bitmap ? { bitmaps: [bitmap] } : {}),
-        });
-        d.exported = true;
-        const contexts = bitmap ? [BASE_ALLOCATION, dirtyBitmapContext(bitmap)] : [BASE_ALLOCATION];
-        d.nbd = await NbdClient.connect({ socket: nbdServer.socket, export: d.exportId, metaContexts: contexts });
-        const status = await d.nbd.blockStatus(0, d.nbd.size);
-        const allocation = status.get(BASE_ALLOCATION)!;
-        const nbd = d.nbd;
-        out.push({
-          index: d.index, path: d.file, format: d.format, size: d.size, allocation,
-          dirty: bitmap ? status.get(dirtyBitmapContext(bitmap))! : null, since: d.plan.since,
-          tracking: { mode: d.plan.mode, ...(d.plan.reason ? { reason: d.plan.reason } : {}), bitmap: d.plan.next },
-          snapshot: d.format === 'qcow2' ? 'internal' : 'none',
-          reader: nbdReader(nbd, allocation, async () => { await nbd.close(); }),
-        });
+        const view = await snapshotView({ image: d.file, name: snapshotName });
+        readers.push(view.reader);
+        out.push({ index: d.index, path: d.file, format: 'qcow2', size: view.size, allocation: view.allocation, dirty, since: d.plan.since, tracking, snapshot: 'internal', reader: view.reader });
       }
       return out;
     },
@@ -246,7 +286,7 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
     async committed(pointId: string) {
       const next: TrackingState = { version: 1, pointId, disks: disks.map((d) => ({ node: d.node, file: d.file, size: d.size, bitmap: d.plan.next })) };
       await writeFileAtomic(trackingFile(o.agentDir, o.vaultId, item), JSON.stringify(next, null, 2) + '\n');
-      // Exported bitmaps are busy: the view goes first, then the bitmaps older than this point.
+      // Exported bitmaps are busy: the views go first, then the bitmaps older than this point.
       await teardown();
       const now = new Map((await queryNodes(qmp)).map((n) => [n['node-name'], n]));
       for (const d of disks) {
