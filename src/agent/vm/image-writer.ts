@@ -1,16 +1,14 @@
 /**
  * Where a restore writes one disk: a new sparse raw image, a fixed VHD (raw data then its
- * footer), a block device (written in place, zeros included), or a new qcow2 image written
- * through qemu-nbd (QEMU lays out the clusters; Coffre's NBD client sends only data).
+ * footer), a block device (written in place, zeros included), or a new qcow2 image
+ * (qcow2-writer.ts: clusters of zeros stay unallocated).
  *
  * Blocks may arrive in any order. Blocks of zeros are never written to an image (a new file or
  * qcow2 reads zeros where nothing is written); a device gets them with `zero`.
  */
 import { constants as C } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { NbdClient } from './nbd-client.js';
-import { createQcow2 } from './qemu-img.js';
-import { serveImage, type ServedImage } from './qemu-nbd.js';
+import { createQcow2Writer } from './qcow2-writer.js';
 import { buildVhdFooter, vhdDataSize } from './vhd.js';
 
 export type RestoreFormat = 'raw' | 'vhd' | 'qcow2';
@@ -27,9 +25,6 @@ export interface ImageWriter {
 
 const PAGE = 4096;
 const ZERO_PAGE = Buffer.alloc(PAGE);
-/** qcow2 allocates in clusters (64 KiB by default): runs of zeros that long are left unwritten. */
-const QCOW2_PIECE = 64 * 1024;
-const ZERO_PIECE = Buffer.alloc(QCOW2_PIECE);
 
 /** Calls `emit` for each run of `data` that is not all zeros, at `granule` granularity. */
 async function nonZeroRuns(data: Buffer, granule: number, zero: Buffer, emit: (from: number, to: number) => Promise<void>): Promise<void> {
@@ -88,34 +83,8 @@ export async function deviceWriter(device: string): Promise<ImageWriter> {
   };
 }
 
-/** A new qcow2 image at `work`, written through qemu-nbd. */
+/** A new qcow2 image at `work`, laid out by Coffre (qcow2-writer.ts). */
 export async function qcow2Writer(work: string, size: number): Promise<ImageWriter> {
-  await createQcow2(work, size);
-  let served: ServedImage | null = null;
-  let nbd: NbdClient | null = null;
-  try {
-    served = await serveImage(work, { format: 'qcow2', readOnly: false });
-    nbd = await served.connect([]);
-  } catch (e) {
-    await served?.close();
-    throw e;
-  }
-  const client = nbd;
-  const server = served;
-  return {
-    write: (data, offset) => nonZeroRuns(data, QCOW2_PIECE, ZERO_PIECE, (from, to) => client.write(offset + from, data.subarray(from, to))),
-    zero: async () => undefined,
-    async finish() {
-      try {
-        await client.flush();
-      } finally {
-        await client.close();
-        await server.close();
-      }
-    },
-    async abort() {
-      await client.close();
-      await server.close();
-    },
-  };
+  const w = await createQcow2Writer(work, size);
+  return { write: (data, offset) => w.write(data, offset), zero: async () => undefined, finish: () => w.finish(), abort: () => w.abort() };
 }

@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { CoffreError } from '../../core/errors.js';
@@ -73,8 +73,8 @@ export async function queryNodes(qmp: QmpClient): Promise<QemuNode[]> {
  * The VM's disks as QEMU sees them: the nodes behind its drives (query-block), or, for
  * qemu-storage-daemon (no drives), the nodes it exports. `nodes` picks and orders them.
  */
-export async function discoverDisks(qmp: QmpClient, nodes?: string[]): Promise<LiveDisk[]> {
-  const all = await queryNodes(qmp);
+export async function discoverDisks(qmp: QmpClient, nodes?: string[], known?: QemuNode[]): Promise<LiveDisk[]> {
+  const all = known ?? await queryNodes(qmp);
   const byName = new Map(all.map((n) => [n['node-name'], n]));
   let names: string[];
   if (nodes?.length) names = nodes;
@@ -167,9 +167,10 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
   const { config } = o;
   const item = config.name;
   await cleanupLeftovers(qmp, o, tag);
-  const found = await discoverDisks(qmp, config.disks.map((d) => d.node ?? d.path));
+  const all = await queryNodes(qmp);
+  const found = await discoverDisks(qmp, config.disks.map((d) => d.node ?? d.path), all);
   const state = await loadTracking(o.agentDir, o.vaultId, item);
-  const nodes = new Map((await queryNodes(qmp)).map((n) => [n['node-name'], n]));
+  const nodes = new Map(all.map((n) => [n['node-name'], n]));
   const disks: Disk[] = await Promise.all(found.map(async (d, index) => ({
     ...d, index,
     plan: planTracking(item, { index, node: d.node, file: d.file, size: d.size }, nodes.get(d.node)?.['dirty-bitmaps'] ?? [], state),
@@ -184,6 +185,8 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
     if (d.mode === 'fleece') notes.push(`disk ${d.index} (node ${d.node}) is not a qcow2 image on this machine: it is read through a temporary QEMU overlay, and this point keeps no instant-restore copy of it (its restores read the vault)`);
   }
   const exports: string[] = [];
+  /** Read-only overlays added to export a disk's bitmap: their node names and files. */
+  const maps: { node: string; file: string }[] = [];
   const readers: SessionDisk['reader'][] = [];
   let nbdServer: { socket: string; ours: boolean } | null = null;
   let merged = false;
@@ -196,7 +199,7 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
     await Promise.allSettled(disks.map((d) => d.nbd?.close()));
     for (const id of exports) await deleteExport(qmp, id);
     const fleeced = disks.filter((d) => d.mode === 'fleece');
-    await removeFleecing(qmp, fleeced.map((d) => ({ node: d.fleeceNode, job: d.job })));
+    await removeFleecing(qmp, [...fleeced.map((d) => ({ node: d.fleeceNode, job: d.job })), ...maps.map((m) => ({ node: m.node, job: '' }))]);
     await Promise.all(fleeced.map((d) => rm(d.fleeceFile, { force: true })));
     if (merged) for (const d of disks) await removeBitmap(qmp, d.node, mergedBitmapName(item));
     if (nbdServer?.ours) await qmp.execute('nbd-server-stop').catch(() => undefined); // already stopped: nothing to do
@@ -261,10 +264,14 @@ async function openSession(o: LiveSessionOptions, qmp: QmpClient, tag: string, r
           });
           continue;
         }
-        // The changed extents: the disk node exported for its bitmap only (its data is not read).
+        // The changed extents, through an empty read-only overlay whose backing is the disk: an
+        // export of the disk node itself would forbid resizing it, which its users may hold.
         let dirty: Extent[] | null = null;
         if (bitmap) {
-          const map = await exportNode(d.exportId, d.node, bitmap, [dirtyBitmapContext(bitmap)]);
+          const overlay = { node: `${tag}-mp${d.index}`, file: await mapOverlay(o.agentDir, item, d) };
+          await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': overlay.node, 'read-only': true, file: { driver: 'file', filename: overlay.file }, backing: d.node });
+          maps.push(overlay);
+          const map = await exportNode(d.exportId, overlay.node, bitmap, [dirtyBitmapContext(bitmap)]);
           try {
             dirty = (await map.blockStatus(0, map.size)).get(dirtyBitmapContext(bitmap))!;
           } finally {
@@ -335,6 +342,25 @@ async function removeFleecing(qmp: QmpClient, items: { node: string; job: string
   }
   const nodes = new Set((await queryNodes(qmp)).map((n) => n['node-name']));
   for (const { node } of items) if (nodes.has(node)) await qmp.execute('blockdev-del', { 'node-name': node });
+}
+
+/**
+ * The empty qcow2 overlay through which a disk's bitmap is exported. It is only ever opened
+ * read-only, so it stays empty and is kept for the next backups (no qemu-img run per backup).
+ */
+async function mapOverlay(agentDir: string, item: string, d: { index: number; size: number }): Promise<string> {
+  const dir = join(vmRoot(agentDir), 'maps');
+  const file = join(dir, `${item}-${d.index}-${d.size}.qcow2`);
+  try {
+    await stat(file);
+  } catch {
+    // Not made yet: made once, under a temporary name so that a half-made one is never used.
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const tmp = `${file}.${process.pid}.tmp`;
+    await createQcow2(tmp, d.size);
+    await rename(tmp, file);
+  }
+  return file;
 }
 
 /** An NBD server in QEMU for the exports: the VM's own (--nbd-socket), else one Coffre starts (and stops). */

@@ -9,13 +9,14 @@
  * any block the snapshot no longer matches. The job says which: `source: snapshot`, `vault`,
  * or `snapshot+vault`. Every vault block is authenticated and its hash checked.
  */
-import { constants as C } from 'node:fs';
-import { mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../../core/api.js';
-import { BlobDecoder } from '../../core/blob.js';
+import { BlobDecoder, maxStoredLength } from '../../core/blob.js';
 import { chunkId, type KeySet } from '../../core/crypto.js';
-import { DEFAULT_RANGE_LIMITS, planRanges } from '../pack-ranges.js';
+import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from '../pack-ranges.js';
+import { defaultWorkers } from './block-encoder.js';
+import { BlockDecoder, type DecodeResult, type Lane } from './block-decoder.js';
 import { fetchRanges } from '../range-fetch.js';
 import { JobReporter } from '../job-report.js';
 import { CoffreError } from '../../core/errors.js';
@@ -49,6 +50,8 @@ export interface VmRestoreOptions {
   /** Work under this running job instead of a new one, and leave it to the caller to finish (file recovery). */
   useJob?: string;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
+  /** Worker threads opening vault blocks (default: one per core from 32 MiB of blocks to fetch, else none: the main thread). */
+  workers?: number;
 }
 
 export interface RestoredDisk {
@@ -65,6 +68,8 @@ export interface RestoredDisk {
 export interface VmRestoreResult { job: JobInfo | null; point: PointInfo; source: BlockSource; disks: RestoredDisk[]; errors: JobProblem[]; warnings: JobProblem[] }
 
 const FETCHES_IN_FLIGHT = 4;
+/** From this many bytes of blocks to fetch, worker threads open them (below, starting them costs more). */
+const DECODE_WORKERS_FROM = 32 * 1024 * 1024;
 const LOCATE_BATCH = 50_000;
 
 /** A point's VM manifest, with a clear error for a point that is a file backup. */
@@ -199,10 +204,8 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     for (const o of outputs) {
       // A new file is created exclusively and never through a symlink; a device is written in place.
       if (o.device) o.writer = await deviceWriter(o.work);
-      else if (o.format === 'qcow2') {
-        await (await open(o.work, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)).close();
-        o.writer = await qcow2Writer(o.work, o.disk.size);
-      } else o.writer = await fileWriter(o.work, o.disk.size, o.format === 'vhd' ? { footer: o.disk.vhdFooter ? Buffer.from(o.disk.vhdFooter, 'base64') : null } : null);
+      else if (o.format === 'qcow2') o.writer = await qcow2Writer(o.work, o.disk.size);
+      else o.writer = await fileWriter(o.work, o.disk.size, o.format === 'vhd' ? { footer: o.disk.vhdFooter ? Buffer.from(o.disk.vhdFooter, 'base64') : null } : null);
     }
     /** Blocks still to fetch from the vault: id → where it goes. */
     const needed = new Map<string, { out: Output; offset: number }[]>();
@@ -257,62 +260,85 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     const fail = (o: Output, message: string) => { o.failed ??= { code: 'ChecksumMismatch', message, path: o.dest }; };
     for (const id of ids) if (!found.has(id)) for (const t of needed.get(id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: block ${id.slice(0, 16)} is missing from the vault`);
     const ranges = planRanges(locations, (id) => needed.get(id)![0]!.out.disk.blockSize);
-    // Reused buffers: one fetched range and its decoded blocks per range in flight (a range is
-    // done once all its writes are), so a restore allocates a few buffers, not one per block.
-    const decoder = new BlobDecoder(keys);
-    const fetchPool: Buffer[] = [];
-    const given = new Map<object, Buffer>();
-    const plainPool: Buffer[] = [];
     const maxBlock = Math.max(...disks.map((d) => d.blockSize));
-    await fetchRanges({
-      client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
-      bufferFor: (r) => {
-        let b = fetchPool.pop();
-        if (!b || b.length < r.length) b = Buffer.allocUnsafe(Math.max(r.length, DEFAULT_RANGE_LIMITS.maxStored));
-        given.set(r, b);
-        return b;
-      },
-      // A pack missing or short is damage, like a bad block: the disks needing it fail, the others go on.
-      onDamage: (r, err) => { for (const b of r.blobs) for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`); },
-      onRange: async (r, data) => {
-        counters.bytesUploaded += data.length;
-        const need = r.blobs.length * maxBlock;
-        let plainBuf = plainPool.pop();
-        if (!plainBuf || plainBuf.length < need) plainBuf = Buffer.allocUnsafe(Math.max(need, DEFAULT_RANGE_LIMITS.maxPlain));
-        const writes: Promise<void>[] = [];
-        let at = 0;
-        for (const b of r.blobs) {
-          let plain: Buffer;
-          try {
-            const view = decoder.decode(Buffer.from(b.id, 'hex'), data.subarray(b.offset - r.offset, b.offset - r.offset + b.length), plainBuf.subarray(at, at + maxBlock));
-            plain = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-          } catch (err) {
-            if (!(err instanceof CoffreError)) throw err;
-            for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`);
-            continue;
-          }
-          at += plain.length;
-          for (const t of needed.get(b.id)!) {
-            if (t.out.failed) continue;
-            // The writes of a range go out together (pipelined over NBD); the range ends when all are done.
-            writes.push(t.out.writer!.write(plain, t.offset).then(() => {
-              t.out.fromVault++;
-              counters.bytesScanned += plain.length;
-            }));
-          }
-        }
-        // The fetched bytes are decoded: the buffer can take the next range.
-        const fetched = given.get(r);
-        given.delete(r);
-        if (fetched) fetchPool.push(fetched);
-        // Every write has ended (well or not) before its buffer takes the next range.
-        const outcomes = await Promise.allSettled(writes);
-        plainPool.push(plainBuf);
-        const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-        if (failed) throw failed.reason;
-        tick();
-      },
+    const neededBytes = [...needed.values()].reduce((n, t) => n + t.length, 0) * maxBlock;
+    // Blocks are opened by worker threads when there are enough of them to pay for starting
+    // the workers, else on the main thread. Either way each range in flight has its own buffers.
+    const fetchBytes = Math.max(DEFAULT_RANGE_LIMITS.maxStored, maxStoredLength(maxBlock) + DEFAULT_RANGE_LIMITS.gap);
+    const plainBytes = Math.max(1, Math.floor(DEFAULT_RANGE_LIMITS.maxPlain / maxBlock)) * maxBlock;
+    const workers = opts.workers ?? (neededBytes >= DECODE_WORKERS_FROM ? defaultWorkers() : 0);
+    const pool = workers > 0 && ids.length ? new BlockDecoder(keys, FETCHES_IN_FLIGHT, fetchBytes, plainBytes, workers) : null;
+    const lanes: Lane[] = pool ? [...pool.all] : Array.from({ length: FETCHES_IN_FLIGHT }, (_, index) => ({ index, fetch: Buffer.allocUnsafe(fetchBytes), plain: Buffer.allocUnsafe(plainBytes) }));
+    const decoder = new BlobDecoder(keys);
+    const laneOf = new Map<object, Lane>();
+    const release = (r: object) => {
+      const lane = laneOf.get(r);
+      laneOf.delete(r);
+      if (lane) lanes.push(lane);
+    };
+    const openHere = (lane: Lane, r: PackRange): DecodeResult[] => r.blobs.map((b, i) => {
+      const plainAt = i * maxBlock;
+      try {
+        const out = decoder.decode(Buffer.from(b.id, 'hex'), lane.fetch.subarray(b.offset - r.offset, b.offset - r.offset + b.length), lane.plain.subarray(plainAt, plainAt + maxBlock));
+        if (out.byteOffset !== lane.plain.byteOffset + plainAt) lane.plain.set(out, plainAt);
+        return { plainAt, length: out.length };
+      } catch (err) {
+        if (!(err instanceof CoffreError)) throw err;
+        return { error: err.message };
+      }
     });
+    try {
+      await fetchRanges({
+        client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
+        // A range is fetched straight into a free lane (one per range in flight).
+        bufferFor: (r) => {
+          const lane = lanes.pop()!;
+          laneOf.set(r, lane);
+          return r.length <= lane.fetch.length ? lane.fetch : Buffer.allocUnsafe(r.length);
+        },
+        // A pack missing or short is damage, like a bad block: the disks needing it fail, the others go on.
+        onDamage: (r, err) => {
+          release(r);
+          for (const b of r.blobs) for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${err.message}`);
+        },
+        onRange: async (r, data) => {
+          const lane = laneOf.get(r)!;
+          try {
+            counters.bytesUploaded += data.length;
+            if (data.buffer !== lane.fetch.buffer || data.byteOffset !== lane.fetch.byteOffset) {
+              if (data.length > lane.fetch.length) throw new CoffreError('Internal', `a range of ${data.length} bytes is larger than its buffer (${lane.fetch.length})`);
+              data.copy(lane.fetch);
+            }
+            const results = pool ? await pool.decode(lane, r.blobs.map((b) => ({ id: b.id, at: b.offset - r.offset, length: b.length })), maxBlock) : openHere(lane, r);
+            const writes: Promise<void>[] = [];
+            r.blobs.forEach((b, i) => {
+              const res = results[i]!;
+              if ('error' in res) {
+                for (const t of needed.get(b.id)!) fail(t.out, `disk ${t.out.disk.index} (${t.out.disk.name}) was not restored: ${res.error}`);
+                return;
+              }
+              const plain = lane.plain.subarray(res.plainAt, res.plainAt + res.length);
+              for (const t of needed.get(b.id)!) {
+                if (t.out.failed) continue;
+                // The writes of a range go out together; the lane is free again once all are done.
+                writes.push(t.out.writer!.write(plain, t.offset).then(() => {
+                  t.out.fromVault++;
+                  counters.bytesScanned += plain.length;
+                }));
+              }
+            });
+            const outcomes = await Promise.allSettled(writes);
+            const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+            if (failed) throw failed.reason;
+          } finally {
+            release(r);
+          }
+          tick();
+        },
+      });
+    } finally {
+      await pool?.close();
+    }
 
     // Finish each disk: its size (holes stay holes), a VHD footer, durable, then its final name.
     const restored: RestoredDisk[] = [];
