@@ -40,10 +40,15 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
   // Cluster 0 is the header; data follows.
   let next = 1;
 
-  const writeCluster = async (guest: number, data: Buffer) => {
-    if (map[guest]) throw new CoffreError('Internal', `cluster ${guest} of the restored image written twice`);
-    const host = next++;
-    map[guest] = host;
+  /** Places a run of data clusters at the end of the file, contiguously: one write for the run. */
+  const writeRun = async (firstGuest: number, data: Buffer) => {
+    const count = Math.ceil(data.length / CLUSTER);
+    const host = next;
+    next += count;
+    for (let i = 0; i < count; i++) {
+      if (map[firstGuest + i]) throw new CoffreError('Internal', `cluster ${firstGuest + i} of the restored image written twice`);
+      map[firstGuest + i] = host + i;
+    }
     await fh.write(data, 0, data.length, host * CLUSTER);
   };
 
@@ -51,10 +56,17 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
     async write(data, offset) {
       if (offset % CLUSTER !== 0 && data.length) throw new CoffreError('Internal', `qcow2 writes start on a cluster (${offset})`);
       const writes: Promise<void>[] = [];
-      for (let at = 0; at < data.length; at += CLUSTER) {
+      let runStart = -1;
+      for (let at = 0; ; at += CLUSTER) {
+        const end = at >= data.length;
         const piece = data.subarray(at, Math.min(data.length, at + CLUSTER));
-        if (piece.equals(ZERO_CLUSTER.subarray(0, piece.length))) continue;
-        writes.push(writeCluster((offset + at) / CLUSTER, piece));
+        const zero = end || piece.equals(ZERO_CLUSTER.subarray(0, piece.length));
+        if (!zero && runStart < 0) runStart = at;
+        if (zero && runStart >= 0) {
+          writes.push(writeRun((offset + runStart) / CLUSTER, data.subarray(runStart, Math.min(at, data.length))));
+          runStart = -1;
+        }
+        if (end) break;
       }
       await Promise.all(writes);
     },

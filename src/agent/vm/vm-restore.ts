@@ -68,6 +68,8 @@ export interface RestoredDisk {
 export interface VmRestoreResult { job: JobInfo | null; point: PointInfo; source: BlockSource; disks: RestoredDisk[]; errors: JobProblem[]; warnings: JobProblem[] }
 
 const FETCHES_IN_FLIGHT = 4;
+/** With worker threads opening blocks, more ranges in flight keep them and the vault busy at once. */
+const FETCHES_WITH_WORKERS = 8;
 /** From this many bytes of blocks to fetch, worker threads open them (below, starting them costs more). */
 const DECODE_WORKERS_FROM = 32 * 1024 * 1024;
 const LOCATE_BATCH = 50_000;
@@ -267,8 +269,9 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     const fetchBytes = Math.max(DEFAULT_RANGE_LIMITS.maxStored, maxStoredLength(maxBlock) + DEFAULT_RANGE_LIMITS.gap);
     const plainBytes = Math.max(1, Math.floor(DEFAULT_RANGE_LIMITS.maxPlain / maxBlock)) * maxBlock;
     const workers = opts.workers ?? (neededBytes >= DECODE_WORKERS_FROM ? defaultWorkers() : 0);
-    const pool = workers > 0 && ids.length ? new BlockDecoder(keys, FETCHES_IN_FLIGHT, fetchBytes, plainBytes, workers) : null;
-    const lanes: Lane[] = pool ? [...pool.all] : Array.from({ length: FETCHES_IN_FLIGHT }, (_, index) => ({ index, fetch: Buffer.allocUnsafe(fetchBytes), plain: Buffer.allocUnsafe(plainBytes) }));
+    const pool = workers > 0 && ids.length ? new BlockDecoder(keys, FETCHES_WITH_WORKERS, fetchBytes, plainBytes, workers) : null;
+    const inFlight = pool ? FETCHES_WITH_WORKERS : FETCHES_IN_FLIGHT;
+    const lanes: Lane[] = pool ? [...pool.all] : Array.from({ length: inFlight }, (_, index) => ({ index, fetch: Buffer.allocUnsafe(fetchBytes), plain: Buffer.allocUnsafe(plainBytes) }));
     const decoder = new BlobDecoder(keys);
     const laneOf = new Map<object, Lane>();
     const release = (r: object) => {
@@ -289,7 +292,7 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     });
     try {
       await fetchRanges({
-        client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
+        client, containerId: point.containerId, ranges, inFlight,
         // A range is fetched straight into a free lane (one per range in flight).
         bufferFor: (r) => {
           const lane = lanes.pop()!;
