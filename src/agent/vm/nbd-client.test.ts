@@ -16,7 +16,7 @@ import { CoffreError } from '../../core/errors.js';
 import { NbdClient, type Extent } from './nbd-client.js';
 import { appendExtents, BASE_ALLOCATION, dirtyBitmapContext, STATE_DIRTY, STATE_HOLE, STATE_ZERO } from './nbd-protocol.js';
 import { serveImage } from './qemu-nbd.js';
-import { QmpClient } from './qmp-client.js';
+import { QmpClient, QmpCommandError } from './qmp-client.js';
 import { qemuImg, startStorageDaemon } from '../../../testkit/qemu.js';
 import { seededBytes } from '../../../testkit/vm-fixtures.js';
 
@@ -98,6 +98,9 @@ test('the qemu:dirty-bitmap context of a qemu-storage-daemon export marks exactl
   const qmp = await QmpClient.connect(qsd.qmp);
   try {
     await qmp.execute('block-dirty-bitmap-add', { node: 'disk0', name: 'b', persistent: true });
+    // QMP errors carry QEMU's class and words; the connection stays usable.
+    await assert.rejects(qmp.execute('block-dirty-bitmap-add', { node: 'disk0', name: 'b' }), (e: unknown) => e instanceof QmpCommandError && e.code === 'HypervisorError' && e.errorClass === 'GenericError' && /already/.test(e.desc));
+    await assert.rejects(qmp.execute('no-such-command'), (e: unknown) => e instanceof QmpCommandError && e.errorClass === 'CommandNotFound');
     const disk = await NbdClient.connect({ socket: qsd.nbd!, export: 'disk0' });
     // Cluster size 64 KiB: a 1-byte write marks its whole cluster.
     await disk.write(3 * MiB + 5, Buffer.from('x'));
