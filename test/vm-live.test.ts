@@ -24,7 +24,7 @@ import { CoffreError } from '../src/core/errors.js';
 import { saveVmConfig, type VmConfig } from '../src/agent/vm/config.js';
 import { backupVm, type VmBackupResult } from '../src/agent/vm/vm-backup.js';
 import { restoreVm } from '../src/agent/vm/vm-restore.js';
-import { listSnapshots } from '../src/agent/vm/snapshot-store.js';
+import { listSnapshots, sweepSnapshots } from '../src/agent/vm/snapshot-store.js';
 import { NbdClient } from '../src/agent/vm/nbd-client.js';
 import { QmpClient } from '../src/agent/vm/qmp-client.js';
 import { cli, harness, type TestAgent } from '../testkit/harness.js';
@@ -270,6 +270,11 @@ test('a running VM of two qcow2 disks: a chain of five points reading only what 
         assert.equal(r.job!.bytesUploaded, 0, 'nothing read from the vault');
         for (const [i, d] of r.disks.entries()) assert.ok((await imagesIdentical(d.file, 'qcow2', points[k]!.refs[i]!, 'raw')).same, `point ${k + 1} disk ${i} from the snapshot`);
       }
+      // Past their window, the sweep has QEMU delete them (through QMP: the images are in use).
+      const removed = await sweepSnapshots(a.agentDir, { now: () => new Date(Date.now() + 3 * 86_400_000) });
+      assert.equal(removed.length, 5);
+      assert.deepEqual((await coffreNodes(qsd!.qmp)).snapshots, []);
+      assert.deepEqual(await listSnapshots(a.agentDir, 'web'), []);
     });
   } finally {
     if (killPid) {

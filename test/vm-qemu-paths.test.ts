@@ -17,6 +17,7 @@ import { CoffreError } from '../src/core/errors.js';
 import type { VmConfig } from '../src/agent/vm/config.js';
 import { backupVm } from '../src/agent/vm/vm-backup.js';
 import { restoreVm } from '../src/agent/vm/vm-restore.js';
+import { sweepSnapshots } from '../src/agent/vm/snapshot-store.js';
 import { NbdClient } from '../src/agent/vm/nbd-client.js';
 import { QmpClient } from '../src/agent/vm/qmp-client.js';
 import { cli, harness, type TestAgent } from '../testkit/harness.js';
@@ -134,6 +135,12 @@ test('a qcow2 image file no QEMU holds: an internal snapshot read from the file;
     }
     const asRaw = await restoreVm({ client: a.client, keys: a.keys, agentDir: a.agentDir, pointId: first.point.id, target: join(h.dir, 'out-raw'), format: 'raw' });
     assert.ok((await readFile(asRaw.disks[0]!.file)).equals(await readFile(ref1)));
+
+    // Past the instant-restore window, the sweep deletes the internal snapshots from the image.
+    const later = { now: () => new Date(Date.now() + 3 * 86_400_000) };
+    const removed = await sweepSnapshots(a.agentDir, later);
+    assert.deepEqual(removed.map((r) => r.pointId).sort(), [first.point.id, second.point.id].sort());
+    assert.doesNotMatch(await qemuImg(['snapshot', '-l', image]), /coffre-/);
 
     // The same image held by a running QEMU: no snapshot behind its back.
     qsd = await startStorageDaemon(h.dir, [{ file: image, node: 'vda' }]);
