@@ -1,15 +1,17 @@
 /**
  * The disk session (disk-session.ts) for a running VM, through its QEMU's block layer over QMP
- * (a VM's QEMU, or qemu-storage-daemon). For each backup:
+ * (a VM's QEMU, or qemu-storage-daemon). For each backup, one QMP transaction takes, on every
+ * disk at the same instant: a new dirty bitmap (the previous one disabled), and
  *
- *   internal snapshot of every qcow2 disk (one transaction: the instant-restore copy, no data
- *   copied) → a temporary qcow2 overlay per disk whose backing is the disk ("fleecing") →
- *   one transaction: new dirty bitmap, previous bitmap disabled, blockdev-backup sync=none into
- *   the overlay (from then on QEMU copies a cluster into the overlay before the guest rewrites
- *   it, so the overlay reads as the disk at that instant) → the overlay exported over NBD with
- *   the bitmap(s) since the last committed point → Coffre's NBD client reads the allocation map
- *   and the dirty map, then only dirty data extents.
+ * - for a qcow2 image on this machine, an internal snapshot: the point itself, read from the
+ *   image file by Coffre (qcow2-snapshot.ts) and kept as the instant-restore copy; the changed
+ *   extents come from the bitmap, exported over NBD through an empty read-only overlay;
+ * - for any other disk, blockdev-backup sync=none into a temporary overlay whose backing is the
+ *   disk ("fleecing": QEMU copies a cluster into the overlay before the guest rewrites it, so
+ *   the overlay reads as the disk at that instant), exported over NBD with the bitmap and read
+ *   by Coffre's NBD client.
  *
+ * Only blocks the bitmap(s) since the last committed point mark are read, and only their data.
  * After the commit the old bitmaps are removed; after a failure they stay (change-tracking.ts).
  * Everything Coffre adds to QEMU is named after a tag of this agent and VM, so a backup killed
  * half-way is cleaned up by the next one: jobs cancelled, exports and overlays removed, internal
@@ -22,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { CoffreError } from '../../core/errors.js';
 import { writeFileAtomic } from '../state.js';
-import { bitmapsToRemove, mergedBitmapName, planTracking, type QemuBitmap, type TrackingPlan, type TrackingState } from './change-tracking.js';
+import { bitmapsToRemove, mergedBitmapName, planTracking, type TrackingPlan, type TrackingState } from './change-tracking.js';
 import { vmRoot, type VmConfig } from './config.js';
 import type { DiskSession, SessionDisk } from './disk-session.js';
 import { nbdReader } from './disk-reader.js';
@@ -34,17 +36,7 @@ import { snapshotView } from './snapshot-view.js';
 import { createQcow2 } from './qemu-img.js';
 import { QmpClient, QmpCommandError } from './qmp-client.js';
 import { listSnapshots, type SnapshotDisk } from './snapshot-store.js';
-
-/** What QEMU says of a block node (query-named-block-nodes). */
-export interface QemuNode {
-  'node-name': string;
-  drv: string;
-  file: string;
-  image?: { 'virtual-size'?: number; filename?: string; snapshots?: { name: string }[] };
-  'dirty-bitmaps'?: QemuBitmap[];
-}
-
-export interface LiveDisk { node: string; file: string; format: 'qcow2' | 'raw'; size: number }
+import { discoverDisks, queryNodes, type LiveDisk } from './live-discovery.js';
 
 const NODE_TIMEOUT_MS = 60_000;
 
@@ -63,42 +55,6 @@ async function loadTracking(agentDir: string, vaultId: string, item: string): Pr
     // No tracking record (first backup through QEMU) or a damaged one: a full read is the safe answer.
     return null;
   }
-}
-
-export async function queryNodes(qmp: QmpClient): Promise<QemuNode[]> {
-  return qmp.execute<QemuNode[]>('query-named-block-nodes', { flat: true });
-}
-
-/**
- * The VM's disks as QEMU sees them: the nodes behind its drives (query-block), or, for
- * qemu-storage-daemon (no drives), the nodes it exports. `nodes` picks and orders them.
- */
-export async function discoverDisks(qmp: QmpClient, nodes?: string[], known?: QemuNode[]): Promise<LiveDisk[]> {
-  const all = known ?? await queryNodes(qmp);
-  const byName = new Map(all.map((n) => [n['node-name'], n]));
-  let names: string[];
-  if (nodes?.length) names = nodes;
-  else {
-    const drives = await qmp.execute<{ device?: string; inserted?: { 'node-name'?: string } }[]>('query-block');
-    names = drives.flatMap((d) => (d.inserted?.['node-name'] ? [d.inserted['node-name']] : []));
-    if (names.length === 0) {
-      const exports = await qmp.execute<{ id: string; 'node-name': string }[]>('query-block-exports');
-      // QEMU lists exports newest first; node names in natural order (disk0, disk1, ... disk10) are the stable order.
-      names = [...new Set(exports.filter((e) => !e.id.startsWith('coffre-')).map((e) => e['node-name']))].sort((x, y) => x.localeCompare(y, 'en', { numeric: true }));
-    }
-  }
-  if (names.length === 0) throw new CoffreError('InvalidArgument', 'QEMU shows no disk (no drive with a medium, no block export); name the nodes with --node NAME');
-  return names.map((name) => {
-    const n = byName.get(name);
-    if (!n) throw new CoffreError('InvalidArgument', `QEMU has no block node ${name}; its nodes are ${[...byName.keys()].join(', ')}`);
-    return liveDisk(n);
-  });
-}
-
-function liveDisk(n: QemuNode): LiveDisk {
-  const size = n.image?.['virtual-size'];
-  if (typeof size !== 'number') throw new CoffreError('HypervisorError', `QEMU does not say the size of node ${n['node-name']}`);
-  return { node: n['node-name'], file: n.image?.filename ?? n.file, format: n.drv === 'qcow2' ? 'qcow2' : 'raw', size };
 }
 
 /** Whether something accepts connections on a unix socket. */
