@@ -97,7 +97,8 @@ function policyNote(c: VmConfig, why?: string): string {
 export function registerVmCommands(program: Command, g: () => GlobalOptions): Command {
   const vm = program.command('vm').description('whole-VM backup: disk images in parallel, changed blocks only, instant restore, file recovery');
   // Every vm command first removes the instant-restore snapshots whose window has passed.
-  vm.hook('preAction', async () => { await (await vmEngine()).sweepSnapshots(agentDirOf(g()), systemClock); });
+  // Only the snapshot store: a backup then loads what it needs, not the restore and file-recovery code.
+  vm.hook('preAction', async () => { await (await import('../agent/vm/snapshot-store.js')).sweepSnapshots(agentDirOf(g()), systemClock); });
 
   vm.command('protect <name>')
     .description('protect a VM: its disks (raw, fixed VHD or qcow2 images, block devices, or a running QEMU\'s disks with --qmp), scripts and policy')
@@ -191,7 +192,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .option('--script-timeout <seconds>', 'limit for each script, this run only', seconds)
     .option('--json', 'print the job as JSON')
     .action(async (name: string, o: { retainUntil?: string; scriptTimeout?: number; json?: boolean }) => {
-      const { requireVmConfig, backupVm, saveVmConfig } = await vmEngine();
+      const [{ requireVmConfig, saveVmConfig }, { backupVm }] = await Promise.all([import('../agent/vm/config.js'), import('../agent/vm/vm-backup.js')]);
       const agentDir = agentDirOf(g());
       let config = await requireVmConfig(agentDir, name);
       const { state, client } = await agentContext(g());
