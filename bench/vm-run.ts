@@ -182,7 +182,7 @@ function table(samples: Sample[], o: Options, image: { used: number; file: numbe
     const detail = samples.find((s) => s.tool === 'coffre' && s.step === step)?.detail ?? '';
     lines.push(`| ${STEP_NAMES[step]} | ${c.toFixed(2)} s (${detail.replace(/^job \w+, /, '')}) | ${r.toFixed(2)} s | ${(c / r).toFixed(2)} | ≤ ${TARGETS[step]} | ${c / r <= TARGETS[step] ? 'met' : '**not met**'} |`);
   }
-  lines.push('', 'CPU seconds per step (Coffre: the CLI, the vault server, and QEMU serving the disk over NBD; "other" is what the rest of the machine used meanwhile — well above a few tenths means the step shared the CPUs):', '',
+  lines.push('', 'CPU seconds per step (Coffre: the CLI, the vault server, and QEMU — which takes the snapshot and serves the changed-block map; the CLI reads the snapshot clusters from the image file itself; "other" is what the rest of the machine used meanwhile — well above a few tenths means the step shared the CPUs):', '',
     '| step | Coffre CLI | vault server | QEMU | restic | other (Coffre step) | other (restic step) |', '|---|---|---|---|---|---|---|');
   for (const step of STEPS) {
     lines.push(`| ${STEP_NAMES[step]} | ${med('coffre', step, (s) => s.cpu).toFixed(2)} | ${med('coffre', step, (s) => s.serverCpu ?? NaN).toFixed(2)} | ${med('coffre', step, (s) => s.qemuCpu ?? NaN).toFixed(2)} | ${med('restic', step, (s) => s.cpu).toFixed(2)} | ${med('coffre', step, (s) => s.otherCpu).toFixed(1)} | ${med('restic', step, (s) => s.otherCpu).toFixed(1)} |`);

@@ -291,13 +291,15 @@ export async function backupVm(opts: VmBackupOptions): Promise<VmBackupResult> {
     const snapDisks = live.snapshotDisks();
     if (snapDisks.length) {
       try {
+        // The kept snapshot's method is that of the disks it holds (a disk with no copy is not in it).
+        const keptMethod = overallMethod(disks.filter((d) => d.snapshot !== 'none').map((d) => d.snapshot)) as SnapshotMethod;
         const dir = await keepSnapshot(root, {
           version: 1, item: config.name, pointId: point.id, vaultId: opts.vaultId, createdAt: now.toISOString(), expiresAt,
-          method: method === 'none' ? 'copy' : method, disks: snapDisks,
+          method: keptMethod, disks: snapDisks,
         });
         staging = null;
         keepSnapshots = true;
-        kept = { dir, expiresAt, method: method === 'none' ? 'copy' : method };
+        kept = { dir, expiresAt, method: keptMethod };
       } catch (e) {
         // The point is committed and complete in the vault; only the fast local copy is lost.
         warnings.push({ code: 'SnapshotNotKept', message: `the instant-restore snapshot could not be kept (${(e as Error).message}); restores of ${point.id} read the vault` });
