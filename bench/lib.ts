@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, totalmem, release, availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { healthy } from '../testkit/harness.js';
 
 /** The project folder (this file runs from dist/bench/). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -73,6 +74,28 @@ export async function generateTree(dir: string, scale: number, seed: number): Pr
   await must('python3', [DATASET, 'generate', dir, '--seed', String(seed), '--scale', String(scale)]);
 }
 
+/**
+ * A tree of many small files, as mail spools, source trees and package caches are: folders of
+ * 1000 files of 64-200 bytes each, contents from a seeded generator (the same tree every time).
+ */
+export async function generateSmallFiles(dir: string, count: number, seed: number): Promise<void> {
+  const { mkdir: mk, writeFile: wf } = await import('node:fs/promises');
+  let x = (seed * 2654435761) >>> 0 || 1;
+  const next = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+  const PER_FOLDER = 1000;
+  for (let d = 0; d * PER_FOLDER < count; d++) {
+    const folder = join(dir, `d${String(d).padStart(5, '0')}`);
+    await mk(folder, { recursive: true });
+    const writes: Promise<void>[] = [];
+    for (let f = 0; f < PER_FOLDER && d * PER_FOLDER + f < count; f++) {
+      const data = Buffer.allocUnsafe(64 + (next() % 137));
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(next(), Math.min(i, data.length - 4));
+      writes.push(wf(join(folder, `f${String(f).padStart(4, '0')}.dat`), data));
+    }
+    await Promise.all(writes);
+  }
+}
+
 export async function mutateTree(dir: string, seed: number, round: number): Promise<void> {
   await must('python3', [DATASET, 'mutate', dir, '--seed', String(seed), '--round', String(round)]);
 }
@@ -92,7 +115,7 @@ const CLK_TCK = (() => {
 
 /** A `coffre server` in its own process on loopback, with its CPU time and peak memory. */
 export class CoffreServer {
-  private constructor(readonly child: ReturnType<typeof spawn>, readonly url: string, readonly token: string, readonly dataDir: string) {}
+  private constructor(readonly child: ReturnType<typeof spawn>, readonly url: string, readonly token: string, readonly dataDir: string, readonly fingerprint: string | null) {}
 
   get pid(): number { return this.child.pid!; }
 
@@ -103,16 +126,17 @@ export class CoffreServer {
       const timer = setTimeout(() => reject(new Error(`coffre server did not start in 30 s: ${err}`)), 30_000);
       child.stderr!.on('data', (d: Buffer) => {
         err += d.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(err);
+        const m = /listening on (https?:\/\/\S+)/.exec(err);
         if (m) { clearTimeout(timer); resolve(m[1]!); }
       });
       child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`coffre server exited with ${code}: ${err}`)); });
     });
     child.stderr!.resume();
-    const health = await fetch(`${url}/v1/health`);
-    if (!health.ok) throw new Error(`coffre server health: ${health.status}`);
+    if (!(await healthy(url))) throw new Error('coffre server does not answer its health check');
     const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-    return new CoffreServer(child, url, token, dataDir);
+    // The server serves HTTPS with its self-signed certificate: the CLI pins its fingerprint.
+    const { fingerprint } = JSON.parse(readFileSync(join(dataDir, 'server.json'), 'utf8')) as { fingerprint: string | null };
+    return new CoffreServer(child, url, token, dataDir, fingerprint);
   }
 
   /** CPU seconds (user + system) used so far. */
@@ -151,7 +175,7 @@ export class CoffreServer {
 
 /** Creates a vault and registers an agent (state in agentDir) through the real CLI. */
 export async function registerCoffreAgent(server: CoffreServer, workDir: string, agentDir: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const admin = ['--server', server.url, '--token', server.token];
+  const admin = ['--server', server.url, '--token', server.token, ...(server.fingerprint ? ['--fingerprint', server.fingerprint] : [])];
   await must(process.execPath, [BIN, ...admin, 'vault', 'create', 'bench'], { cwd: workDir, env });
   const cred = join(workDir, 'vault.cred');
   await must(process.execPath, [BIN, ...admin, 'vault', 'credentials', 'bench', '--out', cred], { cwd: workDir, env });

@@ -1,5 +1,8 @@
 /**
  * `npm run bench [-- --scale F] [--runs N] [--tools coffre,restic,borg] [--seed N] [--keep] [--no-install] [--out FILE]`
+ * `npm run bench -- --tree PATH` (an existing folder, read only: e.g. /usr) or `--small-files N`
+ * (a generated tree of N files of 64-200 bytes, 1000 per folder): initial backup, unchanged
+ * re-backup and restore of that tree, reported in a section of their own.
  *
  * Generates the deterministic test tree of bench/dataset.py (~1.2 GiB at scale 1), then
  * measures Coffre (a `coffre server` and the `coffre` CLI as separate processes on loopback),
@@ -12,10 +15,10 @@
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { compareTrees, type TreeDifference } from '../src/agent/tree-compare.js';
 import {
-  BIN, COFFRE_PASSPHRASE, CoffreServer, PASSWORD, ROOT, cleanEnv, duBytes, generateTree, machine, median, mib,
+  BIN, COFFRE_PASSPHRASE, CoffreServer, PASSWORD, ROOT, cleanEnv, duBytes, generateSmallFiles, generateTree, machine, median, mib,
   machineBusySeconds, must, mutateTree, registerCoffreAgent, replaceSection, run, timed, treeStats, version, type Timed,
 } from './lib.js';
 
@@ -27,7 +30,14 @@ const STEP_NAMES: Record<Step, string> = {
   initial: 'initial backup', unchanged: 'unchanged re-backup', changed: 'backup after ~1% change', restore: 'full restore',
 };
 
-interface Options { scale: number; runs: number; seed: number; keep: boolean; install: boolean; tools: Tool[]; out: string }
+interface Options { scale: number; runs: number; seed: number; keep: boolean; install: boolean; tools: Tool[]; out: string; tree?: string; smallFiles?: number }
+
+/** What is backed up: the generated test tree, an existing folder, or a generated tree of many small files. */
+type Kind = 'synthetic' | 'tree' | 'small';
+const kindOf = (o: Options): Kind => (o.tree ? 'tree' : o.smallFiles ? 'small' : 'synthetic');
+/** An existing or many-file tree is not mutated (it is not ours, or too large to copy): no "changed" step. */
+const stepsOf = (kind: Kind): readonly Step[] => (kind === 'synthetic' ? STEPS : ['initial', 'unchanged', 'restore']);
+const SECTION: Record<Kind, string> = { synthetic: 'results', tree: 'results-tree', small: 'results-small' };
 
 function parseOptions(argv: string[]): Options {
   const o: Options = { scale: 1, runs: 1, seed: 1, keep: false, install: true, tools: [...TOOLS], out: join(ROOT, 'docs', 'benchmarks.md') };
@@ -44,12 +54,14 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--keep') o.keep = true;
     else if (a === '--no-install') o.install = false;
     else if (a === '--out') o.out = value();
+    else if (a === '--tree') o.tree = resolve(value());
+    else if (a === '--small-files') o.smallFiles = Number(value());
     else if (a === '--tools') {
       const ts = value().split(',').map((t) => t.trim()).filter(Boolean);
       for (const t of ts) if (!(TOOLS as readonly string[]).includes(t)) throw new Error(`unknown tool ${t} (coffre, restic, borg)`);
       o.tools = ts as Tool[];
     } else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: npm run bench -- [--scale F] [--runs N] [--tools coffre,restic,borg] [--seed N] [--keep] [--no-install] [--out FILE]\n');
+      process.stdout.write('usage: npm run bench -- [--scale F | --tree PATH | --small-files N] [--runs N] [--tools coffre,restic,borg] [--seed N] [--keep] [--no-install] [--out FILE]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a} (see --help)`);
   }
@@ -59,6 +71,8 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(o.runs) || o.runs < 1) throw new Error('--runs must be a positive integer');
   if (!Number.isInteger(o.seed)) throw new Error('--seed must be an integer');
   if (!o.tools.includes('coffre')) throw new Error('--tools must include coffre');
+  if (o.tree && o.smallFiles) throw new Error('--tree and --small-files measure different trees: give one');
+  if (o.smallFiles !== undefined && (!Number.isInteger(o.smallFiles) || o.smallFiles < 1000)) throw new Error('--small-files must be an integer of at least 1000');
   return o;
 }
 
@@ -87,9 +101,15 @@ async function checkRestore(tool: Tool, runNo: number, source: string, restored:
 interface JobJson { status: string; pointId: string | null; bytesNew: number; bytesUploaded: number; filesChanged: number; filesScanned: number; warnings: { code: string; message: string }[] }
 
 async function oneRun(work: string, runNo: number, o: Options, samples: Sample[], checks: RestoreCheck[], notes: Set<string>): Promise<void> {
-  const src = join(work, 'src');
-  await rm(src, { recursive: true, force: true });
-  await cp(join(work, 'src-orig'), src, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  const kind = kindOf(o);
+  // The generated tree is copied (it is mutated); the others are read where they are.
+  const src = kind === 'tree' ? o.tree! : kind === 'small' ? join(work, 'src-orig') : join(work, 'src');
+  if (kind === 'synthetic') {
+    await rm(src, { recursive: true, force: true });
+    await cp(join(work, 'src-orig'), src, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  }
+  // Relative for the generated tree (as the baseline measured it), absolute otherwise.
+  const arg = kind === 'synthetic' ? 'src' : src;
   const tfile = join(work, '.time');
   const baseEnv = cleanEnv();
   const coffreEnv = cleanEnv({ COFFRE_PASSPHRASE });
@@ -138,7 +158,7 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
         const target = join(work, 'restore-coffre');
         t = await measured(process.execPath, [BIN, '--agent-dir', coffreAgent, 'restore', lastPoint, '--target', target, '--json'], { cwd: work, env: coffreEnv, timeFile: tfile });
       } else {
-        t = await measured(process.execPath, [BIN, '--agent-dir', coffreAgent, 'backup', src, '--item', 'bench', '--json'], { cwd: work, env: coffreEnv, timeFile: tfile, okCodes: [4] });
+        t = await measured(process.execPath, [BIN, '--agent-dir', coffreAgent, 'backup', kind === 'synthetic' ? src : arg, '--item', 'bench', '--json'], { cwd: work, env: coffreEnv, timeFile: tfile, okCodes: [4] });
       }
       const serverCpu = server.cpuSeconds() - cpu0;
       const serverRssMiB = server.peakKiB() / 1024;
@@ -157,7 +177,7 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
     const restic = async (step: Step) => {
       const args = step === 'restore'
         ? ['-r', resticRepo, 'restore', 'latest', '--target', join(work, 'restore-restic')]
-        : ['-r', resticRepo, 'backup', '--compression', 'auto', 'src'];
+        : ['-r', resticRepo, 'backup', '--compression', 'auto', arg];
       record('restic', step, await measured('restic', args, { cwd: work, env: resticEnv, timeFile: tfile }), await duBytes(resticRepo));
     };
 
@@ -169,7 +189,7 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
         t = await measured('borg', ['extract', `${borgRepo}::a${archive}`], { cwd: target, env: borgEnv, timeFile: tfile });
       } else {
         archive++;
-        t = await measured('borg', ['create', '--compression', 'zstd,3', `${borgRepo}::a${archive}`, 'src'], { cwd: work, env: borgEnv, timeFile: tfile });
+        t = await measured('borg', ['create', '--compression', 'zstd,3', `${borgRepo}::a${archive}`, arg], { cwd: work, env: borgEnv, timeFile: tfile });
       }
       record('borg', step, t, await duBytes(borgRepo));
     };
@@ -185,11 +205,20 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
 
     await each('initial');
     await each('unchanged');
-    await mutateTree(src, o.seed, 1);
-    await each('changed');
+    if (kind === 'synthetic') {
+      await mutateTree(src, o.seed, 1);
+      await each('changed');
+    }
     await each('restore');
+    // Where each tool puts the tree: relative paths under the target; absolute ones as
+    // restic (the whole path) and borg (without its leading slash) keep them, Coffre by name.
+    const restoredAt = (tool: Tool) => {
+      const target = join(work, `restore-${tool}`);
+      if (!isAbsolute(arg)) return join(target, arg);
+      return tool === 'coffre' ? join(target, basename(arg)) : join(target, arg);
+    };
     for (const tool of o.tools) {
-      const c = await checkRestore(tool, runNo, src, join(work, `restore-${tool}`, 'src'));
+      const c = await checkRestore(tool, runNo, src, restoredAt(tool));
       checks.push(c);
       log(`run ${runNo}/${o.runs} ${tool.padEnd(6)} restore ${c.content.length ? `DIFFERS (${c.content.length} differences, e.g. ${c.content.slice(0, 3).map((d) => `${d.path}: ${d.what}`).join('; ')})` : 'byte-identical'}` +
         (c.metadata.length ? `; ${c.metadata.length} metadata differences, e.g. ${c.metadata.slice(0, 3).map((d) => `${d.path}: ${d.what}`).join('; ')}` : ''));
@@ -225,36 +254,51 @@ function report(o: Options, samples: Sample[], checks: RestoreCheck[], notes: Se
   const has = (t: Tool) => o.tools.includes(t) && samples.some((s) => s.tool === t);
   const peers = (['restic', 'borg'] as const).filter(has);
   const out: string[] = [];
+  const kind = kindOf(o);
+  const steps = stepsOf(kind);
   const medianNote = o.runs > 1 ? `median of ${o.runs} runs` : 'one run';
-  out.push(`## Results (${date.slice(0, 10)}, scale ${o.scale}, ${medianNote})`, '');
-  out.push(`Command: \`npm run bench -- --scale ${o.scale}${o.runs > 1 ? ` --runs ${o.runs}` : ''}${o.seed !== 1 ? ` --seed ${o.seed}` : ''}\`, run ${date}.`, '');
+  const what = kind === 'tree' ? `the existing folder ${o.tree}` : kind === 'small' ? `${o.smallFiles!.toLocaleString('en-US')} small files` : `scale ${o.scale}`;
+  const flags = kind === 'tree' ? `--tree ${o.tree}` : kind === 'small' ? `--small-files ${o.smallFiles}` : `--scale ${o.scale}`;
+  out.push(`## Results: ${what} (${date.slice(0, 10)}, ${medianNote})`, '');
+  out.push(`Command: \`npm run bench -- ${flags}${o.runs > 1 ? ` --runs ${o.runs}` : ''}${o.seed !== 1 ? ` --seed ${o.seed}` : ''}${o.tools.length < 3 ? ` --tools ${o.tools.join(',')}` : ''}\`, run ${date}.`, '');
   out.push('| machine | |', '|---|---|');
   out.push(`| CPU | ${m.cpu} |`, `| memory | ${m.memory} |`, `| kernel | ${m.kernel} |`, `| Node.js | ${m.node} |`,
     `| restic | ${m.restic} |`, `| borg | ${m.borg} |`, `| Coffre | ${m.coffre} |`, `| Python (tree generator) | ${version('python3', ['--version']) ?? '?'} |`);
-  out.push('', `Tree: \`bench/dataset.py generate --seed ${o.seed} --scale ${o.scale}\` — ${tree.files.toLocaleString('en-US')} files, ${f1(mib(tree.bytes))} MiB ` +
-    `(${f1(mib(tree.disk))} MiB on disk, generated in ${generateSeconds.toFixed(0)} s); after \`mutate\`: ${mutated.files.toLocaleString('en-US')} files, ${f1(mib(mutated.bytes))} MiB. ` +
+  const treeLine = kind === 'tree'
+    ? `Tree: \`${o.tree}\` as it is on this machine, read only — ${tree.files.toLocaleString('en-US')} files, ${f1(mib(tree.bytes))} MiB (${f1(mib(tree.disk))} MiB on disk). `
+    : kind === 'small'
+      ? `Tree: ${tree.files.toLocaleString('en-US')} files of 64-200 bytes, 1000 per folder (bench/lib.ts generateSmallFiles, seed ${o.seed}), ${f1(mib(tree.bytes))} MiB (${f1(mib(tree.disk))} MiB on disk, generated in ${generateSeconds.toFixed(0)} s). `
+      : `Tree: \`bench/dataset.py generate --seed ${o.seed} --scale ${o.scale}\` — ${tree.files.toLocaleString('en-US')} files, ${f1(mib(tree.bytes))} MiB ` +
+        `(${f1(mib(tree.disk))} MiB on disk, generated in ${generateSeconds.toFixed(0)} s); after \`mutate\`: ${mutated.files.toLocaleString('en-US')} files, ${f1(mib(mutated.bytes))} MiB. `;
+  out.push('', treeLine +
     'Warm page cache; `sync` before every measured command. Coffre runs as two processes on loopback (`coffre server` and the `coffre` CLI); restic and borg as one each, ' +
     'with the options of shared/bench/peers.sh (restic `--compression auto`, borg `repokey-blake2`, `zstd,3`).', '');
 
-  // Targets
-  const maxOver = (tool: Tool, metric: Metric) => Math.max(...STEPS.map((s) => med(samples, tool, s, metric)).filter(Number.isFinite));
-  const targets: { what: string; limit: number; value: () => number; coffre: () => string; restic: () => string }[] = [
-    ...(['initial', 'unchanged', 'changed', 'restore'] as const).map((s) => ({
-      what: `${STEP_NAMES[s]} wall`, limit: s === 'restore' ? 0.6 : 0.5,
-      value: () => ratio(med(samples, 'coffre', s, 'wall'), med(samples, 'restic', s, 'wall')),
-      coffre: () => `${f2(med(samples, 'coffre', s, 'wall'))} s`, restic: () => `${f2(med(samples, 'restic', s, 'wall'))} s`,
-    })),
-    {
-      what: 'agent peak memory (highest of the four steps)', limit: 1.0,
-      value: () => ratio(maxOver('coffre', 'rssMiB'), maxOver('restic', 'rssMiB')),
-      coffre: () => `${f0(maxOver('coffre', 'rssMiB'))} MiB`, restic: () => `${f0(maxOver('restic', 'rssMiB'))} MiB`,
-    },
-    {
-      what: 'stored size (after the third backup)', limit: 1.05,
-      value: () => ratio(med(samples, 'coffre', 'changed', 'storedMiB'), med(samples, 'restic', 'changed', 'storedMiB')),
-      coffre: () => `${f1(med(samples, 'coffre', 'changed', 'storedMiB'))} MiB`, restic: () => `${f1(med(samples, 'restic', 'changed', 'storedMiB'))} MiB`,
-    },
-  ];
+  // Targets (issue 15): the generated tree, an existing one (/usr), and a million small files.
+  const maxOver = (tool: Tool, metric: Metric, over: readonly Step[] = steps) => Math.max(...over.map((s) => med(samples, tool, s, metric)).filter(Number.isFinite));
+  const wallTarget = (s: Step, limit: number) => ({
+    what: `${STEP_NAMES[s]} wall`, limit,
+    value: () => ratio(med(samples, 'coffre', s, 'wall'), med(samples, 'restic', s, 'wall')),
+    coffre: () => `${f2(med(samples, 'coffre', s, 'wall'))} s`, restic: () => `${f2(med(samples, 'restic', s, 'wall'))} s`,
+  });
+  const memoryTarget = (label: string, over: readonly Step[], limit = 1.0) => ({
+    what: `agent peak memory (${label})`, limit,
+    value: () => ratio(maxOver('coffre', 'rssMiB', over), maxOver('restic', 'rssMiB', over)),
+    coffre: () => `${f0(maxOver('coffre', 'rssMiB', over))} MiB`, restic: () => `${f0(maxOver('restic', 'rssMiB', over))} MiB`,
+  });
+  const storedStep: Step = kind === 'synthetic' ? 'changed' : 'unchanged';
+  const storedTarget = {
+    what: `stored size (after the ${kind === 'synthetic' ? 'third' : 'second'} backup)`, limit: 1.05,
+    value: () => ratio(med(samples, 'coffre', storedStep, 'storedMiB'), med(samples, 'restic', storedStep, 'storedMiB')),
+    coffre: () => `${f1(med(samples, 'coffre', storedStep, 'storedMiB'))} MiB`, restic: () => `${f1(med(samples, 'restic', storedStep, 'storedMiB'))} MiB`,
+  };
+  const targets: { what: string; limit: number; value: () => number; coffre: () => string; restic: () => string }[] =
+    kind === 'synthetic'
+      ? [wallTarget('initial', 0.6), wallTarget('unchanged', 0.4), wallTarget('changed', 0.6), wallTarget('restore', 0.6), memoryTarget('highest of the four steps', STEPS), storedTarget]
+      : kind === 'tree'
+        ? [wallTarget('initial', 0.8), wallTarget('unchanged', 0.5), wallTarget('restore', 0.7),
+          memoryTarget('backup', ['initial', 'unchanged']), memoryTarget('restore', ['restore']), storedTarget]
+        : [wallTarget('unchanged', 0.5), memoryTarget('highest of the three steps', steps), storedTarget];
   out.push('### Targets (Coffre / restic)', '');
   out.push('| step | target | Coffre | restic | Coffre / restic | met? |', '|---|---|---|---|---|---|');
   let met = 0;
@@ -273,7 +317,7 @@ function report(o: Options, samples: Sample[], checks: RestoreCheck[], notes: Se
   out.push('Coffre CPU is the agent\'s plus the server\'s. Memory is the agent\'s (the CLI process) against the peer\'s only process. Stored size is the whole data folder (store and catalog) against the repository.', '');
   const head = ['step', ...peers.flatMap((p) => [`wall C/${p}`, `CPU C/${p}`, `memory C/${p}`, `stored C/${p}`])];
   out.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
-  for (const s of STEPS) {
+  for (const s of steps) {
     const row = [STEP_NAMES[s]];
     for (const p of peers) {
       row.push(f2(ratio(med(samples, 'coffre', s, 'wall'), med(samples, p, s, 'wall'))));
@@ -289,7 +333,7 @@ function report(o: Options, samples: Sample[], checks: RestoreCheck[], notes: Se
   out.push(`### Measurements (${medianNote})`, '');
   out.push('"other CPU s" is the CPU time the rest of the machine used during the step (other processes, and kernel threads such as the writeback of the step\'s own files): figures well above a few tenths of a second mean the step shared the CPUs with other work, and its times are pessimistic.', '');
   out.push('| tool | step | wall s | CPU s | peak RSS MiB | server CPU s | server peak RSS MiB | stored MiB | other CPU s |', '|---|---|---|---|---|---|---|---|---|');
-  for (const s of STEPS) {
+  for (const s of steps) {
     for (const t of o.tools) {
       if (!has(t)) continue;
       const stored = t === 'coffre'
@@ -333,7 +377,10 @@ unchanged re-backup, backup after a ~1% change (\`dataset.py mutate\`), full res
 \`--scale F\` (tree size; 1 ≈ 1.2 GiB), \`--runs N\` (medians), \`--tools coffre,restic,borg\`,
 \`--keep\` (keep the work folder under the system's temporary folder), \`--no-install\` (do not
 run \`bench/install-peers.sh\`, which installs restic, borgbackup and GNU time with apt-get when
-run as root). Times are wall-clock seconds from GNU time; compare ratios taken in one run,
+run as root), \`--tree PATH\` (back up an existing folder such as /usr, read only) and
+\`--small-files N\` (a generated tree of N files of 64-200 bytes): these two measure the
+initial backup, the unchanged re-backup and the restore, each in a section of its own below.
+Times are wall-clock seconds from GNU time; compare ratios taken in one run,
 not absolute times across machines. \`node dist/bench/profile.js\` (after \`npm run build\`)
 profiles the agent and rewrites the profile section below.
 `;
@@ -366,19 +413,21 @@ async function main(): Promise<void> {
   const notes = new Set<string>();
   try {
     const t0 = Date.now();
-    await generateTree(join(work, 'src-orig'), o.scale, o.seed);
+    const kind = kindOf(o);
+    if (kind === 'synthetic') await generateTree(join(work, 'src-orig'), o.scale, o.seed);
+    else if (kind === 'small') await generateSmallFiles(join(work, 'src-orig'), o.smallFiles!, o.seed);
     const generateSeconds = (Date.now() - t0) / 1000;
-    const tree = await treeStats(join(work, 'src-orig'));
+    const tree = await treeStats(kind === 'tree' ? o.tree! : join(work, 'src-orig'));
     log(`tree: ${tree.files} files, ${mib(tree.bytes).toFixed(1)} MiB, generated in ${generateSeconds.toFixed(1)} s`);
     for (let r = 1; r <= o.runs; r++) await oneRun(work, r, o, samples, checks, notes);
-    const mutated = await treeStats(join(work, 'src'));
+    const mutated = kind === 'synthetic' ? await treeStats(join(work, 'src')) : tree;
     notes.add(`Load average (1, 5, 15 min) when the run ended: ${loadavg().map((x) => x.toFixed(2)).join(', ')}.`);
     const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const body = report(o, samples, checks, notes, tree, mutated, generateSeconds, date);
     process.stdout.write(body);
     let text = '';
     try { text = await readFile(o.out, 'utf8'); } catch { /* first report */ }
-    text = replaceSection(replaceSection(text, 'intro', INTRO), 'results', body);
+    text = replaceSection(replaceSection(text, 'intro', INTRO), SECTION[kind], body);
     await writeFile(o.out, text);
     log(`wrote ${o.out}`);
     const bad = checks.filter((c) => c.content.length);

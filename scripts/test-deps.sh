@@ -5,6 +5,12 @@ set -euo pipefail
 need=()
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# Restore fidelity: POSIX ACLs and capabilities on test files, a vfat target without attributes.
+command -v setfacl >/dev/null 2>&1 || need+=(acl)
+command -v setcap >/dev/null 2>&1 || need+=(libcap2-bin)
+command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
+# File backups from volume snapshots: btrfs images.
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 # VM tests through QEMU's block layer: qemu-storage-daemon, and nbdinfo to cross-check the NBD client.
 command -v qemu-storage-daemon >/dev/null 2>&1 || need+=(qemu-system-common)
 command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)

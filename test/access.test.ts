@@ -6,12 +6,11 @@ import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { registerAgent } from '../src/agent/register.js';
 import { restore } from '../src/agent/restore.js';
-import { VaultClient } from '../src/agent/client.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { ManualClock } from '../src/core/clock.js';
 import { startServer } from '../src/vault/server.js';
-import { backupOptions, harness, PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { backupOptions, clientFor, harness, PASSPHRASE, rawRequest, tempDir } from '../testkit/harness.js';
 
 const code = (c: string) => (e: unknown) => e instanceof CoffreError && e.code === c;
 
@@ -30,7 +29,7 @@ test('a new machine restores with the credentials and the passphrase alone; a wr
     const agentDir = join(h.dir, 'new-machine');
     const state = await registerAgent({ agentDir, credentials: h.credentials, passphrase: PASSPHRASE, machine: 'web01' });
     assert.equal(state.reattached, true);
-    const client = new VaultClient(h.server.url, state.token);
+    const client = clientFor(h.server, state.token);
     const target = join(h.dir, 'restored');
     await restore({ client, keys: keysFromJSON(state.keys), pointId: point.id, target });
     assert.equal(await readFile(join(target, 'site', 'index.html'), 'utf8'), '<h1>hello</h1>');
@@ -91,7 +90,7 @@ test('an agent key reaches only its own items and cannot delete or reset keys', 
     await assert.rejects(a.client.createVault({ name: 'rogue' }), code('Forbidden'));
     await assert.rejects(a.client.createCredentials('testvault'), code('Forbidden'));
     // No API route deletes points or data for anyone but through retention (none exists for agents).
-    const del = await fetch(`${h.server.url}/v1/points/${point.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${a.state.token}` } });
+    const del = await rawRequest(h.server, 'DELETE', `/v1/points/${point.id}`, { token: a.state.token });
     assert.equal(del.status, 404);
     assert.equal((await a.client.listPoints({})).length, 1);
   } finally {
@@ -102,15 +101,15 @@ test('an agent key reaches only its own items and cannot delete or reset keys', 
 test('only the health check answers without a token', async () => {
   const h = await harness();
   try {
-    assert.equal((await fetch(`${h.server.url}/v1/health`)).status, 200);
+    assert.equal((await rawRequest(h.server, 'GET', '/v1/health')).status, 200);
     for (const path of ['/v1/vaults', '/v1/points', '/v1/jobs']) {
-      const res = await fetch(h.server.url + path);
+      const res = await rawRequest(h.server, 'GET', path);
       assert.equal(res.status, 401);
-      const body = await res.json() as { error: { code: string; message: string } };
+      const body = res.body as { error: { code: string; message: string } };
       assert.equal(body.error.code, 'Unauthorized');
       assert.ok(body.error.message.length > 10);
     }
-    const bad = await fetch(`${h.server.url}/v1/vaults`, { headers: { authorization: 'Bearer nope' } });
+    const bad = await rawRequest(h.server, 'GET', '/v1/vaults', { token: 'nope' });
     assert.equal(bad.status, 401);
   } finally {
     await h.close();
@@ -122,7 +121,7 @@ test('vault credentials expire after 10 days and are then refused clearly', asyn
   const clock = new ManualClock(new Date('2026-01-01T00:00:00Z'));
   const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', clock });
   try {
-    const admin = new VaultClient(server.url, server.adminToken);
+    const admin = clientFor(server);
     await admin.createVault({ name: 'v' });
     const c = await admin.createCredentials('v');
     assert.equal(c.expiresAt, '2026-01-11T00:00:00.000Z');

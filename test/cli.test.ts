@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { mkdir, writeFile, readFile, stat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareTrees } from '../src/agent/tree-compare.js';
-import { BIN, cli, tempDir } from '../testkit/harness.js';
+import { BIN, cli, tempDir, waitHealthy } from '../testkit/harness.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -18,22 +18,11 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitHealthy(url: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/v1/health`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('server did not start');
-}
-
 test('the README flow works through the CLI, with --json output and exit codes scripts can trust', async () => {
   const dir = await tempDir('coffre-cli-');
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  // HTTPS out of the box: the server's self-signed certificate, found by the CLI in ./coffre-data.
+  const url = `https://127.0.0.1:${port}`;
   // `coffre server` with the embedded default: ./coffre-data in the working folder.
   const server = spawn(process.execPath, [BIN, 'server', '--listen', `127.0.0.1:${port}`], { cwd: dir, stdio: 'ignore' });
   try {

@@ -18,7 +18,7 @@ import type { CredentialsFile, JobInfo } from '../src/core/api.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { sealManifest } from '../src/core/manifest.js';
 import { CoffreError } from '../src/core/errors.js';
-import { backupOptions, cli, harness, storeFiles, PASSPHRASE, tempDir, type CliResult } from '../testkit/harness.js';
+import { healthy, backupOptions, cli, harness, storeFiles, PASSPHRASE, tempDir, type CliResult } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 const BIG_FILES = 8;
@@ -115,11 +115,7 @@ async function startChildServer(dataDir: string, port: number, cwd: string): Pro
       const r = await child.exited;
       throw new Error(`coffre server exited (${r.code ?? r.signal}): ${r.stderr}`);
     }
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/v1/health`)).ok) return child;
-    } catch {
-      // not listening yet
-    }
+    if (await healthy(`https://127.0.0.1:${port}`)) return child;
     if (i > 1000) {
       process.kill(child.pid, 'SIGKILL');
       await child.exited;
@@ -200,18 +196,20 @@ test('kill -9 of the vault server mid-backup: after a restart no partial point, 
   const dir = await tempDir();
   const dataDir = join(dir, 'data');
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `https://127.0.0.1:${port}`;
   let server: ChildServer | undefined;
   try {
     server = await startChildServer(dataDir, port, dir);
-    const admin = new VaultClient(url, (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim());
+    // The server's own certificate, as the CLI beside it finds it.
+    const { fingerprint } = JSON.parse(await readFile(join(dataDir, 'server.json'), 'utf8')) as { fingerprint: string };
+    const admin = new VaultClient(url, (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim(), { fingerprint });
     const vault = await admin.createVault({ name: 'crashvault' });
     const c = await admin.createCredentials(vault.name);
-    const credentials: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: url, vault: vault.name, vaultId: vault.id, secret: c.secret, expiresAt: c.expiresAt };
+    const credentials: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: url, vault: vault.name, vaultId: vault.id, secret: c.secret, expiresAt: c.expiresAt, fingerprint: c.fingerprint };
     const agentDir = join(dir, 'agent');
     const state = await registerAgent({ agentDir, credentials, passphrase: PASSPHRASE, machine: 'crashy' });
     const keys = keysFromJSON(state.keys);
-    const client = new VaultClient(url, state.token);
+    const client = new VaultClient(url, state.token, { fingerprint });
     const opts = (paths: string[]): BackupOptions => ({ client, containerId: state.containerId, keys, agentDir, vaultId: state.vaultId, item: 'bulk', paths });
 
     const small = join(dir, 'small');

@@ -5,13 +5,12 @@ import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { ManualClock } from '../src/core/clock.js';
 import { CoffreError } from '../src/core/errors.js';
 import { startServer } from '../src/vault/server.js';
-import { PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { clientFor, credentialsFor, PASSPHRASE, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 
@@ -20,11 +19,10 @@ test('shortening retention lists its victims in a dry run, then prunes them; eve
   const clock = new ManualClock(new Date('2026-03-01T02:30:00Z'));
   const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', clock });
   try {
-    const admin = new VaultClient(server.url, server.adminToken);
+    const admin = clientFor(server);
     await admin.createVault({ name: 'v' });
-    const c = await admin.createCredentials('v');
-    const state = await registerAgent({ agentDir: join(dir, 'agent'), passphrase: PASSPHRASE, machine: 'm', credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
-    const client = new VaultClient(server.url, state.token);
+    const state = await registerAgent({ agentDir: join(dir, 'agent'), passphrase: PASSPHRASE, machine: 'm', credentials: await credentialsFor(server, 'v') });
+    const client = clientFor(server, state.token);
     const keys = keysFromJSON(state.keys);
     const src = join(dir, 'src');
     await mkdir(src);

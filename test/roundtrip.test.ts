@@ -163,7 +163,7 @@ test('a restore that stops half-way (vault gone) leaves no partial files behind'
         return super.readPack(c, p, o, l);
       }
     }
-    const client = new DroppingClient(h.server.url, a.state.token);
+    const client = new DroppingClient(h.server.url, a.state.token, { fingerprint: h.server.fingerprint });
     const target = join(h.dir, 'out');
     await assert.rejects(restore({ client, keys: a.keys, pointId: point.id, target }), /connection reset/);
     const { readdir } = await import('node:fs/promises');

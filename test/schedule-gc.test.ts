@@ -11,7 +11,6 @@ import { createHash } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
 import { runDueOnce } from '../src/agent/daemon.js';
-import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { requireState } from '../src/agent/state.js';
 import { keysFromJSON } from '../src/core/crypto.js';
@@ -21,7 +20,7 @@ import { startServer } from '../src/vault/server.js';
 import { collectGarbage } from '../src/vault/gc.js';
 import { LocalFolderStore } from '../src/store/local-folder.js';
 import type { ObjectStore } from '../src/store/object-store.js';
-import { PASSPHRASE, storeBytes, tempDir } from '../testkit/harness.js';
+import { clientFor, credentialsFor, PASSPHRASE, storeBytes, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 
@@ -41,13 +40,12 @@ async function setup(start: string) {
   const dir = await tempDir();
   const clock = new ManualClock(new Date(start));
   const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', clock });
-  const admin = new VaultClient(server.url, server.adminToken);
+  const admin = clientFor(server);
   await admin.createVault({ name: 'v' });
   const machine = async (name: string) => {
-    const c = await admin.createCredentials('v');
     const agentDir = join(dir, `agent-${name}`);
-    const st = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: name, credentials: { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: 'v', vaultId: '', secret: c.secret, expiresAt: c.expiresAt } });
-    const client = new VaultClient(server.url, st.token);
+    const st = await registerAgent({ agentDir, passphrase: PASSPHRASE, machine: name, credentials: await credentialsFor(server, 'v') });
+    const client = clientFor(server, st.token);
     return { agentDir, client, keys: keysFromJSON(st.keys), state: st };
   };
   return { dir, clock, server, admin, machine, async close() { await server.close(); await rm(dir, { recursive: true, force: true }); } };
@@ -225,7 +223,7 @@ test('a GC that crashes at any step loses no live data, and the next GC finishes
       clock.set(new Date('2026-06-05T00:00:00Z'));
       await admin.prune();
       const ctx = { db: server.db, store: new FailingStore(new LocalFolderStore(join(server.dataDir, 'store')), budget), clock };
-      const crashed = await collectGarbage(ctx, { kind: 'admin' }, 'v');
+      const crashed = await collectGarbage(ctx, { kind: 'system' }, 'v');
       if (crashed.status !== 'Failed') finishedAt = budget;
       const t1 = join(env.dir, 'after-crash');
       assert.deepEqual((await restore({ client: m.client, keys: m.keys, pointId: kept.point.id, target: t1 })).errors, [], `budget ${budget}`);

@@ -14,7 +14,7 @@ import { decodeVmManifest, encodeVmManifest, openVmManifest, sealVmManifest, vmR
 import { hasExtSuperblock, parsePartitions } from '../src/agent/vm/partitions.js';
 import { parseLsP } from '../src/agent/vm/file-recovery.js';
 import { diskNames } from '../src/agent/vm/disk-source.js';
-import { runCommand } from '../src/agent/vm/scripts.js';
+import { runCommand } from '../src/agent/scripts.js';
 import { tempDir } from '../testkit/harness.js';
 import { MiB, run } from '../testkit/vm-fixtures.js';
 

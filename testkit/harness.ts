@@ -1,8 +1,11 @@
 /**
- * End-to-end test harness: a real server on loopback with a real SQLite catalog and folder
- * store in a temporary data folder, a registered agent, and helpers to run the real CLI.
+ * End-to-end test harness: a real server on loopback (HTTPS with its self-signed certificate,
+ * as `coffre server` runs by default) with a real SQLite catalog and folder store in a
+ * temporary data folder, a registered agent, and helpers to run the real CLI.
  */
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -33,13 +36,70 @@ export async function tempDir(prefix = 'coffre-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
+/** A client of an in-process server that pins its certificate; the admin token unless another is given. */
+export function clientFor(server: RunningServer, token: string = server.adminToken): VaultClient {
+  return new VaultClient(server.url, token, { fingerprint: server.fingerprint });
+}
+
+/** Vault credentials of a vault on an in-process server, as `coffre vault credentials` writes them. */
+export async function credentialsFor(server: RunningServer, vault: string): Promise<CredentialsFile> {
+  const c = await clientFor(server).createCredentials(vault);
+  return { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: c.vault.name, vaultId: c.vault.id, secret: c.secret, expiresAt: c.expiresAt, fingerprint: c.fingerprint };
+}
+
+/**
+ * One raw HTTP(S) call to a server, for status codes and bodies the client would turn into
+ * errors. Trusts the server's own certificate (read from its data folder).
+ */
+export async function rawRequest(server: { url: string; dataDir: string }, method: string, path: string, opts: { token?: string; body?: unknown; raw?: Uint8Array; headers?: Record<string, string> } = {}): Promise<{ status: number; body: unknown }> {
+  const url = new URL(server.url + path);
+  const ca = url.protocol === 'https:' ? await readFile(join(server.dataDir, 'tls', 'cert.pem'), 'utf8') : undefined;
+  const payload = opts.raw ?? (opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body)));
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  if (payload) headers['content-type'] = opts.raw ? 'application/octet-stream' : 'application/json';
+  const lib = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = lib.request(url, { method, headers, ...(ca ? { ca } : {}) }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => {
+        const text = Buffer.concat(parts).toString('utf8');
+        let body: unknown = text;
+        try { body = JSON.parse(text); } catch { /* not JSON: keep the text */ }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** Whether a server answers its health check now; over HTTPS without trusting it yet (liveness only). */
+export function healthy(url: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const u = new URL(`${url}/v1/health`);
+    const get = u.protocol === 'https:' ? https.get(u, { rejectUnauthorized: false }) : http.get(u);
+    get.on('response', (res) => { res.resume(); resolve(res.statusCode === 200); });
+    get.on('error', () => resolve(false));
+  });
+}
+
+/** Waits until a server (a child process) answers its health check. */
+export async function waitHealthy(url: string, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await healthy(url))) {
+    if (Date.now() > until) throw new Error(`server at ${url} did not start`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function harness(opts: { vault?: string } = {}): Promise<Harness> {
   const dir = await tempDir();
   const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0' });
-  const admin = new VaultClient(server.url, server.adminToken);
+  const admin = clientFor(server);
   const vault = await admin.createVault({ name: opts.vault ?? 'testvault' });
-  const c = await admin.createCredentials(vault.name);
-  const credentials: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: vault.name, vaultId: vault.id, secret: c.secret, expiresAt: c.expiresAt };
+  const credentials = await credentialsFor(server, vault.name);
   const credentialsFile = join(dir, 'vault.cred');
   await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 });
   let n = 0;
@@ -48,7 +108,7 @@ export async function harness(opts: { vault?: string } = {}): Promise<Harness> {
     async agent(machine?: string) {
       const agentDir = join(dir, `agent-${n++}`);
       const state = await registerAgent({ agentDir, credentials, passphrase: PASSPHRASE, machine: machine ?? `machine-${n}` });
-      return { state, keys: keysFromJSON(state.keys), client: new VaultClient(server.url, state.token), agentDir };
+      return { state, keys: keysFromJSON(state.keys), client: clientFor(server, state.token), agentDir };
     },
     async close() {
       await server.close();

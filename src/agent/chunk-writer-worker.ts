@@ -9,8 +9,8 @@ import { closeSync, constants as C, ftruncateSync, openSync, renameSync, rmSync,
 import { BlobDecoder } from '../core/blob.js';
 import { keysFromJSON } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
-import type { WholeFile, WriterReply, WriterRequest } from './chunk-writer.js';
-import { setFileMeta } from './file-meta.js';
+import type { WholeFile, WriteFailure, WriteProblem, WriterReply, WriterRequest } from './chunk-writer.js';
+import { setFileMeta, type MetaProblem } from './file-meta.js';
 
 const decoder = new BlobDecoder(keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]));
 let plainBuffer = new Uint8Array(4 * 1024 * 1024);
@@ -31,7 +31,7 @@ function writeAll(fd: number, data: Uint8Array, from: number, length: number, po
  * truncate they become holes, so sparse files (disk images) come back sparse. Blocks are
  * aligned on file offsets, so holes line up with the file system's blocks.
  */
-function writeSparse(fd: number, data: Uint8Array, offset: number): void {
+function writeSparse(fd: number, data: Uint8Array, offset: number): number {
   let runStart = -1;
   let pos = 0;
   while (pos < data.length) {
@@ -42,7 +42,11 @@ function writeSparse(fd: number, data: Uint8Array, offset: number): void {
     } else if (runStart < 0) runStart = pos;
     pos = end;
   }
-  if (runStart >= 0) writeAll(fd, data, runStart, data.length - runStart, offset + runStart);
+  if (runStart >= 0) {
+    writeAll(fd, data, runStart, data.length - runStart, offset + runStart);
+    return offset + data.length;
+  }
+  return -1;
 }
 
 /**
@@ -51,18 +55,21 @@ function writeSparse(fd: number, data: Uint8Array, offset: number): void {
  * it its final name (rename replaces atomically, never following a symlink). On any failure
  * the partial copy is removed before the error goes on: nothing half-written is left.
  */
-function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: WholeFile): void {
+function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: WholeFile): MetaProblem[] {
   const tmp = Buffer.from(partial, 'latin1');
-  const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  // Created with its final mode when the umask leaves it whole (born.mode), else owner-only.
+  const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, f.born?.mode ?? 0o600);
   try {
+    let problems: MetaProblem[];
     try {
-      writeSparse(fd, plain, offset);
-      ftruncateSync(fd, f.size);
-      setFileMeta(fd, f);
+      // A file written up to its end needs no truncate; one that ends in zeros gets its size (and a hole).
+      if (writeSparse(fd, plain, offset) < f.size) ftruncateSync(fd, f.size);
+      problems = setFileMeta(fd, f);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, Buffer.from(f.dest, 'latin1'));
+    return problems;
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
@@ -72,6 +79,8 @@ function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: W
 function handle(msg: WriterRequest): WriterReply {
   const range = new Uint8Array(msg.data, 0, msg.length);
   const damaged: number[] = [];
+  const failed: WriteFailure[] = [];
+  const problems: WriteProblem[] = [];
   let written = 0;
   msg.blobs.forEach((b, i) => {
     if (plainBuffer.length < b.plainLength) plainBuffer = new Uint8Array(b.plainLength);
@@ -85,20 +94,27 @@ function handle(msg: WriterRequest): WriterReply {
       return;
     }
     for (const t of b.targets) {
-      if (t.whole) writeWholeFile(t.path, plain, t.offset, t.whole);
-      else {
-        // The partial file was created by the main thread with O_EXCL; never follow a link here.
-        const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
-        try {
-          writeSparse(fd, plain, t.offset);
-        } finally {
-          closeSync(fd);
+      // One file the target refuses (a full disk, a name it cannot hold) fails alone.
+      try {
+        if (t.whole) {
+          for (const p of writeWholeFile(t.path, plain, t.offset, t.whole)) problems.push({ ...p, file: t.file });
+        } else {
+          // The partial file was created by the main thread with O_EXCL; never follow a link here.
+          const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
+          try {
+            writeSparse(fd, plain, t.offset);
+          } finally {
+            closeSync(fd);
+          }
         }
+      } catch (e) {
+        failed.push({ file: t.file, message: (e as Error).message });
+        continue;
       }
       written += plain.length;
     }
   });
-  return { op: 'done', seq: msg.seq, data: msg.data, damaged, written };
+  return { op: 'done', seq: msg.seq, data: msg.data, damaged, written, failed, problems };
 }
 
 parentPort!.on('message', (msg: WriterRequest) => {

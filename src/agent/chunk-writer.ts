@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { keysToJSON, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
-import type { FileMeta } from './file-meta.js';
+import type { FileMeta, MetaProblem } from './file-meta.js';
 
 /**
  * A file whose only stored chunk this is: the worker creates it, writes it and finishes it
@@ -16,8 +16,13 @@ import type { FileMeta } from './file-meta.js';
  */
 export interface WholeFile extends FileMeta { dest: string; size: number }
 
-/** Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. */
-export interface WriteTarget { path: string; offset: number; whole?: WholeFile }
+/** Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. `file` names the entry in replies. */
+export interface WriteTarget { path: string; offset: number; file: number; whole?: WholeFile }
+
+/** A target that could not be written (its partial copy is gone); the rest of the range was. */
+export interface WriteFailure { file: number; message: string }
+/** Metadata of a whole file that the target refused: a warning, the file is restored. */
+export interface WriteProblem extends MetaProblem { file: number }
 
 /** One chunk of a range: where it lies in the range and where its plaintext goes. */
 export interface WriteBlob { id: string; offset: number; length: number; plainLength: number; targets: WriteTarget[] }
@@ -25,10 +30,10 @@ export interface WriteBlob { id: string; offset: number; length: number; plainLe
 export type WriterRequest = { seq: number; data: ArrayBuffer; length: number; blobs: WriteBlob[] };
 /** The range's buffer comes back with every reply, for the next range. */
 export type WriterReply =
-  | { op: 'done'; seq: number; data: ArrayBuffer; damaged: number[]; written: number }
+  | { op: 'done'; seq: number; data: ArrayBuffer; damaged: number[]; written: number; failed: WriteFailure[]; problems: WriteProblem[] }
   | { op: 'failed'; seq: number; data: ArrayBuffer; message: string; code: string | null };
 
-export interface WriteResult { damaged: number[]; written: number; buffer: ArrayBuffer }
+export interface WriteResult { damaged: number[]; written: number; failed: WriteFailure[]; problems: WriteProblem[]; buffer: ArrayBuffer }
 
 interface Slot { worker: Worker; busy: number }
 
@@ -48,7 +53,7 @@ export class ChunkWriter {
         if (!p) return;
         this.pending.delete(m.seq);
         slot.busy--;
-        if (m.op === 'done') p.resolve({ damaged: m.damaged, written: m.written, buffer: m.data });
+        if (m.op === 'done') p.resolve({ damaged: m.damaged, written: m.written, failed: m.failed, problems: m.problems, buffer: m.data });
         else p.reject(m.code ? Object.assign(new Error(m.message), { code: m.code }) : new CoffreError('Internal', m.message));
       });
       worker.on('error', (e) => this.fail(e));

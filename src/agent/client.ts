@@ -1,19 +1,44 @@
 /**
  * The agent's and the CLI's only way to the vault: its HTTP API. Errors from the vault come
  * back as CoffreError with the same code; a server that cannot be reached is ServerUnreachable.
+ * Over HTTPS the vault is trusted by its pinned certificate fingerprint when one is given
+ * (tls-trust.ts), else by the system's certificate authorities.
  */
-import type { BackupStart, BlobLocation, JobCounters, JobInfo, JobProblem, PointInfo, RegisterResult, VaultInfo, Consistency, PointKind } from '../core/api.js';
+import type {
+  AssignmentInfo, AuditEntry, BackupStart, BlobLocation, GuardRequestInfo, ItemStatus, JobCounters, JobInfo, JobProblem, MachineInfo,
+  PointInfo, PrincipalInfo, RegisterResult, RoleDefinition, SecurityInfo, VaultInfo, Consistency, PointKind,
+} from '../core/api.js';
 import http from 'node:http';
 import https from 'node:https';
 import { CoffreError, isErrorCode } from '../core/errors.js';
+import { normalizeFingerprint } from '../core/fingerprint.js';
+import { httpsAgentFor, tlsError } from './tls-trust.js';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
-import type { PolicyInfo, RetentionChange } from '../core/api.js';
+import type { FileSource, PolicyInfo, RetentionChange } from '../core/api.js';
+
+export interface ClientOptions {
+  /** SHA-256 fingerprint of the vault's certificate: only a server holding it is spoken to. */
+  fingerprint?: string | null | undefined;
+  /** An approved request of the vault's guard, sent with every call (header x-coffre-guard-request). */
+  guardRequest?: string | undefined;
+}
+
+const q = (v: string) => encodeURIComponent(v);
+const withVault = (vault?: string) => (vault ? { vault } : {});
 
 export class VaultClient {
-  constructor(readonly server: string, private readonly token?: string) {}
+  readonly fingerprint: string | undefined;
+
+  constructor(readonly server: string, private readonly token?: string, private readonly opts: ClientOptions = {}) {
+    this.fingerprint = opts.fingerprint ? normalizeFingerprint(opts.fingerprint) : undefined;
+  }
+
+  /** The same client, sending an approved guard request with its calls. */
+  withGuardRequest(id: string | undefined): VaultClient {
+    return new VaultClient(this.server, this.token, { ...this.opts, guardRequest: id });
+  }
 
   /**
    * One request over node:http with keep-alive. Binary bodies go out as they are (no copy):
@@ -24,6 +49,7 @@ export class VaultClient {
     const url = new URL(this.server.replace(/\/+$/, '') + path);
     const headers: Record<string, string | number> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.opts.guardRequest) headers['x-coffre-guard-request'] = this.opts.guardRequest;
     let payload: Uint8Array[] | undefined;
     if (binary) {
       headers['content-type'] = 'application/octet-stream';
@@ -34,7 +60,7 @@ export class VaultClient {
     }
     if (payload) headers['content-length'] = payload.reduce((n, p) => n + p.length, 0);
     const lib = url.protocol === 'https:' ? https : http;
-    const agent = url.protocol === 'https:' ? httpsAgent : httpAgent;
+    const agent = url.protocol === 'https:' ? httpsAgentFor(this.fingerprint) : httpAgent;
     for (let attempt = 0; ; attempt++) {
       try {
         const { status, data } = await new Promise<{ status: number; data: Buffer }>((resolve, reject) => {
@@ -80,12 +106,17 @@ export class VaultClient {
         throw new CoffreError(isErrorCode(code) ? code : 'Internal', message, details);
       } catch (e) {
         if (e instanceof CoffreError) throw e;
+        const untrusted = tlsError(e, this.server);
+        if (untrusted) throw untrusted;
         const errno = (e as NodeJS.ErrnoException).code;
         if (errno === 'ECONNREFUSED' && attempt < 3) {
           await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
           continue;
         }
-        throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${errno ?? (e as Error).message}); is \`coffre server\` running? set --server or COFFRE_SERVER`);
+        // A protocol mix-up looks like a broken connection: say which way round it probably is.
+        const hint = url.protocol === 'http:' && errno === 'ECONNRESET' ? ' (the vault may speak HTTPS: use an https:// address)'
+          : url.protocol === 'https:' && errno === 'EPROTO' ? ' (the vault may speak plain HTTP: use an http:// address)' : '';
+        throw new CoffreError('ServerUnreachable', `cannot reach the vault at ${this.server} (${errno ?? (e as Error).message})${hint}; is \`coffre server\` running? set --server or COFFRE_SERVER`);
       }
     }
   }
@@ -101,7 +132,7 @@ export class VaultClient {
   health(): Promise<{ status: string }> { return this.json('GET', '/v1/health'); }
   createVault(body: { name: string; subscription?: string; redundancy?: string }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
   listVaults(): Promise<VaultInfo[]> { return this.json('GET', '/v1/vaults'); }
-  createCredentials(vault: string, days?: number): Promise<{ vault: VaultInfo; secret: string; expiresAt: string }> {
+  createCredentials(vault: string, days?: number): Promise<{ vault: VaultInfo; secret: string; expiresAt: string; fingerprint: string | null }> {
     return this.json('POST', `/v1/vaults/${encodeURIComponent(vault)}/credentials`, days ? { days } : {});
   }
   register(secret: string, machine: string): Promise<RegisterResult> { return this.json('POST', '/v1/register', { secret, machine }); }
@@ -149,8 +180,48 @@ export class VaultClient {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
   gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
-  due(): Promise<{ item: string; scheduledAt: string; source: { paths: string[]; excludes?: string[] } | { vm: string } }[]> { return this.json('GET', '/v1/agent/due'); }
-  async claim(item: string, scheduledAt: string): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt }); }
+  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string }; onDemand?: { retainUntil: string } }[]> { return this.json('GET', '/v1/agent/due'); }
+  async claim(item: string, scheduledAt: string, onDemand = false): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(onDemand ? { onDemand } : {}) }); }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
   verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
+
+  // ---- access and protection ----
+  deleteVault(vault: string): Promise<{ deleted: string; subscription: string }> { return this.json('DELETE', `/v1/vaults/${q(vault)}`); }
+  security(vault: string): Promise<SecurityInfo> { return this.json('GET', `/v1/vaults/${q(vault)}/security`); }
+  setSecurity(vault: string, change: { softDelete?: string; softDeleteDays?: number; immutability?: string; guard?: string | null; guardWindowMinutes?: number }): Promise<SecurityInfo & { purged: string[] }> {
+    return this.json('PUT', `/v1/vaults/${q(vault)}/security`, change);
+  }
+  setRedundancy(vault: string, redundancy: string): Promise<VaultInfo> { return this.json('PUT', `/v1/vaults/${q(vault)}/redundancy`, { redundancy }); }
+  listMachines(vault: string): Promise<MachineInfo[]> { return this.json('GET', `/v1/vaults/${q(vault)}/machines`); }
+  unregisterMachine(vault: string, machine: string): Promise<{ machine: string; vault: string; packsDeleted: number }> {
+    return this.json('DELETE', `/v1/vaults/${q(vault)}/machines/${q(machine)}`);
+  }
+  listItems(vault?: string): Promise<ItemStatus[]> { return this.json('GET', `/v1/items${vault ? `?vault=${q(vault)}` : ''}`); }
+  stopItem(item: string, deleteData: boolean, vault?: string): Promise<ItemStatus & { purged: boolean; gc: JobInfo | null }> {
+    return this.json('POST', `/v1/items/${q(item)}/stop`, { deleteData, ...withVault(vault) });
+  }
+  resumeItem(item: string, policy?: string, vault?: string): Promise<ItemStatus & { prune: JobInfo; gc: JobInfo }> {
+    return this.json('POST', `/v1/items/${q(item)}/resume`, { ...(policy ? { policy } : {}), ...withVault(vault) });
+  }
+  undeleteItem(item: string, vault?: string): Promise<ItemStatus> { return this.json('POST', `/v1/items/${q(item)}/undelete`, withVault(vault)); }
+  backupItem(item: string, retainUntil?: string, vault?: string): Promise<{ item: string; requestedAt: string; retainUntil: string }> {
+    return this.json('POST', `/v1/items/${q(item)}/backup`, { ...(retainUntil ? { retainUntil } : {}), ...withVault(vault) });
+  }
+  cancelJob(job: string): Promise<JobInfo> { return this.json('POST', `/v1/jobs/${q(job)}/cancel`, {}); }
+  deletePolicy(name: string, vault?: string): Promise<{ deleted: string; vault: string }> {
+    return this.json('DELETE', `/v1/policies/${q(name)}${vault ? `?vault=${q(vault)}` : ''}`);
+  }
+  createPrincipal(name: string): Promise<PrincipalInfo & { key: string }> { return this.json('POST', '/v1/principals', { name }); }
+  listPrincipals(): Promise<PrincipalInfo[]> { return this.json('GET', '/v1/principals'); }
+  deletePrincipal(name: string): Promise<{ deleted: string }> { return this.json('DELETE', `/v1/principals/${q(name)}`); }
+  assignRole(a: { principal: string; role: string; scope: string }): Promise<AssignmentInfo> { return this.json('POST', '/v1/role-assignments', a); }
+  removeRole(a: { principal: string; role: string; scope: string }): Promise<{ removed: boolean }> { return this.json('POST', '/v1/role-assignments/remove', a); }
+  listAssignments(filter: { principal?: string; scope?: string } = {}): Promise<AssignmentInfo[]> {
+    const qs = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    return this.json('GET', `/v1/role-assignments?${qs}`);
+  }
+  roleDefinitions(): Promise<RoleDefinition[]> { return this.json('GET', '/v1/roles'); }
+  guardRequests(): Promise<GuardRequestInfo[]> { return this.json('GET', '/v1/guard/requests'); }
+  approveGuardRequest(id: string): Promise<GuardRequestInfo> { return this.json('POST', `/v1/guard/requests/${q(id)}/approve`, {}); }
+  audit(filter: { since?: string } = {}): Promise<AuditEntry[]> { return this.json('GET', `/v1/audit${filter.since ? `?since=${q(filter.since)}` : ''}`); }
 }

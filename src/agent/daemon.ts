@@ -5,7 +5,7 @@
  */
 import type { JobProblem } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
-import { backup } from './backup.js';
+import { backupFiles, optionsFromSource } from './snapshot/snapshot-backup.js';
 import { backupVm } from './vm/vm-backup.js';
 import { requireVmConfig } from './vm/config.js';
 
@@ -28,19 +28,21 @@ export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; s
   const out: { item: string; scheduledAt: string; result?: BackupResult; error?: JobProblem }[] = [];
   for (const run of await opts.client.due()) {
     try {
-      await opts.client.claim(run.item, run.scheduledAt);
+      await opts.client.claim(run.item, run.scheduledAt, run.onDemand !== undefined);
     } catch (e) {
       // Another agent process took it first: nothing to do.
       if (e instanceof CoffreError && e.code === 'BadRequest') continue;
       throw e;
     }
-    log(`backing up ${run.item} (scheduled at ${run.scheduledAt})`);
+    log(`backing up ${run.item} (${run.onDemand ? 'asked for' : 'scheduled'} at ${run.scheduledAt})`);
     try {
-      const common = { client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId, kind: 'Scheduled' as const };
+      // A backup a principal asked for is on-demand: kept until the date they gave, not by the policy.
+      const kind = run.onDemand ? { kind: 'OnDemand' as const, retainUntil: run.onDemand.retainUntil } : { kind: 'Scheduled' as const };
+      const common = { client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId, ...kind };
       const source = run.source;
       const result: BackupResult = 'vm' in source
         ? await backupVm({ ...common, config: await requireVmConfig(opts.agentDir, source.vm) })
-        : await backup({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [] });
+        : await backupFiles({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [], ...optionsFromSource(source) });
       log(`${run.item}: point ${result.point.id}, ${result.counters.bytesNew} new bytes, ${result.warnings.length} warning(s)`);
       out.push({ item: run.item, scheduledAt: run.scheduledAt, result });
     } catch (e) {

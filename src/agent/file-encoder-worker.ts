@@ -14,6 +14,7 @@ import { SharedIdSet } from '../core/known-ids.js';
 import type { ChunkRef } from '../core/manifest.js';
 import { PackArena } from '../core/pack.js';
 import type { EncoderInit, EncoderReply, EncoderRequest, FileResult, FileTask } from './file-encoder.js';
+import { readXattrs } from './xattrs.js';
 
 const init = workerData as EncoderInit;
 const keys = keysFromJSON(init.keys);
@@ -80,7 +81,11 @@ function readFile(file: FileTask): FileResult {
     return { chunks: null, problems: [{ code: 'Unreadable', message: `cannot read ${file.display}: ${(e as Error).message}`, path: file.display }] };
   }
   const chunks: ChunkRef[] = [];
+  let xattrs: FileResult['xattrs'];
   try {
+    const read = readXattrs(fd);
+    xattrs = read.xattrs;
+    if (read.problem) problems.push({ code: 'XattrUnreadable', message: `${file.display}: ${read.problem}`, path: file.display });
     let filled = 0;
     let eof = false;
     while (!eof || filled > 0) {
@@ -109,7 +114,7 @@ function readFile(file: FileTask): FileResult {
   } finally {
     closeSync(fd);
   }
-  return { chunks, problems };
+  return xattrs ? { chunks, problems, xattrs } : { chunks, problems };
 }
 
 parentPort!.on('message', (msg: EncoderRequest) => {

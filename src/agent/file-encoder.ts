@@ -9,11 +9,12 @@ import { availableParallelism } from 'node:os';
 import type { JobProblem } from '../core/api.js';
 import { keysToJSON, type KeySet } from '../core/crypto.js';
 import type { SharedIdSet } from '../core/known-ids.js';
-import type { ChunkRef } from '../core/manifest.js';
+import type { ChunkRef, Xattr } from '../core/manifest.js';
 
 /** One file to read; strings so that a batch clones cheaply (the path's bytes as latin1). */
 export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string }
-export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[] }
+/** The file's chunks (null: unreadable, see problems) and its extended attributes, read through the same descriptor. */
+export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[]; xattrs?: Xattr[] }
 
 export interface EncoderInit {
   keys: ReturnType<typeof keysToJSON>;

@@ -19,6 +19,9 @@ export function parseCredentials(text: string): CredentialsFile {
   if (typeof c.expiresAt === 'string' && Date.parse(c.expiresAt) <= Date.now()) {
     throw new CoffreError('CredentialsExpired', `these vault credentials expired on ${c.expiresAt}; download new ones with \`coffre vault credentials ${c.vault ?? 'VAULT'}\``);
   }
+  if (c.fingerprint !== undefined && c.fingerprint !== null && (typeof c.fingerprint !== 'string' || !/^([0-9A-Fa-f]{2}:?){32}$/.test(c.fingerprint))) {
+    throw new CoffreError('CredentialsInvalid', 'the credentials file holds a damaged certificate fingerprint; download it again with `coffre vault credentials VAULT --out FILE`');
+  }
   return c as CredentialsFile;
 }
 
@@ -26,11 +29,13 @@ export function defaultMachineName(): string {
   return hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63) || 'machine';
 }
 
-export async function registerAgent(opts: { agentDir: string; credentials: CredentialsFile; passphrase: string; machine?: string; server?: string }): Promise<AgentState & { reattached: boolean }> {
+export async function registerAgent(opts: { agentDir: string; credentials: CredentialsFile; passphrase: string; machine?: string; server?: string; fingerprint?: string }): Promise<AgentState & { reattached: boolean }> {
   checkPassphrase(opts.passphrase);
   const server = opts.server ?? opts.credentials.server;
-  const reg = await new VaultClient(server).register(opts.credentials.secret, opts.machine ?? defaultMachineName());
-  const client = new VaultClient(server, reg.token);
+  // The pin comes with the credentials: the registration secret itself goes only to that server.
+  const fingerprint = opts.fingerprint ?? opts.credentials.fingerprint ?? null;
+  const reg = await new VaultClient(server, undefined, { fingerprint }).register(opts.credentials.secret, opts.machine ?? defaultMachineName());
+  const client = new VaultClient(server, reg.token, { fingerprint });
   let keys;
   if (reg.wrappedKeys) {
     // The machine existed: only the right passphrase opens its keys.
@@ -40,7 +45,8 @@ export async function registerAgent(opts: { agentDir: string; credentials: Crede
     await client.putKeys(reg.containerId, wrapKeys(keys, opts.passphrase));
   }
   const state: AgentState = {
-    version: 1, server, vault: reg.vault, vaultId: reg.vaultId, machine: reg.machine, containerId: reg.containerId, token: reg.token, keys: keysToJSON(keys),
+    version: 1, server, vault: reg.vault, vaultId: reg.vaultId, machine: reg.machine, containerId: reg.containerId, token: reg.token,
+    ...(client.fingerprint ? { fingerprint: client.fingerprint } : {}), keys: keysToJSON(keys),
   };
   await saveState(opts.agentDir, state);
   return { ...state, reattached: reg.wrappedKeys !== null };

@@ -2,24 +2,38 @@
  * The restore engine. Every chunk is authenticated and its plaintext hash checked before a
  * byte is written; a file with a damaged chunk is removed, not left half-written, and named
  * in the job's errors. Nothing is ever written outside the target folder: names are checked
- * when the manifest is opened, folders are created by us (never followed if a symlink stands
- * in their place), and files are created with O_EXCL|O_NOFOLLOW.
+ * before use (tree pages are validated as they arrive), folders are created by us (never
+ * followed if a symlink stands in their place), and files are created with O_EXCL|O_NOFOLLOW.
+ *
+ * The tree is read folder by folder (restore-source.ts) and files are restored in windows of
+ * a bounded size: memory does not grow with the point. A folder gets its metadata once
+ * everything in it is done, so writing its contents does not move its mtime again.
+ *
+ * One entry that cannot be written (a name the target refuses, a full disk for one file, a
+ * device node without root) is an error of the job naming that path; the rest is restored.
+ * Metadata the target refuses (attributes on vfat, owners as a user) is a warning.
  */
 import {
-  chmodSync, closeSync, constants as C, ftruncateSync, lchownSync, linkSync, lstatSync, lutimesSync,
-  mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync,
+  closeSync, constants as C, ftruncateSync, linkSync, lstatSync,
+  mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync,
 } from 'node:fs';
 import { mkdir, opendir, realpath, rm } from 'node:fs/promises';
 import type { JobCounters, JobInfo, JobProblem, PointInfo } from '../core/api.js';
 import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
-import { decodeName, openManifest, type Entry, type FileEntry } from '../core/manifest.js';
+import { decodeName, openManifest, type OwnerNames } from '../core/manifest.js';
+import type { TreeDevice, TreeEntry, TreeFifo, TreeFile } from '../core/tree.js';
 import type { VaultClient } from './client.js';
 import { ChunkWriter, type WholeFile, type WriteBlob, type WriteTarget } from './chunk-writer.js';
 import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
 import { JobReporter } from './job-report.js';
-import { IS_ROOT, metaOf, mtimeSeconds, setFileMeta } from './file-meta.js';
+import { IS_ROOT, metaOf, setFileMeta, type FileMeta, type MetaProblem } from './file-meta.js';
+import { OwnerDirectory, ownerMapper } from './owners.js';
+import { posix } from './posix.js';
+import { ACCESS_ACL, DEFAULT_ACL } from './xattrs.js';
+import { ProblemList } from './problem-list.js';
+import { sourceFor, type Listing, type RestoreSource } from './restore-source.js';
 
 export type OverwritePolicy = 'skip' | 'replace' | 'rename';
 
@@ -30,6 +44,10 @@ export interface RestoreOptions {
   target: string;
   paths?: string[];
   overwrite?: OverwritePolicy;
+  /** Owners by their recorded numbers, never mapped by name (tar's and restic's --numeric-owner). */
+  numericOwner?: boolean;
+  /** Where owner names are looked up (default: this system's); for restores as another machine. */
+  ownerDirectory?: OwnerDirectory;
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
 }
 
@@ -38,25 +56,63 @@ export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProb
 // With the range limits (pack-ranges.ts), this bounds the memory of a restore.
 const FETCHES_IN_FLIGHT = 4;
 const MAX_KEPT_FDS = 256;
+/** A window of files is restored at once: up to this many files, chunks or bytes. */
+const WINDOW_FILES = 16384;
+const WINDOW_CHUNKS = 16384;
+const WINDOW_BYTES = 512 * 1024 * 1024;
+/** Folders whose pages are fetched together (one lookup, a few ranged reads). */
+const PAGE_BATCH = 256;
+/** Linux's longest name (NAME_MAX, in bytes). */
+const NAME_MAX = 255;
+const SLASH = 0x2f;
+/** Read once: files are created with their final mode when this mask leaves it whole. */
+const UMASK = process.umask();
+const EUID = process.geteuid?.() ?? -1;
+const EGID = process.getegid?.() ?? -1;
+const S_ISGID = 0o2000;
 
-const display = (path: string[]) => path.map((n) => decodeName(n).toString('utf8')).join('/');
+/** A folder restored into: where, whether it was new (nothing stood in it), what it still waits for. */
+interface Folder {
+  display: string;
+  dest: Buffer;
+  isNew: boolean;
+  /** What is created in it inherits a default ACL the backed-up entries did not have. */
+  inherits: boolean;
+  /** It is set-group-id (or made in one that is): what is created in it takes its group, not ours. */
+  groupForced: boolean;
+  /** The folder's own entry, whose metadata it gets when done (null: the target, or not restored). */
+  entry: TreeEntry | null;
+  parent: Folder | null;
+  /** Whether all of its contents are selected (else only what leads to a selected path). */
+  selected: boolean;
+  /** Its pages, for the listing to come. */
+  pages: string[] | null;
+  pending: number;
+}
 
-/** Selects entries under the given point paths, plus the folders above them. */
-export function selectEntries(entries: Entry[], paths: string[] | undefined): Set<number> {
-  const chosen = new Set<number>();
-  if (!paths?.length) {
-    entries.forEach((_, i) => chosen.add(i));
-    return chosen;
-  }
+/** A file of the current window. */
+interface FileJob {
+  id: number;
+  entry: TreeFile;
+  display: string;
+  dest: Buffer;
+  folder: Folder;
+  inherits: boolean;
+  /** Created in its folder, it is ours with our group (the folder does not force one). */
+  ownFolder: boolean;
+}
+
+/** A further name of a file with several names: linked to the first once it is written. */
+interface LinkJob { display: string; dest: Buffer; first: { dest: Buffer | null; done: boolean }; folder: Folder }
+
+/** Selects what lies under the given point paths (and the folders above them). */
+function selector(paths: string[] | undefined): { all: boolean; wants(display: string): 'all' | 'above' | null } {
+  if (!paths?.length) return { all: true, wants: () => 'all' };
   const wanted = paths.map((p) => p.split('/').filter(Boolean).join('/'));
-  entries.forEach((e, i) => {
-    const d = display(e.path);
-    if (wanted.some((w) => d === w || d.startsWith(w + '/') || w.startsWith(d + '/'))) chosen.add(i);
-  });
-  // A hard link needs the file it links to.
-  entries.forEach((e, i) => { if (chosen.has(i) && e.type === 'hardlink') chosen.add(e.link); });
-  if (chosen.size === 0) throw new CoffreError('InvalidArgument', `nothing in the point matches --path ${paths.join(', ')}`);
-  return chosen;
+  return {
+    all: false,
+    wants: (d) => wanted.some((w) => d === w || d.startsWith(w + '/')) ? 'all' : wanted.some((w) => w.startsWith(d + '/')) ? 'above' : null,
+  };
 }
 
 /** Without an exception per missing file: called once per restored entry. */
@@ -71,265 +127,531 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`coffre vm restore ${point.id} --target DIR\``);
   }
   const manifest = openManifest(keys, point.id, await client.manifest(point.id));
-  const chosen = selectEntries(manifest.entries, opts.paths);
+  const source = sourceFor(client, keys, point.containerId, manifest);
+  for (const p of opts.paths ?? []) {
+    if (!(await pathExists(source, p))) throw new CoffreError('InvalidArgument', `nothing in the point matches --path ${p}; a path starts with the name of the folder that was backed up, e.g. projects/src`);
+  }
   const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });
-  const reporter = new JobReporter(client, job.id, () => counters);
-  const errors: JobProblem[] = [];
-  const warnings: JobProblem[] = [];
-  const counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
-  const overwrite = opts.overwrite ?? 'rename';
-  /** Partial files not yet renamed into place: removed if the restore stops half-way. */
-  const partial = new Set<string>();
-  try {
-    await mkdir(opts.target, { recursive: true });
-    const root = Buffer.from(await realpath(opts.target));
-    // Asked of the folder itself, not of mkdir: `new/../existing` creates a folder, yet the
-    // target is one that may hold files.
-    const rootIsNew = await isEmptyFolder(root);
-    /** Where each entry goes (null: skipped). Parents are resolved before children. */
-    const dest = new Array<Buffer | null>(manifest.entries.length).fill(null);
-    /** Folders restored into, and whether they were new (created by this restore, or an empty target): nothing stood in them. */
-    const dirOf = new Map<string, { path: Buffer; isNew: boolean }>();
-    const parentOf = (e: Entry) => e.path.length === 1 ? { path: root, isNew: rootIsNew } : dirOf.get(e.path.slice(0, -1).join('/')) ?? null;
-    const files: number[] = [];
-    let bytesTotal = 0;
+  const run = new Restore(opts, point, job, source, manifest.owners);
+  return run.run();
+}
 
-    for (let i = 0; i < manifest.entries.length; i++) {
-      if (!chosen.has(i)) continue;
-      const e = manifest.entries[i]!;
-      const parent = parentOf(e);
-      if (!parent) continue; // its folder could not be created; already reported
-      let p: Buffer = Buffer.concat([parent.path, Buffer.from('/'), decodeName(e.path[e.path.length - 1]!)]);
+/** Whether a path names an entry of the point: its folders' listings are read on the way down. */
+async function pathExists(source: RestoreSource, path: string): Promise<boolean> {
+  const parts = path.split('/').filter(Boolean);
+  let entries: readonly TreeEntry[] = source.roots;
+  for (let i = 0; i < parts.length; i++) {
+    const e = entries.find((x) => decodeName(x.name).toString('utf8') === parts[i]);
+    if (!e) return false;
+    if (i === parts.length - 1) return true;
+    if (e.type !== 'dir') return false;
+    const listing = (await source.listings([e.tree])).get(e.tree)?.();
+    if (!listing || listing instanceof CoffreError) return false;
+    entries = listing;
+  }
+  return parts.length === 0;
+}
+
+class Restore {
+  private readonly errors: JobProblem[] = [];
+  private readonly warnings = new ProblemList();
+  private readonly counters: JobCounters = { bytesScanned: 0, bytesNew: 0, bytesUploaded: 0, filesScanned: 0, filesChanged: 0 };
+  private readonly reporter: JobReporter;
+  private readonly overwrite: OverwritePolicy;
+  private readonly ids: { uid(id: number): number; gid(id: number): number };
+  private readonly select: ReturnType<typeof selector>;
+  private readonly jobTag: string;
+  /** Partial files not yet renamed into place: removed if the restore stops half-way. */
+  private readonly partial = new Set<string>();
+  /** First name of each file with several names ("dev:ino"), for the names that follow. */
+  private readonly inodes = new Map<string, { dest: Buffer | null; done: boolean }>();
+  private window: FileJob[] = [];
+  private windowChunks = 0;
+  private windowBytes = 0;
+  private links: LinkJob[] = [];
+  private nextId = 0;
+  private writer: ChunkWriter | null = null;
+  private readonly buffers = new RangeBuffers();
+
+  constructor(private readonly opts: RestoreOptions, private readonly point: PointInfo & { containerId: string }, private readonly job: JobInfo,
+    private readonly source: RestoreSource, owners: OwnerNames | undefined) {
+    this.reporter = new JobReporter(opts.client, job.id, () => this.counters);
+    this.overwrite = opts.overwrite ?? 'rename';
+    // Owners matter only to root, who alone may give files away.
+    this.ids = ownerMapper(owners, IS_ROOT && !opts.numericOwner ? opts.ownerDirectory ?? new OwnerDirectory() : null);
+    this.select = selector(opts.paths);
+    this.jobTag = job.id.slice(0, 8);
+  }
+
+  private problem(display: string, code: string, why: string): void {
+    this.errors.push({ code, message: `${display} was not restored: ${why}`, path: display });
+  }
+
+  private metaProblems(display: string, problems: MetaProblem[]): void {
+    for (const p of problems) this.warnings.push({ code: p.code, message: `${display}: ${p.message}`, path: display });
+  }
+
+  private tick(): void {
+    const t = this.source.totals;
+    this.opts.onProgress?.({ ...this.counters, bytesTotal: Math.max(t.bytes, this.counters.bytesScanned), filesTotal: Math.max(t.files, this.counters.filesScanned) });
+    this.reporter.progress();
+  }
+
+  private metaFor(e: TreeEntry, inherits: boolean): FileMeta {
+    // A symbolic link has no ACL of its own to strip.
+    const strip = !inherits || e.type === 'symlink' ? undefined : e.type === 'dir' ? [ACCESS_ACL, DEFAULT_ACL] : [ACCESS_ACL];
+    return metaOf(e, { uid: this.ids.uid(e.uid), gid: this.ids.gid(e.gid) }, strip);
+  }
+
+  async run(): Promise<RestoreResult> {
+    try {
+      await mkdir(this.opts.target, { recursive: true });
+      const root = Buffer.from(await realpath(this.opts.target));
+      // Asked of the folder itself, not of mkdir: `new/../existing` creates a folder, yet the
+      // target is one that may hold files.
+      const top: Folder = {
+        display: '', dest: root, isNew: await isEmptyFolder(root), inherits: hasDefaultAcl(root), groupForced: isSetgid(root), entry: null, parent: null,
+        selected: this.select.all, pages: null, pending: 1,
+      };
+      this.writer = new ChunkWriter(this.opts.keys);
+      try {
+        await this.walk(top);
+        await this.flushWindow();
+      } finally {
+        await this.writer.close();
+      }
+      this.tick();
+      await this.reporter.drain();
+      const warned = this.warnings.list();
+      const status = this.errors.length ? 'Failed' : warned.length ? 'CompletedWithWarnings' : 'Completed';
+      const done = await this.opts.client.finishJob(this.job.id, { status, counters: this.counters, errors: this.errors, warnings: warned });
+      return { job: done, point: this.point, errors: this.errors, warnings: warned };
+    } catch (e) {
+      // No garbage left behind: half-written files go; complete ones already have their names.
+      for (const p of this.partial) await rm(Buffer.from(p, 'latin1') as unknown as string, { force: true }).catch(() => undefined);
+      await this.reporter.fail(e, this.warnings.list(), this.errors);
+      throw e;
+    }
+  }
+
+  /**
+   * Depth first, as the backup wrote the tree (so files of one window lie in few packs). The
+   * pages of the next folders are fetched together; a folder's files join the window, which is
+   * restored whenever it is full.
+   */
+  private async walk(top: Folder): Promise<void> {
+    const stack: Folder[] = [];
+    this.place(top, this.source.roots, stack);
+    this.release(top);
+    const listed = new Map<string[], Listing>();
+    while (stack.length > 0) {
+      const f = stack[stack.length - 1]!;
+      if (!listed.has(f.pages!)) {
+        const batch = stack.slice(-PAGE_BATCH).map((x) => x.pages!).filter((p) => !listed.has(p));
+        for (const [k, v] of await this.source.listings(batch)) listed.set(k, v);
+      }
+      stack.pop();
+      const entries = listed.get(f.pages!)!();
+      listed.delete(f.pages!);
+      if (entries instanceof CoffreError) {
+        this.problem(f.display, entries.code, `its listing could not be read from the vault (${entries.message}); nothing in it was restored`);
+      } else {
+        this.place(f, entries, stack);
+      }
+      this.release(f);
+      if (this.window.length >= WINDOW_FILES || this.windowChunks >= WINDOW_CHUNKS || this.windowBytes >= WINDOW_BYTES) await this.flushWindow();
+    }
+  }
+
+  /** Creates what a folder's entries need at once (sub-folders, links, special files) and queues its files. */
+  private place(parent: Folder, entries: readonly TreeEntry[], stack: Folder[]): void {
+    const subfolders: Folder[] = [];
+    for (const e of entries) {
+      const name = decodeName(e.name);
+      const display = parent.display ? `${parent.display}/${name.toString('utf8')}` : name.toString('utf8');
+      const wanted = parent.selected ? 'all' : this.select.wants(display);
+      if (!wanted || (wanted === 'above' && e.type !== 'dir')) continue;
+      let p: Buffer = Buffer.concat([parent.dest, Buffer.from('/'), name]);
       if (e.type === 'dir') {
-        let isNew = true;
-        try {
-          mkdirSync(p as unknown as string, { mode: 0o700 });
-        } catch (err) {
-          isNew = false;
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-          // An existing folder is reused only if it is a real folder, never a symlink.
-          const s = lstatSync(p as unknown as string);
-          if (!s.isDirectory()) {
-            errors.push({ code: 'PathConflict', message: `${display(e.path)} exists and is not a folder; its contents were not restored`, path: display(e.path) });
-            continue;
-          }
-        }
-        dirOf.set(e.path.join('/'), { path: p, isNew });
-        dest[i] = p;
+        const f = this.folderAt(parent, e, p, display, wanted === 'all');
+        if (f) subfolders.push(f);
         continue;
       }
       // In a folder this restore created (mode 0700, ours) nothing can stand: no lstat per file.
       if (!parent.isNew && exists(p)) {
-        if (overwrite === 'skip') {
-          warnings.push({ code: 'Skipped', message: `${display(e.path)} exists and was kept (--overwrite skip)`, path: display(e.path) });
+        if (this.overwrite === 'skip') {
+          this.warnings.push({ code: 'Skipped', message: `${display} exists and was kept (--overwrite skip)`, path: display });
           continue;
         }
-        if (overwrite === 'replace') {
-          const s = lstatSync(p as unknown as string);
-          if (s.isDirectory()) {
-            errors.push({ code: 'PathConflict', message: `${display(e.path)} is a folder on disk; not replaced`, path: display(e.path) });
+        if (this.overwrite === 'replace') {
+          if (lstatSync(p as unknown as string).isDirectory()) {
+            this.errors.push({ code: 'PathConflict', message: `${display} is a folder on disk; not replaced`, path: display });
             continue;
           }
         } else {
           let n = 1;
           let candidate: Buffer;
           do {
-            candidate = Buffer.concat([p, Buffer.from(`.restored-${n === 1 ? '' : n + '-'}${point.id.slice(0, 8)}`)]);
+            candidate = Buffer.concat([parent.dest, Buffer.from('/'), sideName(name, `.restored-${n === 1 ? '' : n + '-'}${this.point.id.slice(0, 8)}`)]);
             n++;
           } while (exists(candidate));
           p = candidate;
         }
       }
-      dest[i] = p;
       if (e.type === 'file') {
-        files.push(i);
-        bytesTotal += e.size;
+        const first = e.inode ? this.inodes.get(e.inode) : undefined;
+        parent.pending++;
+        if (first) {
+          this.links.push({ display, dest: p, first, folder: parent });
+          continue;
+        }
+        if (e.inode) this.inodes.set(e.inode, { dest: null, done: false });
+        this.window.push({ id: this.nextId++, entry: e, display, dest: p, folder: parent, inherits: parent.inherits, ownFolder: !parent.groupForced });
+        this.windowChunks += e.chunks.length;
+        this.windowBytes += e.size;
+        continue;
+      }
+      this.special(e, p, display, parent.inherits);
+    }
+    // Pushed in reverse, so the first sub-folder is listed next.
+    for (let i = subfolders.length - 1; i >= 0; i--) stack.push(subfolders[i]!);
+  }
+
+  /** A sub-folder: created (or an existing real folder reused), waiting for its listing. */
+  private folderAt(parent: Folder, e: TreeEntry & { type: 'dir' }, p: Buffer, display: string, selected: boolean): Folder | null {
+    let isNew = true;
+    try {
+      mkdirSync(p as unknown as string, { mode: 0o700 });
+    } catch (err) {
+      isNew = false;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        this.problem(display, 'WriteFailed', `the folder could not be created, nor anything in it (${(err as Error).message})`);
+        return null;
+      }
+      // An existing folder is reused only if it is a real folder, never a symlink.
+      if (!lstatSync(p as unknown as string).isDirectory()) {
+        this.errors.push({ code: 'PathConflict', message: `${display} exists and is not a folder; its contents were not restored`, path: display });
+        return null;
       }
     }
-
-    const tmpName = (p: Buffer) => Buffer.concat([p, Buffer.from(`.coffre-part-${job.id}`)]);
-    const partialPath = new Map<number, string>();
-    // Descriptors of created files, kept for finishing them (bounded: others are reopened).
-    const fds = new Map<number, number>();
-    /** Creates a file's partial copy just before its first chunk is written (overlapping the fetches). */
-    const ensureCreated = (i: number): string => {
-      let p = partialPath.get(i);
-      if (p !== undefined) return p;
-      const tmp = tmpName(dest[i]!);
-      // O_EXCL|O_NOFOLLOW never follows or reuses what stands there.
-      const fd = openSync(tmp as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-      if (fds.size < MAX_KEPT_FDS) fds.set(i, fd);
-      else closeSync(fd);
-      p = tmp.toString('latin1');
-      partialPath.set(i, p);
-      partial.add(p);
-      return p;
+    parent.pending++;
+    return {
+      // mkdir in a set-group-id folder makes another one.
+      display, dest: p, isNew, inherits: parent.inherits || (!isNew && hasDefaultAcl(p)), groupForced: isNew ? parent.groupForced : isSetgid(p),
+      entry: e, parent, selected, pages: e.tree,
+      // Its listing is one thing it waits for.
+      pending: 1,
     };
+  }
 
+  /** Symbolic links, FIFOs and device nodes: nothing to fetch, created at once. */
+  private special(e: TreeEntry, p: Buffer, display: string, inherits: boolean): void {
+    try {
+      if (e.type !== 'symlink' && e.type !== 'fifo' && !IS_ROOT) {
+        this.warnings.push({ code: 'SpecialFileSkipped', message: `${display} is a device node; only root can create one, so it was not restored`, path: display });
+        return;
+      }
+      if (this.overwrite === 'replace' && exists(p)) unlinkSync(p as unknown as string);
+      if (e.type === 'symlink') symlinkSync(decodeName(e.target) as unknown as string, p as unknown as string);
+      else makeNode(p, e as TreeFifo | TreeDevice);
+      this.metaProblems(display, setFileMeta(p, this.metaFor(e, inherits), { link: e.type === 'symlink' }));
+    } catch (err) {
+      this.problem(display, 'WriteFailed', (err as Error).message);
+    }
+  }
+
+  /** One thing a folder waited for is done; the last one gives it its metadata and tells its parent. */
+  private release(f: Folder): void {
+    if (--f.pending > 0) return;
+    if (f.entry) {
+      try {
+        this.metaProblems(f.display, setDirMeta(f.dest, this.metaFor(f.entry, f.parent!.inherits)));
+      } catch (err) {
+        this.warnings.push({ code: 'MetadataNotRestored', message: `${f.display}: folder metadata not set: ${(err as Error).message}`, path: f.display });
+      }
+    }
+    if (f.parent) this.release(f.parent);
+  }
+
+  /** Restores the files of the window: fetched by ranges, opened and written by the workers. */
+  private async flushWindow(): Promise<void> {
+    const files = this.window;
+    this.window = [];
+    this.windowChunks = 0;
+    this.windowBytes = 0;
+    if (files.length > 0) await new WindowRestore(this, files).run();
+    // Further names of files written by now.
+    const links = this.links;
+    this.links = [];
+    for (const l of links) {
+      if (!l.first.done) { this.links.push(l); continue; }
+      if (!l.first.dest) this.problem(l.display, 'LinkTargetMissing', 'it links to a file that was not restored');
+      else {
+        try {
+          if (this.overwrite === 'replace' && exists(l.dest)) unlinkSync(l.dest as unknown as string);
+          linkSync(l.first.dest as unknown as string, l.dest as unknown as string);
+        } catch (err) {
+          this.problem(l.display, 'WriteFailed', (err as Error).message);
+        }
+      }
+      this.release(l.folder);
+    }
+  }
+
+  // What WindowRestore needs of the restore as a whole.
+  get shared() {
+    return {
+      opts: this.opts, point: this.point, counters: this.counters, partial: this.partial, writer: this.writer!, buffers: this.buffers,
+      tmpTag: this.jobTag,
+      metaFor: (e: TreeEntry, inherits: boolean) => this.metaFor(e, inherits),
+      problem: (display: string, code: string, why: string) => this.problem(display, code, why),
+      metaProblems: (display: string, problems: MetaProblem[]) => this.metaProblems(display, problems),
+      done: (f: FileJob, ok: boolean) => {
+        const first = f.entry.inode ? this.inodes.get(f.entry.inode) : undefined;
+        if (first && !first.done) { first.done = true; first.dest = ok ? f.dest : null; }
+        this.release(f.folder);
+      },
+      tick: () => this.tick(),
+    };
+  }
+}
+
+/**
+ * The files of one window: which chunks go where, the ranges that hold them, and each file
+ * finished (size, metadata, final name) once its last chunk is written.
+ */
+class WindowRestore {
+  private readonly s: Restore['shared'];
+  private readonly byId = new Map<number, FileJob>();
+  /** Entries that could not be written, with the reason; each is reported once. */
+  private readonly failed = new Map<number, string>();
+  private readonly damaged = new Set<number>();
+  private readonly partialPath = new Map<number, string>();
+  // Descriptors of created files, kept for finishing them (bounded: others are reopened).
+  private readonly fds = new Map<number, number>();
+  private readonly targets = new Map<string, { file: number; offset: number }[]>();
+  private readonly plainSize = new Map<string, number>();
+  private readonly waiting = new Map<number, number>();
+  private readonly solo = new Set<number>();
+  private readonly finished = new Set<number>();
+
+  constructor(restore: Restore, private readonly files: FileJob[]) {
+    this.s = restore.shared;
+    for (const f of files) this.byId.set(f.id, f);
+  }
+
+  /** A short name of fixed length in the file's own folder: a 255-byte name leaves no room for a suffix. */
+  private tmpName(f: FileJob): Buffer {
+    return Buffer.concat([f.dest.subarray(0, f.dest.lastIndexOf(SLASH) + 1), Buffer.from(`.coffre-${this.s.tmpTag}-${f.id.toString(36)}`)]);
+  }
+
+  private fail(id: number, why: string): void {
+    if (!this.failed.has(id)) this.failed.set(id, why);
+  }
+
+  /** Creates a file's partial copy just before its first chunk is written; null if it cannot be. */
+  private ensureCreated(id: number): string | null {
+    let p = this.partialPath.get(id);
+    if (p !== undefined) return p;
+    if (this.failed.has(id)) return null;
+    const tmp = this.tmpName(this.byId.get(id)!);
+    let fd: number;
+    try {
+      // O_EXCL|O_NOFOLLOW never follows or reuses what stands there.
+      fd = openSync(tmp as unknown as string, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      this.fail(id, (err as Error).message);
+      return null;
+    }
+    if (this.fds.size < MAX_KEPT_FDS) this.fds.set(id, fd);
+    else closeSync(fd);
+    p = tmp.toString('latin1');
+    this.partialPath.set(id, p);
+    this.s.partial.add(p);
+    return p;
+  }
+
+  /** Removes what a file that will not be restored left, and closes its descriptor. */
+  private discard(id: number): void {
+    const fd = this.fds.get(id);
+    this.fds.delete(id);
+    if (fd !== undefined) closeSync(fd);
+    const partialName = this.partialPath.get(id);
+    if (partialName === undefined) return;
+    this.s.partial.delete(partialName);
+    rmSync(Buffer.from(partialName, 'latin1') as unknown as string, { force: true });
+  }
+
+  /** Size (holes stay holes), metadata, then the final name; or, if damaged or failed, away with it. */
+  private finish(id: number): void {
+    this.finished.add(id);
+    const f = this.byId.get(id)!;
+    if (this.damaged.has(id)) {
+      this.discard(id);
+      this.s.problem(f.display, 'ChecksumMismatch', 'a chunk of it is damaged or missing in the vault');
+      this.s.done(f, false);
+      return;
+    }
+    const partialName = this.failed.has(id) ? null : this.ensureCreated(id);
+    if (partialName === null) {
+      this.discard(id);
+      this.s.problem(f.display, 'WriteFailed', this.failed.get(id)!);
+      this.s.done(f, false);
+      return;
+    }
+    const tmp = Buffer.from(partialName, 'latin1') as unknown as string;
+    try {
+      let fd = this.fds.get(id);
+      this.fds.delete(id);
+      fd ??= openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
+      try {
+        ftruncateSync(fd, f.entry.size);
+        this.s.metaProblems(f.display, setFileMeta(fd, this.s.metaFor(f.entry, f.inherits)));
+      } finally {
+        closeSync(fd);
+      }
+      // rename() replaces an existing file atomically (and never follows a symlink there).
+      renameSync(tmp, f.dest as unknown as string);
+    } catch (err) {
+      this.discard(id);
+      this.s.problem(f.display, 'WriteFailed', (err as Error).message);
+      this.s.done(f, false);
+      return;
+    }
+    this.s.partial.delete(partialName);
+    this.s.counters.filesChanged++;
+    this.s.counters.filesScanned++;
+    this.s.done(f, true);
+  }
+
+  async run(): Promise<void> {
+    const { opts, point } = this.s;
     // Which file offsets each chunk fills, and how many chunk writes each file waits for.
-    const targets = new Map<string, { file: number; offset: number }[]>();
-    const plainSize = new Map<string, number>();
-    const waiting = new Map<number, number>();
-    for (const i of files) {
+    for (const f of this.files) {
       let offset = 0;
-      for (const [id, len] of (manifest.entries[i] as FileEntry).chunks) {
-        if (id) {
-          let t = targets.get(id);
-          if (!t) { targets.set(id, (t = [])); plainSize.set(id, len); }
-          t.push({ file: i, offset });
-          waiting.set(i, (waiting.get(i) ?? 0) + 1);
+      for (const [cid, len] of f.entry.chunks) {
+        if (cid) {
+          let t = this.targets.get(cid);
+          if (!t) { this.targets.set(cid, (t = [])); this.plainSize.set(cid, len); }
+          t.push({ file: f.id, offset });
+          this.waiting.set(f.id, (this.waiting.get(f.id) ?? 0) + 1);
         }
         offset += len;
       }
     }
     // A file with one stored chunk is created, written and finished by the worker that writes
     // that chunk: most files of a tree are small, and their system calls leave the main thread.
-    const solo = new Set<number>();
-    for (const [i, n] of waiting) if (n === 1) solo.add(i);
-    const whole = (i: number): WholeFile | null => {
-      if (!solo.has(i)) return null;
-      const e = manifest.entries[i] as FileEntry;
-      return { dest: dest[i]!.toString('latin1'), size: e.size, ...metaOf(e) };
-    };
-    const locations = await client.locate(point.containerId, [...targets.keys()]);
+    for (const [id, n] of this.waiting) if (n === 1) this.solo.add(id);
+    const locations = await opts.client.locate(point.containerId, [...this.targets.keys()]);
     const found = new Set(locations.map((l) => l.id));
-    const damaged = new Set<number>();
-    for (const id of targets.keys()) {
-      if (!found.has(id)) for (const t of targets.get(id)!) damaged.add(t.file);
+    for (const cid of this.targets.keys()) {
+      if (!found.has(cid)) for (const t of this.targets.get(cid)!) this.damaged.add(t.file);
     }
-
-    const ranges = planRanges(locations, (id) => plainSize.get(id) ?? 0);
-
-    const tick = () => {
-      opts.onProgress?.({ ...counters, bytesTotal, filesTotal: files.length });
-      reporter.progress();
-    };
-    const finished = new Set<number>();
-    /** Size (holes stay holes), metadata, then the final name; or, if damaged, away with it. */
-    const finish = (i: number) => {
-      finished.add(i);
-      const e = manifest.entries[i] as FileEntry;
-      if (damaged.has(i)) {
-        const partialName = partialPath.get(i);
-        if (partialName !== undefined) {
-          const fd = fds.get(i);
-          fds.delete(i);
-          if (fd !== undefined) closeSync(fd);
-          partial.delete(partialName);
-          rmSync(Buffer.from(partialName, 'latin1') as unknown as string, { force: true });
-        }
-        errors.push({ code: 'ChecksumMismatch', message: `${display(e.path)} was not restored: a chunk of it is damaged or missing in the vault`, path: display(e.path) });
-        dest[i] = null;
-        return;
-      }
-      const partialName = ensureCreated(i);
-      const tmp = Buffer.from(partialName, 'latin1') as unknown as string;
-      partial.delete(partialName);
-      let fd = fds.get(i);
-      fds.delete(i);
-      fd ??= openSync(tmp, C.O_WRONLY | C.O_NOFOLLOW);
-      try {
-        ftruncateSync(fd, e.size);
-        setFileMeta(fd, metaOf(e));
-      } finally {
-        closeSync(fd);
-      }
-      // rename() replaces an existing file atomically (and never follows a symlink there).
-      renameSync(tmp, dest[i]! as unknown as string);
-      counters.filesChanged++;
-      counters.filesScanned++;
-    };
-
-    // Opening, decompressing, checking and writing every chunk happens in the workers; the main
-    // thread creates files before their chunks arrive and finishes them once all have.
-    const writer = new ChunkWriter(keys);
-    const buffers = new RangeBuffers();
-    const onRange = async (r: PackRange, data: Buffer) => {
-      counters.bytesUploaded += data.length;
-      const buffer = buffers.holding(r, data);
-      // The workers' partial copies of whole files are listed too: if the restore stops while
-      // a worker is killed between creating one and renaming it, the cleanup removes it.
-      const wholePartials: string[] = [];
-      const blobs: WriteBlob[] = r.blobs.map((b) => ({
-        id: b.id, offset: b.offset - r.offset, length: b.length, plainLength: plainSize.get(b.id) ?? 0,
-        // Files already known to be damaged are removed at the end: no need to write into them.
-        targets: targets.get(b.id)!.filter((t) => !damaged.has(t.file)).map((t): WriteTarget => {
-          const w = whole(t.file);
-          if (!w) return { path: ensureCreated(t.file), offset: t.offset };
-          const path = tmpName(dest[t.file]!).toString('latin1');
-          wholePartials.push(path);
-          partial.add(path);
-          return { path, offset: t.offset, whole: w };
-        }),
-      }));
-      const result = await writer.write(buffer, data.length, blobs);
-      // Renamed into place, or (a damaged chunk) never created.
-      for (const p of wholePartials) partial.delete(p);
-      buffers.release(result.buffer);
-      for (const k of result.damaged) for (const t of targets.get(r.blobs[k]!.id)!) damaged.add(t.file);
-      counters.bytesScanned += result.written;
-      for (const b of r.blobs) {
-        for (const t of targets.get(b.id)!) {
-          const left = waiting.get(t.file)! - 1;
-          waiting.set(t.file, left);
-          if (left !== 0 || damaged.has(t.file)) continue;
-          if (!solo.has(t.file)) finish(t.file);
-          else {
-            // Written and finished whole by the worker.
-            finished.add(t.file);
-            counters.filesChanged++;
-            counters.filesScanned++;
-          }
-        }
-      }
-      tick();
-    };
-    const onDamage = (r: PackRange) => {
-      buffers.abandon(r);
-      for (const b of r.blobs) for (const t of targets.get(b.id)!) damaged.add(t.file);
-    };
+    const ranges = planRanges(locations, (cid) => this.plainSize.get(cid) ?? 0);
+    const fds = this.fds;
     try {
-      try {
-        await fetchRanges({ client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, onRange, onDamage, bufferFor: (r) => buffers.take(r) });
-      } finally {
-        await writer.close();
-      }
-      // Files without stored chunks (empty, all zeros) and damaged ones are finished here.
-      for (const i of files) if (!finished.has(i)) finish(i);
+      await fetchRanges({
+        client: opts.client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
+        onRange: (r, data) => this.onRange(r, data),
+        onDamage: (r) => {
+          this.s.buffers.abandon(r);
+          for (const b of r.blobs) for (const t of this.targets.get(b.id)!) this.damaged.add(t.file);
+        },
+        bufferFor: (r) => this.s.buffers.take(r),
+      });
+      // Files without stored chunks (empty, all zeros) and damaged or failed ones are finished here.
+      for (const f of this.files) if (!this.finished.has(f.id)) this.finish(f.id);
     } finally {
       for (const fd of fds.values()) closeSync(fd);
+      fds.clear();
     }
+  }
 
-    for (let i = 0; i < manifest.entries.length; i++) {
-      const e = manifest.entries[i]!;
-      const p = dest[i];
-      if (!p) continue;
-      if (e.type === 'hardlink') {
-        const first = dest[e.link];
-        if (!first) { errors.push({ code: 'LinkTargetMissing', message: `${display(e.path)} links to a file that was not restored`, path: display(e.path) }); continue; }
-        if (overwrite === 'replace' && exists(p)) unlinkSync(p as unknown as string);
-        linkSync(first as unknown as string, p as unknown as string);
-      } else if (e.type === 'symlink') {
-        if (overwrite === 'replace' && exists(p)) unlinkSync(p as unknown as string);
-        symlinkSync(decodeName(e.target) as unknown as string, p as unknown as string);
-        setLinkMeta(p as unknown as string, e);
+  private async onRange(r: PackRange, data: Buffer): Promise<void> {
+    const s = this.s;
+    s.counters.bytesUploaded += data.length;
+    const buffer = s.buffers.holding(r, data);
+    // The workers' partial copies of whole files are listed too: if the restore stops while
+    // a worker is killed between creating one and renaming it, the cleanup removes it.
+    const wholePartials: string[] = [];
+    const blobs: WriteBlob[] = r.blobs.map((b) => ({
+      id: b.id, offset: b.offset - r.offset, length: b.length, plainLength: this.plainSize.get(b.id) ?? 0,
+      // Files already known to be damaged or failed are removed at the end: no need to write into them.
+      targets: this.targets.get(b.id)!.flatMap((t): WriteTarget[] => {
+        if (this.damaged.has(t.file) || this.failed.has(t.file)) return [];
+        if (!this.solo.has(t.file)) {
+          const path = this.ensureCreated(t.file);
+          return path === null ? [] : [{ path, offset: t.offset, file: t.file }];
+        }
+        const f = this.byId.get(t.file)!;
+        const whole: WholeFile = { dest: f.dest.toString('latin1'), size: f.entry.size, ...s.metaFor(f.entry, f.inherits) };
+        // Created with its final mode when nothing can change it on the way (set-id bits, a
+        // default ACL, the umask); owned by us with our group in a folder this restore made.
+        const mode = f.entry.mode;
+        if ((mode & 0o7000) === 0 && (mode & UMASK) === 0 && !f.inherits) {
+          whole.born = f.ownFolder ? { mode, uid: EUID, gid: EGID } : { mode };
+        }
+        const path = this.tmpName(f).toString('latin1');
+        wholePartials.push(path);
+        s.partial.add(path);
+        return [{ path, offset: t.offset, file: t.file, whole }];
+      }),
+    }));
+    const result = await s.writer.write(buffer, data.length, blobs);
+    // Renamed into place, or (a damaged chunk, a failed write) removed by the worker.
+    for (const p of wholePartials) s.partial.delete(p);
+    s.buffers.release(result.buffer);
+    for (const k of result.damaged) for (const t of this.targets.get(r.blobs[k]!.id)!) this.damaged.add(t.file);
+    for (const f of result.failed) this.fail(f.file, f.message);
+    for (const p of result.problems) s.metaProblems(this.byId.get(p.file)!.display, [p]);
+    s.counters.bytesScanned += result.written;
+    for (const b of r.blobs) {
+      for (const t of this.targets.get(b.id)!) {
+        const left = this.waiting.get(t.file)! - 1;
+        this.waiting.set(t.file, left);
+        if (left !== 0 || this.damaged.has(t.file)) continue;
+        if (!this.solo.has(t.file) || this.failed.has(t.file)) { this.finish(t.file); continue; }
+        // Written and finished whole by the worker.
+        this.finished.add(t.file);
+        s.counters.filesChanged++;
+        s.counters.filesScanned++;
+        s.done(this.byId.get(t.file)!, true);
       }
     }
-    // Folders last, deepest first, so writing their contents does not change their mtime again.
-    for (let i = manifest.entries.length - 1; i >= 0; i--) {
-      const e = manifest.entries[i]!;
-      if (e.type === 'dir' && dest[i]) setDirMeta(dest[i]! as unknown as string, e);
-    }
-    tick();
-    await reporter.drain();
-    const status = errors.length ? 'Failed' : warnings.length ? 'CompletedWithWarnings' : 'Completed';
-    const done = await client.finishJob(job.id, { status, counters, errors, warnings });
-    return { job: done, point, errors, warnings };
-  } catch (e) {
-    // No garbage left behind: half-written files go; complete ones already have their names.
-    for (const p of partial) await rm(Buffer.from(p, 'latin1') as unknown as string, { force: true }).catch(() => undefined);
-    await reporter.fail(e, warnings, errors);
-    throw e;
+    s.tick();
+  }
+}
+
+/**
+ * `name` + `suffix`, shortened to fit in NAME_MAX bytes: the name is cut at a character
+ * boundary (never in the middle of a UTF-8 sequence), the suffix kept whole.
+ */
+export function sideName(name: Buffer, suffix: string): Buffer {
+  const tail = Buffer.from(suffix);
+  let keep = Math.min(name.length, NAME_MAX - tail.length);
+  // Back off continuation bytes (10xxxxxx) so that a multi-byte character is not split.
+  if (keep < name.length) while (keep > 0 && (name[keep]! & 0xc0) === 0x80) keep--;
+  return Buffer.concat([name.subarray(0, keep), tail]);
+}
+
+const FILE_TYPE = { fifo: C.S_IFIFO, chardev: C.S_IFCHR, blockdev: C.S_IFBLK } as const;
+
+/** A FIFO or a device node, created with owner-only access until its metadata is set. */
+function makeNode(p: Buffer, e: TreeFifo | TreeDevice): void {
+  const [major, minor] = e.type === 'fifo' ? [0, 0] : e.rdev;
+  posix.mknod(p, FILE_TYPE[e.type] | 0o600, major, minor);
+}
+
+function isSetgid(dir: Buffer): boolean {
+  return (lstatSync(dir as unknown as string).mode & S_ISGID) !== 0;
+}
+
+function hasDefaultAcl(dir: Buffer): boolean {
+  try {
+    return posix.listXattrs(dir).some(([name]) => name.toString('latin1') === DEFAULT_ACL);
+  } catch {
+    // A file system without attributes has no ACLs to inherit.
+    return false;
   }
 }
 
@@ -381,24 +703,14 @@ async function isEmptyFolder(path: Buffer): Promise<boolean> {
   }
 }
 
-function setDirMeta(p: string, e: Entry): void {
+/** Through the folder's descriptor; one we may not read (not root) takes its metadata by path: we created it. */
+function setDirMeta(p: Buffer, m: FileMeta): MetaProblem[] {
   let fd: number;
   try {
-    fd = openSync(p, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+    fd = openSync(p as unknown as string, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
   } catch (err) {
-    // A folder we may not read (not root) still takes its metadata by path; we created it.
     if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
-    const secs = mtimeSeconds(e);
-    chmodSync(p, e.mode);
-    utimesSync(p, secs, secs);
-    return;
+    return setFileMeta(p, m);
   }
-  try { setFileMeta(fd, metaOf(e)); } finally { closeSync(fd); }
+  try { return setFileMeta(fd, m); } finally { closeSync(fd); }
 }
-
-function setLinkMeta(p: string, e: Entry): void {
-  const secs = mtimeSeconds(e);
-  if (IS_ROOT) lchownSync(p, e.uid, e.gid);
-  lutimesSync(p, secs, secs);
-}
-

@@ -16,6 +16,8 @@ export interface AgentState {
   machine: string;
   containerId: string;
   token: string;
+  /** The vault's certificate fingerprint, pinned on every connection (absent: plain HTTP or a CA-signed certificate). */
+  fingerprint?: string | null;
   keys: { encKey: string; idKey: string; chunkerSeed: string };
 }
 

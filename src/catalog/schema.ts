@@ -3,7 +3,7 @@
  * on SQLite (embedded default) and PostgreSQL (scale-out). Times are ISO 8601 UTC strings,
  * which sort correctly as text on both engines.
  */
-import { sql, type Kysely } from 'kysely';
+import { sql, type Generated, type Kysely } from 'kysely';
 
 export interface VaultRow { id: string; name: string; subscription: string; redundancy: string; created_at: string }
 export interface PolicyRow { id: string; vault_id: string; name: string; body: string; updated_at: string }
@@ -25,10 +25,41 @@ export interface JobRow {
 export interface PackRow { id: string; container_id: string; size: number; blob_count: number; created_at: string }
 export interface BlobRow { container_id: string; id: string; pack_id: string; offset: number; length: number; checksum: string }
 
+/**
+ * A tree page's references (src/core/tree.ts): its stored clear-text prefix, as read from its
+ * pack. `verified` is set once every id it names was found stored, by the commit of a point
+ * that reaches it: a verified page's whole subtree is stored.
+ */
+export interface TreeRow { container_id: string; id: string; refs: Buffer; verified: number }
+
 /** Per-item scheduling state: what the agent backs up on schedule, and the last run handed out. */
 export interface ScheduleRow { item_id: string; source: string; last_run: string | null }
 /** Vault-wide maintenance bookkeeping (daily prune and GC). */
 export interface MaintenanceRow { vault_id: string; last_daily: string | null }
+
+/** A person or program that signs in with an API key (stored hashed); `builtin` marks the admin token's principal. */
+export interface PrincipalRow { id: string; name: string; key_hash: string; builtin: number; created_at: string }
+/** A built-in role given to a principal at a scope: "/", "/subscriptions/S" or "/subscriptions/S/vaults/V". */
+export interface RoleAssignmentRow { id: string; principal_id: string; role: string; scope: string; created_at: string }
+/** A vault's security settings; a vault without a row has the defaults (soft delete Enabled 14 days, mutable, no guard). */
+export interface VaultSecurityRow {
+  vault_id: string; soft_delete_state: string; soft_delete_days: number; immutability: string;
+  guard_principal_id: string | null; guard_window_minutes: number; updated_at: string;
+}
+/** An item's protection state; an item without a row is Protected. `purge_at` is set while SoftDeleted. */
+export interface ItemProtectionRow { item_id: string; state: string; changed_at: string; purge_at: string | null }
+/** A request to run a guarded operation, approved (or not) by the vault's guard, used at most once. */
+export interface GuardRequestRow {
+  id: string; vault_id: string; requester_id: string; operation: string; target: string; digest: string; status: string;
+  created_at: string; expires_at: string; approved_by: string | null; approved_at: string | null; used_at: string | null;
+}
+/** An on-demand backup a principal asked for; the item's agent runs it on its next poll. */
+export interface BackupRequestRow { item_id: string; requested_at: string; retain_until: string | null; requested_by: string }
+/** The audit log: one row per mutating call, never updated or deleted. */
+export interface AuditRow {
+  seq: Generated<number>; time: string; principal: string; principal_id: string | null; operation: string;
+  scope: string; vault_id: string | null; target: string; result: string; code: string | null; details: string;
+}
 
 export interface Database {
   schedules: ScheduleRow;
@@ -43,6 +74,14 @@ export interface Database {
   jobs: JobRow;
   packs: PackRow;
   blobs: BlobRow;
+  trees: TreeRow;
+  principals: PrincipalRow;
+  role_assignments: RoleAssignmentRow;
+  vault_security: VaultSecurityRow;
+  item_protection: ItemProtectionRow;
+  guard_requests: GuardRequestRow;
+  backup_requests: BackupRequestRow;
+  audit_log: AuditRow;
 }
 
 export async function migrate(db: Kysely<Database>): Promise<void> {
@@ -156,5 +195,77 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('vault_id', 'text', (c) => c.primaryKey())
     .addColumn('last_daily', 'text')
     .execute();
+  await s.createTable('trees').ifNotExists()
+    .addColumn('container_id', 'text', (c) => c.notNull())
+    .addColumn('id', 'text', (c) => c.notNull())
+    .addColumn('refs', 'blob', (c) => c.notNull())
+    .addColumn('verified', 'integer', (c) => c.notNull().defaultTo(0))
+    .addPrimaryKeyConstraint('trees_pk', ['container_id', 'id'])
+    .execute();
+  await s.createTable('principals').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull().unique())
+    .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+    .addColumn('builtin', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createTable('role_assignments').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('principal_id', 'text', (c) => c.notNull().references('principals.id'))
+    .addColumn('role', 'text', (c) => c.notNull())
+    .addColumn('scope', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addUniqueConstraint('role_assignments_unique', ['principal_id', 'role', 'scope'])
+    .execute();
+  await s.createTable('vault_security').ifNotExists()
+    .addColumn('vault_id', 'text', (c) => c.primaryKey())
+    .addColumn('soft_delete_state', 'text', (c) => c.notNull())
+    .addColumn('soft_delete_days', 'integer', (c) => c.notNull())
+    .addColumn('immutability', 'text', (c) => c.notNull())
+    .addColumn('guard_principal_id', 'text')
+    .addColumn('guard_window_minutes', 'integer', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .execute();
+  await s.createTable('item_protection').ifNotExists()
+    .addColumn('item_id', 'text', (c) => c.primaryKey())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('changed_at', 'text', (c) => c.notNull())
+    .addColumn('purge_at', 'text')
+    .execute();
+  await s.createTable('guard_requests').ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('vault_id', 'text', (c) => c.notNull())
+    .addColumn('requester_id', 'text', (c) => c.notNull())
+    .addColumn('operation', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('digest', 'text', (c) => c.notNull())
+    .addColumn('status', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('expires_at', 'text', (c) => c.notNull())
+    .addColumn('approved_by', 'text')
+    .addColumn('approved_at', 'text')
+    .addColumn('used_at', 'text')
+    .execute();
+  await s.createTable('backup_requests').ifNotExists()
+    .addColumn('item_id', 'text', (c) => c.primaryKey())
+    .addColumn('requested_at', 'text', (c) => c.notNull())
+    .addColumn('retain_until', 'text')
+    .addColumn('requested_by', 'text', (c) => c.notNull())
+    .execute();
+  // seq is an INTEGER PRIMARY KEY: SQLite numbers rows itself, in insertion order.
+  await s.createTable('audit_log').ifNotExists()
+    .addColumn('seq', 'integer', (c) => c.primaryKey())
+    .addColumn('time', 'text', (c) => c.notNull())
+    .addColumn('principal', 'text', (c) => c.notNull())
+    .addColumn('principal_id', 'text')
+    .addColumn('operation', 'text', (c) => c.notNull())
+    .addColumn('scope', 'text', (c) => c.notNull())
+    .addColumn('vault_id', 'text')
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('result', 'text', (c) => c.notNull())
+    .addColumn('code', 'text')
+    .addColumn('details', 'text', (c) => c.notNull())
+    .execute();
+  await s.createIndex('audit_log_time').ifNotExists().on('audit_log').column('time').execute();
   await sql`select 1`.execute(db);
 }

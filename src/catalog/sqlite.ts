@@ -9,8 +9,16 @@ export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
   // A committed point must survive power loss: FULL syncs the WAL on every commit.
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('busy_timeout = 10000');
+  // A large transaction (the index of a pack of many small chunks) grows the WAL; once
+  // checkpointed it is cut back to this size instead of keeping its largest size for good.
+  sqlite.pragma('journal_size_limit = 4194304');
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
   await migrate(db);
+  // The audit log is append-only at the engine too, not only by the vault's code.
+  sqlite.exec(`
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `);
   return db;
 }

@@ -5,11 +5,13 @@ import { parseCredentials, registerAgent } from '../agent/register.js';
 import type { OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
 import { CoffreError, exitCodeFor } from '../core/errors.js';
-import { adminClient, agentContext, agentDirOf, readPassphrase, type GlobalOptions } from './context.js';
+import { adminClient, agentContext, agentDirOf, readPassphrase, registrationOverrides, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
+import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
+import { registerAccessCommands } from './access-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -20,7 +22,8 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 export function buildProgram(): Command {
   const program = new Command('coffre')
     .description('Coffre: self-hosted backup vault and agents (incremental, deduplicated, compressed, encrypted).')
-    .option('--server <url>', 'vault server URL (default: $COFFRE_SERVER, the registered vault, or http://127.0.0.1:7070)')
+    .option('--server <url>', 'vault server URL (default: $COFFRE_SERVER, the registered vault, ./coffre-data/server.json, or https://127.0.0.1:7070)')
+    .option('--fingerprint <sha256>', 'pin the vault\'s TLS certificate to this SHA-256 fingerprint (default: $COFFRE_FINGERPRINT, the registered vault\'s, or ./coffre-data/server.json)')
     .option('--token <token>', 'API token (default: $COFFRE_TOKEN, ./coffre-data/admin.token, or this machine\'s agent key)')
     .option('--agent-dir <dir>', 'agent state folder (default: $COFFRE_AGENT_DIR or ~/.coffre/agent)')
     .option('--debug', 'print stack traces on errors')
@@ -31,15 +34,21 @@ export function buildProgram(): Command {
   const g = (): GlobalOptions => program.opts<GlobalOptions>();
 
   program.command('server')
-    .description('run the vault service (embedded default: ./coffre-data, 127.0.0.1:7070)')
-    .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token', 'coffre-data')
+    .description('run the vault service over HTTPS (embedded default: ./coffre-data, 127.0.0.1:7070, a self-signed certificate)')
+    .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token, certificate', 'coffre-data')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7070')
-    .action(async (o: { data: string; listen: string }) => {
+    .option('--tls-cert <file>', 'PEM certificate to serve (default: a self-signed one made on first start in DATA/tls)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--insecure-http', 'serve plain HTTP (loopback addresses only)')
+    .action(async (o: { data: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }) => {
       // Loaded on demand: agent commands start faster without the server's modules.
       const { startServer } = await import('../vault/server.js');
-      const s = await startServer({ dataDir: o.data, listen: o.listen });
+      const s = await startServer({
+        dataDir: o.data, listen: o.listen, ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.insecureHttp ? { insecureHttp: true } : {}),
+      });
       serving = true;
-      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n`);
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n`
+        + (s.fingerprint ? `  certificate fingerprint (SHA-256): ${s.fingerprint}\n` : '  plain HTTP (--insecure-http): loopback only\n'));
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
@@ -71,7 +80,9 @@ export function buildProgram(): Command {
     .action(async (name: string, o: { out: string; days: number }) => {
       const client = await adminClient(g());
       const c = await client.createCredentials(name, o.days);
-      const file: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: client.server, vault: c.vault.name, vaultId: c.vault.id, secret: c.secret, expiresAt: c.expiresAt };
+      // A self-signed vault's fingerprint goes with the secret: agents pin it.
+      const fingerprint = c.fingerprint ?? null;
+      const file: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: client.server, vault: c.vault.name, vaultId: c.vault.id, secret: c.secret, expiresAt: c.expiresAt, ...(fingerprint ? { fingerprint } : {}) };
       writeFileSync(o.out, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
       process.stdout.write(`wrote ${o.out}: credentials for vault ${c.vault.name}, valid until ${c.expiresAt}\n`);
     });
@@ -88,7 +99,7 @@ export function buildProgram(): Command {
       let text: string;
       try { text = readFileSync(o.credentials, 'utf8'); } catch (e) { throw new CoffreError('InvalidArgument', `cannot read ${o.credentials}: ${(e as Error).message}`); }
       const credentials = parseCredentials(text);
-      const s = await registerAgent({ agentDir: agentDirOf(g()), credentials, passphrase, ...(o.machine ? { machine: o.machine } : {}), ...(g().server ? { server: g().server! } : {}) });
+      const s = await registerAgent({ agentDir: agentDirOf(g()), credentials, passphrase, ...(o.machine ? { machine: o.machine } : {}), ...registrationOverrides(g()) });
       if (o.json) printJson({ vault: s.vault, machine: s.machine, containerId: s.containerId, reattached: s.reattached });
       else process.stdout.write(`registered machine ${s.machine} with vault ${s.vault}${s.reattached ? ' (existing machine: keys recovered with the passphrase)' : ''}\nkeep the passphrase safe: without it no backup of this machine can be restored\n`);
     });
@@ -119,28 +130,30 @@ export function buildProgram(): Command {
       await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
     });
 
-  program.command('backup <path...>')
+  addSnapshotOptions(program.command('backup <path...>')
     .description('back up files and folders now (incremental: only what changed is read and sent)')
     .requiredOption('--item <name>', 'protected item the backup belongs to (created on first use)')
     .option('--exclude <glob>', 'skip paths matching this glob (repeatable), e.g. "*.tmp" or "node_modules"', collect, [])
     .option('--retain-until <date>', 'keep this on-demand point until this day (YYYY-MM-DD; default: 30 days)', retainUntil)
-    .option('--json', 'print the job as JSON')
-    .action(async (paths: string[], o: { item: string; exclude: string[]; retainUntil?: string; json?: boolean }) => {
+    .option('--json', 'print the job as JSON'))
+    .action(async (paths: string[], o: SnapshotFlags & { item: string; exclude: string[]; retainUntil?: string; json?: boolean }) => {
+      const snapshot = await snapshotOptionsFrom(o);
       const { state, client } = await agentContext(g());
-      const { backup } = await import('../agent/backup.js');
+      const { backupFiles } = await import('../agent/snapshot/snapshot-backup.js');
       const bar = progressBar(!o.json, 'backup');
       let result;
       try {
-        result = await backup({
+        result = await backupFiles({
           client, containerId: state.containerId, keys: state.keySet, agentDir: agentDirOf(g()), vaultId: state.vaultId,
           item: o.item, paths, excludes: o.exclude, kind: 'OnDemand', ...(o.retainUntil ? { retainUntil: o.retainUntil } : {}), onProgress: (c) => bar.update(c),
+          ...snapshot,
         });
       } finally {
         bar.stop();
       }
       const job = await client.getJob(result.jobId);
       if (o.json) printJson(job);
-      else process.stdout.write(`${jobSummary(job)}\n  point ${result.point.id}: ${result.point.files} files, ${formatBytes(result.point.bytes)}, kept until ${result.point.expiresAt}\n`);
+      else process.stdout.write(`${jobSummary(job)}\n${jobNotes(job)}  point ${result.point.id}: ${result.point.files} files, ${formatBytes(result.point.bytes)}, ${result.point.consistency}-consistent, kept until ${result.point.expiresAt}\n`);
       if (job.status === 'CompletedWithWarnings') process.exitCode = EXIT_WARNINGS;
     });
 
@@ -160,14 +173,18 @@ export function buildProgram(): Command {
     .requiredOption('--target <dir>', 'folder to restore into (created if missing); nothing is written outside it')
     .option('--path <p>', 'restore only this path of the point, e.g. projects/src (repeatable)', collect, [])
     .addOption(new Option('--overwrite <policy>', 'when a file already exists in the target').choices(['skip', 'replace', 'rename']).default('rename'))
+    .option('--numeric-owner', 'give files their recorded user and group ids, not the ids their recorded names have on this machine')
     .option('--json', 'print the job as JSON')
-    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; json?: boolean }) => {
+    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; numericOwner?: boolean; json?: boolean }) => {
       const { state, client } = await agentContext(g());
       const { restore } = await import('../agent/restore.js');
       const bar = progressBar(!o.json, 'restore');
       let result;
       try {
-        result = await restore({ client, keys: state.keySet, pointId: point, target: o.target, paths: o.path, overwrite: o.overwrite, onProgress: (c) => bar.update(c) });
+        result = await restore({
+          client, keys: state.keySet, pointId: point, target: o.target, paths: o.path, overwrite: o.overwrite,
+          numericOwner: o.numericOwner ?? false, onProgress: (c) => bar.update(c),
+        });
       } finally {
         bar.stop();
       }
@@ -234,6 +251,7 @@ export function buildProgram(): Command {
 
   registerPolicyCommands(program, g);
   registerVmCommands(program, g);
+  registerAccessCommands(program, g);
   return program;
 }
 

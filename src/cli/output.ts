@@ -28,7 +28,8 @@ export function table(head: string[], rows: (string | number)[][]): string {
 
 export function pointsTable(points: PointInfo[]): string {
   return table(['id', 'item', 'time', 'kind', 'consistency', 'expires', 'files', 'size'],
-    points.map((p) => [p.id, p.item, p.time.replace('T', ' ').slice(0, 19), p.kind, p.consistency, p.expiresAt.slice(0, 10), p.files, formatBytes(p.bytes)]));
+    // A stopped or soft-deleted item's points never expire (9999-12-31) until resumed or purged.
+    points.map((p) => [p.id, p.item, p.time.replace('T', ' ').slice(0, 19), p.kind, p.consistency, p.expiresAt.startsWith('9999-') ? 'never' : p.expiresAt.slice(0, 10), p.files, formatBytes(p.bytes)]));
 }
 
 export function jobsTable(jobs: JobInfo[]): string {

@@ -72,11 +72,12 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .requiredOption('--file <policy.json>', 'the new policy')
     .option('--vault <name>', 'the vault (default: the only one)')
     .option('--dry-run', 'only list the points the change would delete and the expiries it would change')
+    .option('--request <id>', 'an approved request of the vault\'s guard, when the change shortens a retention on a guarded vault')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { file: string; vault?: string; dryRun?: boolean; json?: boolean }) => {
+    .action(async (name: string, o: { file: string; vault?: string; dryRun?: boolean; request?: string; json?: boolean }) => {
       const body = readJson(o.file, 'policy');
       (await engine()).validatePolicy({ ...(body as object), name });
-      const r = await (await adminClient(g())).setPolicy(name, body, o.dryRun ?? false, o.vault);
+      const r = await (await adminClient(g())).withGuardRequest(o.request).setPolicy(name, body, o.dryRun ?? false, o.vault);
       if (o.json) printJson(o.dryRun ? r.change : r);
       else process.stdout.write(`${o.dryRun ? 'dry run: ' : `changed policy ${name}: `}${changeText(r.change)}\n`);
     });
@@ -102,9 +103,10 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .description('protect an item with this policy (each item has exactly one)')
     .requiredOption('--item <item>', 'the protected item')
     .option('--vault <name>', 'the vault (default: the only one)')
+    .option('--request <id>', 'an approved request of the vault\'s guard, when the new policy shortens a retention on a guarded vault')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { item: string; vault?: string; json?: boolean }) => {
-      const r = await (await adminClient(g())).assignPolicy(name, o.item, o.vault);
+    .action(async (name: string, o: { item: string; vault?: string; request?: string; json?: boolean }) => {
+      const r = await (await adminClient(g())).withGuardRequest(o.request).assignPolicy(name, o.item, o.vault);
       if (o.json) printJson(r);
       else process.stdout.write(`item ${o.item} now follows policy ${name}: ${changeText(r.change)}\n`);
     });

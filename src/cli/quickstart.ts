@@ -62,17 +62,17 @@ export async function quickstart(folder?: string): Promise<void> {
   }
   const server = await startServer({ dataDir: join(work, 'coffre-data'), listen: '127.0.0.1:0' });
   try {
-    say(`1. started a vault server at ${server.url} (data in ${server.dataDir})`);
-    const admin = new VaultClient(server.url, server.adminToken);
+    say(`1. started a vault server at ${server.url} (data in ${server.dataDir}), certificate fingerprint ${server.fingerprint}`);
+    const admin = new VaultClient(server.url, server.adminToken, { fingerprint: server.fingerprint });
     const vault = await admin.createVault({ name: 'quickstart' });
     say(`2. created vault ${vault.name} (redundancy ${vault.redundancy}) with its DefaultPolicy`);
     const c = await admin.createCredentials(vault.name);
-    const credentials: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: vault.name, vaultId: vault.id, secret: c.secret, expiresAt: c.expiresAt };
+    const credentials: CredentialsFile = { kind: 'coffre-vault-credentials', version: 1, server: server.url, vault: vault.name, vaultId: vault.id, secret: c.secret, expiresAt: c.expiresAt, fingerprint: c.fingerprint };
     const agentDir = join(work, 'agent');
     const passphrase = randomBytes(18).toString('base64url');
     const state = await registerAgent({ agentDir, credentials, passphrase, machine: 'quickstart-machine' });
-    say(`3. registered this machine; its keys are wrapped by a passphrase the vault never sees`);
-    const client = new VaultClient(server.url, state.token);
+    say(`3. registered this machine over HTTPS, pinning the vault's certificate; its keys are wrapped by a passphrase the vault never sees`);
+    const client = new VaultClient(server.url, state.token, { fingerprint: state.fingerprint ?? null });
     const keys = (await import('../core/crypto.js')).keysFromJSON(state.keys);
     const common = { client, containerId: state.containerId, keys, agentDir, vaultId: state.vaultId, item: 'quickstart', paths: [source] };
     const first = await backup(common);

@@ -1,17 +1,16 @@
 /** `coffre vm ...`: protect, back up and restore whole VMs (disk images, or a running QEMU's disks), and recover files from them. */
-import { access, constants as FS, mkdir, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { VaultClient } from '../agent/client.js';
-import { requireState } from '../agent/state.js';
 import type { VmConfig } from '../agent/vm/config.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS, MAX_BLOCK, MIN_BLOCK } from '../agent/vm/limits.js';
 import type { RestoreFormat } from '../agent/vm/vm-restore.js';
-import { adminClient, agentDirOf, type GlobalOptions } from './context.js';
+import { adminClient, agentContext, agentDirOf, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, printJson, progressBar, table } from './output.js';
-import { retainUntil } from './arguments.js';
+import { executable, retainUntil, seconds } from './arguments.js';
 
 /** Exit status of a job that completed with warnings (as `coffre backup`). */
 const EXIT_WARNINGS = 4;
@@ -26,12 +25,6 @@ function nonNegativeInt(what: string) {
   };
 }
 
-function seconds(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('give seconds, from more than 0 to 86400');
-  return n;
-}
-
 function blockSize(v: string): number {
   const m = /^(\d+)([KM])(?:i?B)?$/i.exec(v);
   const n = m ? Number(m[1]) * (m[2]!.toUpperCase() === 'K' ? 1024 : 1024 * 1024) : NaN;
@@ -39,27 +32,6 @@ function blockSize(v: string): number {
     throw new InvalidArgumentError(`give a power of two from 64K to 16M, e.g. 1M`);
   }
   return n;
-}
-
-
-async function executable(file: string, flag: string): Promise<string> {
-  const abs = resolve(file);
-  try {
-    if (!(await stat(abs)).isFile()) throw new Error('not a file');
-    await access(abs, FS.X_OK);
-  } catch (e) {
-    throw new CoffreError('InvalidArgument', `${flag} ${file} must be an executable file (${(e as Error).message}); chmod +x it`);
-  }
-  return abs;
-}
-
-/**
- * The agent's own client: backups, restores and snapshots are the machine's work, made with
- * its key even when --token / COFFRE_TOKEN hold an administrator's token (used to assign policies).
- */
-async function agentContext(g: GlobalOptions) {
-  const state = await requireState(agentDirOf(g));
-  return { state, client: new VaultClient(g.server || process.env.COFFRE_SERVER || state.server, state.token) };
 }
 
 /**

@@ -59,9 +59,25 @@ export interface CredentialsFile {
   vaultId: string;
   secret: string;
   expiresAt: string;
+  /** SHA-256 fingerprint of the vault's TLS certificate, pinned by the agent (absent over plain HTTP). */
+  fingerprint?: string | null;
 }
 
 export interface RegisterResult { containerId: string; machine: string; vaultId: string; vault: string; token: string; wrappedKeys: unknown | null }
+
+/**
+ * What a file item backs up and how, stored with it by its last backup so that scheduled runs
+ * do the same: folders, excludes, snapshot mode (auto|btrfs|lvm|zfs|none) and scripts.
+ */
+export interface FileSource {
+  paths: string[];
+  excludes?: string[];
+  snapshot?: string;
+  preScript?: string;
+  postScript?: string;
+  scriptTimeoutSeconds?: number;
+  snapshotSize?: string;
+}
 
 export interface BackupStart { job: JobInfo; pointId: string; item: ItemInfo }
 
@@ -75,3 +91,52 @@ export interface RetentionChange {
   deleted: { id: string; item: string; time: string; expiresAt: string }[];
   changed: { id: string; item: string; time: string; from: string; to: string }[];
 }
+
+// ---- access and protection ----
+
+export type ProtectionState = 'Protected' | 'ProtectionStopped' | 'SoftDeleted';
+
+export interface ItemStatus extends ItemInfo {
+  state: ProtectionState;
+  /** When the state last changed (null: protected since created). */
+  stateSince: string | null;
+  /** SoftDeleted only: when the item is purged for good. */
+  purgeAt: string | null;
+  points: number;
+  lastBackup: string | null;
+}
+
+export interface SecurityInfo {
+  vault: string;
+  softDelete: { state: 'Enabled' | 'Disabled' | 'AlwaysOn'; days: number };
+  immutability: 'Disabled' | 'Unlocked' | 'Locked';
+  guard: string | null;
+  guardWindowMinutes: number;
+  softDeletedItems: number;
+}
+
+export interface MachineInfo { id: string; name: string; vault: string; items: number; registeredAt: string; hasKeys: boolean }
+
+export interface PrincipalInfo { id: string; name: string; builtin: boolean; createdAt: string; roles: { role: string; scope: string }[] }
+
+export interface AssignmentInfo { principal: string; role: string; scope: string; createdAt: string }
+
+export interface GuardRequestInfo {
+  id: string; vault: string; requester: string; operation: string; target: string; status: 'Pending' | 'Approved' | 'Used' | 'Expired';
+  createdAt: string; expiresAt: string; approvedBy: string | null; approvedAt: string | null; usedAt: string | null;
+}
+
+export interface AuditEntry {
+  seq: number;
+  time: string;
+  principal: string;
+  operation: string;
+  scope: string;
+  target: string;
+  result: 'Succeeded' | 'Refused' | 'Failed';
+  code: string | null;
+  details: Record<string, unknown>;
+}
+
+/** A built-in role and the semantic operations it permits. */
+export interface RoleDefinition { role: string; operations: string[] }

@@ -30,6 +30,38 @@ export const ERROR_CODES = {
   PackInvalid: 422,
   ServerUnreachable: 503,
   Internal: 500,
+  /** The snapshot asked for (`--snapshot btrfs|lvm|zfs`) cannot be made of this path. */
+  SnapshotUnavailable: 409,
+  /** Making a volume snapshot failed (the tool's message says why); nothing was read. */
+  SnapshotFailed: 500,
+  /** A snapshot stopped being one instant while it was read (an LVM snapshot filled up): no point was made. */
+  SnapshotInvalid: 409,
+  // Access and protection (roles, lifecycle, soft delete, immutability, the guard, TLS).
+  PrincipalExists: 409,
+  PrincipalNotFound: 404,
+  VaultNotEmpty: 409,
+  MachineNotFound: 404,
+  MachineHasItems: 409,
+  RedundancyLocked: 409,
+  PolicyInUse: 409,
+  ProtectionStopped: 409,
+  ItemSoftDeleted: 409,
+  ItemStateInvalid: 409,
+  VaultImmutable: 409,
+  ImmutabilityLocked: 409,
+  SoftDeleteAlwaysOn: 409,
+  GuardApprovalRequired: 403,
+  GuardRequestPending: 403,
+  GuardRequestExpired: 403,
+  GuardRequestUsed: 409,
+  GuardRequestMismatch: 409,
+  GuardRequestNotFound: 404,
+  GuardSelfApproval: 403,
+  JobNotCancellable: 409,
+  JobCancelled: 409,
+  // Raised by the client before any request: the server is not the one it pins (or not trusted).
+  CertificateMismatch: 401,
+  CertificateUntrusted: 401,
   /** QEMU (QMP, NBD, qemu-img, qemu-nbd) refused or failed an operation on a VM's disks. */
   HypervisorError: 502,
   /** The VM's QEMU (its QMP or NBD socket) cannot be reached. */

@@ -57,3 +57,14 @@ test('two threads claiming the same ids at once: each id is new for exactly one 
   const all = [...a!, ...b!].sort((x, y) => x - y);
   assert.deepEqual(all, Array.from({ length: 5000 }, (_, i) => i));
 });
+
+test('has() finds exactly the ids claimed, by bytes or by hex', () => {
+  const set = SharedIdSet.create(1000);
+  const ids = Array.from({ length: 500 }, () => randomBytes(32));
+  for (const id of ids.slice(0, 250)) set.claim(id);
+  for (const id of ids.slice(0, 250)) {
+    assert.equal(set.has(id), true);
+    assert.equal(set.hasHex(id.toString('hex')), true);
+  }
+  for (const id of ids.slice(250)) assert.equal(set.has(id), false);
+});

@@ -14,7 +14,7 @@ export class SharedIdSet {
   private readonly mask: number;
 
   /** A table for about `expected` ids (at most a half-full table keeps probes short). */
-  static create(expected: number, maxSlots = 1 << 22): SharedIdSet {
+  static create(expected: number, maxSlots = 1 << 26): SharedIdSet {
     let slots = 1024;
     while (slots < expected * 2 && slots < maxSlots) slots *= 2;
     return new SharedIdSet(new SharedArrayBuffer(slots * 8));
@@ -25,6 +25,26 @@ export class SharedIdSet {
     const slots = this.table.length;
     if (slots === 0 || (slots & (slots - 1)) !== 0) throw new RangeError('the id table needs a power-of-two number of slots');
     this.mask = slots - 1;
+  }
+
+  /** Whether `id` was claimed; a full table answers false (the caller then stores it again). */
+  has(id: Uint8Array): boolean {
+    const view = new DataView(id.buffer, id.byteOffset, 8);
+    let key = view.getBigInt64(0, true);
+    if (key === 0n) key = 1n;
+    let slot = view.getUint32(0, true) & this.mask;
+    for (let probe = 0; probe < MAX_PROBES; probe++) {
+      const seen = Atomics.load(this.table, slot);
+      if (seen === key) return true;
+      if (seen === 0n) return false;
+      slot = (slot + 1) & this.mask;
+    }
+    return false;
+  }
+
+  /** `has` for an id in hexadecimal, as manifests and caches hold them. */
+  hasHex(hex: string): boolean {
+    return this.has(Buffer.from(hex.slice(0, 16), 'hex'));
   }
 
   /**

@@ -2,15 +2,20 @@
  * Pack format: blobs back to back, then a footer that makes the pack self-describing (the
  * vault's index can be rebuilt from packs alone), then the footer's length and a magic.
  *
- *   blob* ‖ entry* ‖ u32 entryCount ‖ "CPK1"
+ *   blob* ‖ entry* ‖ u32 entryCount ‖ magic
  *   entry = id (32) ‖ offset u32 ‖ length u32 ‖ checksum (16, sha256 of the stored blob)
+ *
+ * The magic says what the blobs are: "CPK1" chunks of files and disks, "CPT1" tree pages
+ * (src/core/tree.ts), each stored with the clear-text list of what it references before its
+ * sealed bytes, so that the vault's index of references too can be rebuilt from packs alone.
  *
  * Ids are keyed hashes and checksums cover ciphertext, so the footer reveals no content.
  */
 import { storedChecksum, ID_BYTES } from './crypto.js';
 import { CoffreError } from './errors.js';
 
-const MAGIC = Buffer.from('CPK1');
+export type PackKind = 'data' | 'tree';
+const MAGIC: Record<PackKind, Buffer> = { data: Buffer.from('CPK1'), tree: Buffer.from('CPT1') };
 const ENTRY_BYTES = ID_BYTES + 4 + 4 + 16;
 
 export interface PackEntry { id: Buffer; offset: number; length: number; checksum: Buffer }
@@ -19,6 +24,8 @@ export class PackWriter {
   private readonly parts: Uint8Array[] = [];
   private readonly entries: PackEntry[] = [];
   private size = 0;
+
+  constructor(readonly kind: PackKind = 'data') {}
 
   get byteLength(): number { return this.size; }
   get count(): number { return this.entries.length; }
@@ -38,7 +45,7 @@ export class PackWriter {
   /** The pack as its pieces, blobs then footer: sent as they are, without one more 16 MiB copy. */
   finishParts(): { parts: Uint8Array[]; size: number; entries: PackEntry[] } {
     const footer = Buffer.allocUnsafe(this.entries.length * ENTRY_BYTES + 8);
-    writeFooter(this.entries, footer, 0);
+    writeFooter(this.entries, footer, 0, this.kind);
     return { parts: [...this.parts, footer], size: this.size + footer.length, entries: this.entries };
   }
 }
@@ -75,7 +82,7 @@ export class PackArena {
 
   /** Writes the footer and returns the pack's length; the arena is empty again afterwards. */
   finish(): number {
-    const end = writeFooter(this.entries, Buffer.from(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength), this.size);
+    const end = writeFooter(this.entries, Buffer.from(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength), this.size, 'data');
     this.entries.length = 0;
     this.size = 0;
     return end;
@@ -83,7 +90,7 @@ export class PackArena {
 }
 
 /** Writes the footer of `entries` at `at` and returns where it ends. */
-function writeFooter(entries: readonly PackEntry[], out: Buffer, at: number): number {
+function writeFooter(entries: readonly PackEntry[], out: Buffer, at: number, kind: PackKind): number {
   let o = at;
   for (const e of entries) {
     e.id.copy(out, o); o += ID_BYTES;
@@ -92,14 +99,21 @@ function writeFooter(entries: readonly PackEntry[], out: Buffer, at: number): nu
     e.checksum.copy(out, o); o += 16;
   }
   out.writeUInt32LE(entries.length, o); o += 4;
-  MAGIC.copy(out, o);
-  return o + MAGIC.length;
+  MAGIC[kind].copy(out, o);
+  return o + 4;
+}
+
+/** What a pack holds, by its magic; null when it is not a pack at all. */
+export function packKind(data: Uint8Array): PackKind | null {
+  if (data.length < 8) return null;
+  const magic = Buffer.from(data.buffer, data.byteOffset + data.length - 4, 4);
+  return magic.equals(MAGIC.data) ? 'data' : magic.equals(MAGIC.tree) ? 'tree' : null;
 }
 
 /** Parses and checks a whole pack: every blob must lie inside it and match its checksum. */
 export function readPack(data: Buffer): PackEntry[] {
   const bad = (why: string) => new CoffreError('PackInvalid', `pack rejected: ${why}`);
-  if (data.length < 8 || !data.subarray(data.length - 4).equals(MAGIC)) throw bad('no pack footer');
+  if (!packKind(data)) throw bad('no pack footer');
   const count = data.readUInt32LE(data.length - 8);
   const footerStart = data.length - 8 - count * ENTRY_BYTES;
   if (footerStart < 0) throw bad('footer larger than pack');

@@ -4,23 +4,29 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, PointRow } from '../catalog/schema.js';
-import type { BackupStart, BlobLocation, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
+import type { BackupStart, BlobLocation, FileSource, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { readPack } from '../core/pack.js';
-import { validatePolicy } from '../policy/policy.js';
+import { packKind, readPack } from '../core/pack.js';
+import { validatePolicy, type Policy } from '../policy/policy.js';
 import { evaluateRetention } from '../policy/retention.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { createJob, describeJob, finishJob, loadJob } from './jobs.js';
 import { findItem, itemForBackup, itemInfo, resolveVault } from './vaults.js';
-import { rememberSource, type BackupSource } from './scheduler.js';
+import { rememberSource } from './scheduler.js';
+import { checkClosure, idsOf, indexTreePack, markVerified } from './references.js';
+import { itemState, NEVER, type ProtectionState } from './item-state.js';
+import { visibleVaults } from './authorize.js';
 
-function isFileSource(s: unknown): s is { paths: string[]; excludes?: string[] } {
-  const src = s as { paths?: unknown; excludes?: unknown } | null;
-  return Array.isArray(src?.paths) && src.paths.every((p) => typeof p === 'string') && (src.excludes === undefined || Array.isArray(src.excludes));
+function isFileSource(s: unknown): s is FileSource {
+  const src = s as Record<string, unknown> | null;
+  const optional = (k: string, type: string) => src?.[k] === undefined || typeof src[k] === type;
+  return Array.isArray(src?.paths) && src.paths.every((p) => typeof p === 'string') && (src.excludes === undefined || Array.isArray(src.excludes))
+    && optional('snapshot', 'string') && optional('preScript', 'string') && optional('postScript', 'string')
+    && optional('scriptTimeoutSeconds', 'number') && optional('snapshotSize', 'string');
 }
 
 export interface DataContext { db: Kysely<Database>; store: ObjectStore; clock: Clock }
@@ -48,14 +54,19 @@ export async function blobIds(ctx: DataContext, p: Principal, containerId: strin
 }
 
 /**
- * Stores a pack, then indexes its blobs. The pack is durable before any index row exists, so
- * an indexed chunk is always readable; a crash in between leaves an unindexed pack that the
- * next backup simply re-sends and garbage collection removes.
+ * Stores a pack, then indexes its blobs (and, for a pack of tree pages, what each page
+ * references). The pack is durable before any index row exists, so an indexed chunk is always
+ * readable; a crash in between leaves an unindexed pack that the next backup simply re-sends
+ * and garbage collection removes.
  */
 export async function putPack(ctx: DataContext, p: Principal, containerId: string, packId: string, data: Buffer): Promise<{ blobs: number }> {
   requireContainer(p, containerId);
   if (!PACK_ID.test(packId)) throw new CoffreError('BadRequest', 'a pack id is 32 hexadecimal digits');
   const entries = readPack(data);
+  // An indexed pack is never replaced: a retried upload finds it done, and a key that tries to
+  // overwrite a pack (with garbage, under the same id) cannot damage the points that use it.
+  const known = await ctx.db.selectFrom('packs').select('blob_count').where('id', '=', packId).where('container_id', '=', containerId).executeTakeFirst();
+  if (known) return { blobs: known.blob_count };
   await ctx.store.put(packKey(containerId, packId), data);
   const now = ctx.clock.now().toISOString();
   await ctx.db.transaction().execute(async (tx) => {
@@ -66,6 +77,7 @@ export async function putPack(ctx: DataContext, p: Principal, containerId: strin
         container_id: containerId, id: e.id.toString('hex'), pack_id: packId, offset: e.offset, length: e.length, checksum: e.checksum.toString('hex'),
       }))).onConflict((oc) => oc.columns(['container_id', 'id']).doNothing()).execute();
     }
+    if (packKind(data) === 'tree') await indexTreePack(tx, containerId, data, entries);
   });
   return { blobs: entries.length };
 }
@@ -79,22 +91,6 @@ export async function locateBlobs(ctx: DataContext, p: Principal, containerId: s
     for (const r of rows) out.push({ id: r.id, pack: r.pack_id, offset: Number(r.offset), length: r.length });
   }
   return out;
-}
-
-/** How many of the given distinct ids the container has. */
-async function countBlobs(ctx: DataContext, containerId: string, ids: string[]): Promise<number> {
-  let n = 0;
-  for (const group of batches(ids)) {
-    const row = await ctx.db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('container_id', '=', containerId).where('id', 'in', group).executeTakeFirstOrThrow();
-    n += Number(row.n);
-  }
-  return n;
-}
-
-async function missingBlobs(ctx: DataContext, p: Principal, containerId: string, ids: string[]): Promise<string[]> {
-  const found = new Set((await locateBlobs(ctx, p, containerId, ids)).map((l) => l.id));
-  return ids.filter((id) => !found.has(id));
 }
 
 export async function readPackRange(ctx: DataContext, p: Principal, containerId: string, packId: string, range?: { offset: number; length: number }): Promise<Buffer> {
@@ -116,6 +112,7 @@ export async function startBackup(ctx: DataContext, p: Principal, input: { item:
 async function backupJob(ctx: DataContext, p: Principal, pointId: string, jobId: string) {
   const job = await loadJob(ctx, p, jobId);
   if (job.operation !== 'Backup' || job.point_id !== pointId) throw new CoffreError('BadRequest', `job ${jobId} is not the backup of point ${pointId}`);
+  if (job.status === 'Cancelled') throw new CoffreError('JobCancelled', `backup job ${jobId} was cancelled; nothing of it is kept as a point`);
   if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${jobId} is ${job.status}; start a new backup`);
   return job;
 }
@@ -142,14 +139,14 @@ export interface CommitInput {
 /** Makes a point visible, after checking that everything it references is stored. */
 export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput): Promise<PointInfo> {
   const job = await backupJob(ctx, p, pointId, input.jobId);
-  const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirstOrThrow();
+  const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirst();
+  if (!item) throw new CoffreError('ItemNotFound', 'the item of this backup was deleted (purged) while it ran; nothing is kept');
   if (!(await ctx.store.stat(manifestKey(pointId)))) throw new CoffreError('BadRequest', `point ${pointId} has no manifest yet`);
-  const refs = await ctx.store.get(refsKey(pointId));
-  const ids: string[] = [];
-  for (let o = 0; o < refs.length; o += ID_BYTES) ids.push(refs.toString('hex', o, o + ID_BYTES));
-  // Counting is several times cheaper than listing: the list is built only when one is missing.
-  const missing = await countBlobs(ctx, item.container_id, ids) === ids.length ? [] : await missingBlobs(ctx, p, item.container_id, ids);
-  if (missing.length) {
+  const ids = idsOf(await ctx.store.get(refsKey(pointId)));
+  // Everything the point reaches must be stored; pages a previous commit found complete are not walked again.
+  const closure = await checkClosure(ctx.db, item.container_id, ids);
+  if (closure.missing.length) {
+    const missing = closure.missing;
     throw new CoffreError('ChunkMissing', `${missing.length} chunk(s) this point references are not in the vault; run the backup again`, { missing: missing.slice(0, 100) });
   }
   const now = ctx.clock.now();
@@ -162,6 +159,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   // retainUntil) must not stay visible, nor break every later commit of its item; and the point
   // and its completed job become visible together (one sync of the catalog, not two).
   await ctx.db.transaction().execute(async (tx) => {
+    await markVerified(tx, item.container_id, closure.verified);
     await tx.insertInto('points').values(row).execute();
     await refreshExpiries({ ...ctx, db: tx }, item.id);
     await finishJob({ ...ctx, db: tx }, input.jobId, {
@@ -172,17 +170,23 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   return describePoint(ctx, pointId);
 }
 
-/** Expiries come from the item's current policy over all its points (retroactive by design). */
-export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
-  const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
-  const policy = validatePolicy(JSON.parse(item.body));
-  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).execute();
+/** An item's points with their stored expiry and the one `policy` gives them in `state`. */
+export async function expiriesUnder(ctx: DataContext, itemId: string, policy: Policy, state: ProtectionState): Promise<{ id: string; time: string; stored: string; expiresAt: string }[]> {
+  const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).orderBy('time').execute();
+  // A stopped or soft-deleted item's points are kept until it is resumed or purged.
+  if (state !== 'Protected') return points.map((pt) => ({ id: pt.id, time: pt.time, stored: pt.expires_at, expiresAt: NEVER }));
   const results = evaluateRetention(policy, points.map((pt) => ({
     id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
   })), ctx.clock.now());
-  for (const [i, r] of results.entries()) {
-    const iso = r.expiresAt.toISOString();
-    if (points[i]!.expires_at !== iso) await ctx.db.updateTable('points').set({ expires_at: iso }).where('id', '=', r.id).execute();
+  return results.map((r, i) => ({ id: r.id, time: points[i]!.time, stored: points[i]!.expires_at, expiresAt: r.expiresAt.toISOString() }));
+}
+
+/** Expiries come from the item's current policy over all its points (retroactive by design). */
+export async function refreshExpiries(ctx: DataContext, itemId: string): Promise<void> {
+  const item = await ctx.db.selectFrom('items').innerJoin('policies', 'policies.id', 'items.policy_id').select(['policies.body']).where('items.id', '=', itemId).executeTakeFirstOrThrow();
+  const { state } = await itemState(ctx.db, itemId);
+  for (const pt of await expiriesUnder(ctx, itemId, validatePolicy(JSON.parse(item.body)), state)) {
+    if (pt.stored !== pt.expiresAt) await ctx.db.updateTable('points').set({ expires_at: pt.expiresAt }).where('id', '=', pt.id).execute();
   }
 }
 
@@ -221,6 +225,8 @@ export async function listPoints(ctx: DataContext, p: Principal, filter: { vault
   if (filter.vault) q = q.where('vault_id', '=', (await resolveVault(ctx, p, filter.vault)).id);
   if (filter.item) q = q.where('item_id', '=', (await findItem(ctx, p, filter.item, filter.vault ? (await resolveVault(ctx, p, filter.vault)).id : undefined)).id);
   if (p.kind === 'agent') q = q.where('container_id', '=', p.containerId);
+  const visible = await visibleVaults(ctx.db, p);
+  if (visible !== 'all') q = q.where('vault_id', 'in', visible.size ? [...visible] : ['']); // '' matches no vault
   return pointInfoRows(ctx, await q.orderBy('time').orderBy('id').execute());
 }
 

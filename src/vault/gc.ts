@@ -2,8 +2,9 @@
  * Garbage collection: return the space of chunks no live point references.
  *
  * Safety rules, in the order they are applied:
- * 1. The live set is the union of the reference lists of every point of a container. If any
- *    point's list cannot be read, the container is left alone: we cannot know what is live.
+ * 1. The live set is everything the reference lists of a container's points reach (through
+ *    tree pages: src/vault/references.ts). If any point's list cannot be read, the container
+ *    is left alone: we cannot know what is live.
  * 2. A container with a backup in progress is skipped. A backup learns which chunks exist
  *    *after* its job row is written, and index rows are deleted in a transaction that first
  *    checks no backup is running: so a backup never relies on a chunk GC removes.
@@ -14,14 +15,14 @@
  *    only once older than a grace period, so an upload in flight is never touched.
  */
 import type { JobInfo } from '../core/api.js';
-import { ID_BYTES } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { PackWriter, readPack } from '../core/pack.js';
-import { requireAdmin, type Principal } from './access.js';
+import { PackWriter, packKind, readPack } from '../core/pack.js';
+import type { Principal } from './access.js';
 import { packKey, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { resolveVault } from './vaults.js';
+import { dropTrees, ReferenceGraph } from './references.js';
 
 /** Packs with more than this share of dead bytes are rewritten. */
 export const REWRITE_DEAD_SHARE = 0.5;
@@ -40,18 +41,16 @@ export interface GcStats {
 
 async function liveSet(ctx: DataContext, containerId: string): Promise<Set<string> | null> {
   const points = await ctx.db.selectFrom('points').select('id').where('container_id', '=', containerId).execute();
-  const live = new Set<string>();
+  const lists: Buffer[] = [];
   for (const p of points) {
-    let refs: Buffer;
     try {
-      refs = await ctx.store.get(refsKey(p.id));
+      lists.push(await ctx.store.get(refsKey(p.id)));
     } catch (e) {
       if (e instanceof CoffreError) return null;
       throw e;
     }
-    for (let o = 0; o < refs.length; o += ID_BYTES) live.add(refs.toString('hex', o, o + ID_BYTES));
   }
-  return live;
+  return (await ReferenceGraph.load(ctx.db, containerId)).closure(lists);
 }
 
 async function backupRunning(ctx: DataContext, containerId: string): Promise<boolean> {
@@ -74,6 +73,7 @@ async function collectContainer(ctx: DataContext, containerId: string, stats: Gc
       for (let i = 0; i < dead.length; i += BATCH) {
         await tx.deleteFrom('blobs').where('container_id', '=', containerId).where('id', 'in', dead.slice(i, i + BATCH).map((b) => b.id)).execute();
       }
+      await dropTrees(tx, containerId, dead.map((b) => b.id));
       return true;
     });
     if (!deleted) { stats.containersSkipped.push(containerId); return; }
@@ -116,7 +116,8 @@ async function collectContainer(ctx: DataContext, containerId: string, stats: Gc
 async function rewritePack(ctx: DataContext, containerId: string, packId: string, size: number, rows: { id: string; offset: number; length: number }[]): Promise<number> {
   const data = await ctx.store.get(packKey(containerId, packId));
   const entries = new Map(readPack(data).map((e) => [e.id.toString('hex'), e]));
-  const writer = new PackWriter();
+  // A pack of tree pages stays one: its blobs carry the prefixes the index of references is rebuilt from.
+  const writer = new PackWriter(packKind(data) ?? 'data');
   for (const r of rows) {
     const e = entries.get(r.id);
     if (!e) throw new CoffreError('ChecksumMismatch', `pack ${packId} does not hold chunk ${r.id.slice(0, 16)} its index names; run \`coffre verify\``);
@@ -156,7 +157,6 @@ async function collectPointOrphans(ctx: DataContext, stats: GcStats): Promise<vo
 }
 
 export async function collectGarbage(ctx: DataContext, p: Principal, vault?: string): Promise<JobInfo> {
-  requireAdmin(p);
   const v = await resolveVault(ctx, p, vault);
   const jobId = await createJob(ctx, { vaultId: v.id, itemId: null, containerId: null, operation: 'GarbageCollect' });
   const stats: GcStats = { containers: 0, containersSkipped: [], blobsDeleted: 0, packsDeleted: 0, packsRewritten: 0, orphansDeleted: 0, bytesFreed: 0 };

@@ -1,7 +1,9 @@
 /**
  * The vault's HTTP API: the only door to the vault for agents, the CLI and the dashboard.
  * Handlers validate input at the edge (zod) and call the service modules; errors leave as
- * `{ "error": { "code", "message" } }` with the status of their code.
+ * `{ "error": { "code", "message" } }` with the status of their code. Every route names its
+ * semantic operation and target (`auth`): route-auth.ts authenticates, authorises and audits
+ * each call before and after its handler, and refuses to register a route that names none.
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -10,7 +12,10 @@ import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { Access, type Principal } from './access.js';
+import type { Principal } from './access.js';
+import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
+import { targets } from './route-targets.js';
+import { registerProtectionRoutes } from './http-protection.js';
 import { BodyPool } from './body-pool.js';
 import * as data from './data.js';
 import { listJobs, describeJob, loadJob, reportProgress, finishJob } from './jobs.js';
@@ -19,12 +24,21 @@ import { verify } from './verify.js';
 import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
+import { GUARD_REQUEST_HEADER } from './guard.js';
 
-export interface ApiContext { db: Kysely<Database>; store: ObjectStore; clock: Clock; adminToken: string }
+export interface ApiContext {
+  db: Kysely<Database>; store: ObjectStore; clock: Clock;
+  /**
+   * The certificate fingerprint vault credentials carry for agents to pin: the self-signed
+   * certificate's. Null for an operator's certificate (trusted through its CA, and renewed
+   * without re-registering every machine) and over plain HTTP.
+   */
+  credentialsPin: string | null;
+}
 
 const MAX_PACK_BYTES = 128 * 1024 * 1024;
 
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0];
@@ -39,9 +53,11 @@ const counters = z.object({
 });
 const problem = z.object({ code: z.string(), message: z.string(), path: z.string().optional() });
 
-export function buildApi(ctx: ApiContext): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES });
-  const access = new Access(ctx.db, ctx.adminToken);
+export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: string } } = {}): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES, ...(opts.https ? { https: opts.https } : {}) });
+  installRouteAuth(app, ctx);
+  const t = targets(ctx);
+  const auth = (op: RouteAuth['op'], target?: RouteAuth['target'], audit?: boolean) => ({ config: { auth: { op, ...(target ? { target } : {}), ...(audit === undefined ? {} : { audit }) } } });
 
   const bodies = new BodyPool(MAX_PACK_BYTES);
   app.addContentTypeParser('application/octet-stream', (req, payload, done) => {
@@ -50,8 +66,12 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   // A pooled body is free again once its request is answered (every handler awaits its writes).
   app.addHook('onResponse', async (req) => { bodies.release(req.body); });
 
-  app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof CoffreError) return reply.status(err.httpStatus).send(err.toJSON());
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof CoffreError) {
+      req.errorCode = err.code;
+      req.errorDetails = err.details;
+      return reply.status(err.httpStatus).send(err.toJSON());
+    }
     const e = err as { statusCode?: number; message?: string; code?: string };
     if (typeof e.statusCode === 'number' && e.statusCode < 500) {
       return reply.status(e.statusCode).send({ error: { code: 'BadRequest', message: e.message ?? 'bad request' } });
@@ -59,46 +79,50 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     return reply.status(500).send({ error: { code: 'Internal', message: `internal error: ${e.message ?? String(err)}` } });
   });
 
-  const who = (req: FastifyRequest): Promise<Principal> => access.authenticate(req.headers.authorization);
+  const who = async (req: FastifyRequest): Promise<Principal> => principalOf(req);
   const params = (req: FastifyRequest) => req.params as Record<string, string>;
+  const guardRequest = (req: FastifyRequest): string | undefined => {
+    const h = req.headers[GUARD_REQUEST_HEADER];
+    return typeof h === 'string' && h ? h : undefined;
+  };
   const query = (req: FastifyRequest) => req.query as Record<string, string | undefined>;
   const binary = (req: FastifyRequest): Buffer => {
     if (!Buffer.isBuffer(req.body)) throw new CoffreError('BadRequest', 'this endpoint takes application/octet-stream');
     return req.body;
   };
 
-  app.get('/v1/health', async () => ({ status: 'ok' }));
+  app.get('/v1/health', auth('public'), async () => ({ status: 'ok' }));
 
-  app.post('/v1/vaults', async (req) => {
+  app.post('/v1/vaults', auth('vault.create', t.newVault), async (req) => {
     const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional() }), req.body);
     return vaults.createVault(ctx, await who(req), body);
   });
-  app.get('/v1/vaults', async (req) => vaults.listVaults(ctx, await who(req)));
-  app.post('/v1/vaults/:vault/credentials', async (req) => {
+  app.get('/v1/vaults', auth('view', t.filtered), async (req) => vaults.listVaults(ctx, await who(req)));
+  app.post('/v1/vaults/:vault/credentials', auth('machine.register', t.vault('params')), async (req) => {
     const body = parse(z.object({ days: z.number().int().optional() }), req.body ?? {});
-    return vaults.createCredentials(ctx, await who(req), params(req).vault!, body.days);
+    return { ...(await vaults.createCredentials(ctx, await who(req), params(req).vault!, body.days)), fingerprint: ctx.credentialsPin };
   });
 
   // Registration authenticates with the credentials' secret, not a token.
-  app.post('/v1/register', async (req) => {
+  app.post('/v1/register', { config: { auth: { op: 'public', auditAs: 'machine.register' } } }, async (req) => {
     const body = parse(z.object({ secret: z.string().min(1), machine: z.string() }), req.body);
     return vaults.register(ctx, body.secret, body.machine);
   });
-  app.get('/v1/containers/:c/keys', async (req) => vaults.getWrappedKeys(ctx, await who(req), params(req).c!));
-  app.put('/v1/containers/:c/keys', async (req) => {
+  app.get('/v1/containers/:c/keys', auth('restore', t.container()), async (req) => vaults.getWrappedKeys(ctx, await who(req), params(req).c!));
+  app.put('/v1/containers/:c/keys', auth('machine.keys', t.container()), async (req) => {
     await vaults.setWrappedKeys(ctx, await who(req), params(req).c!, parse(z.object({ version: z.literal(1) }).passthrough(), req.body));
     return { ok: true };
   });
-  app.get('/v1/containers/:c/blobs', async (req, reply) => {
+  app.get('/v1/containers/:c/blobs', auth('backup.upload', t.container()), async (req, reply) => {
     reply.type('application/octet-stream');
     return data.blobIds(ctx, await who(req), params(req).c!);
   });
-  app.post('/v1/containers/:c/blobs/locate', async (req) => {
+  app.post('/v1/containers/:c/blobs/locate', auth('restore', t.container(), false), async (req) => {
     const body = parse(z.object({ ids: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(200_000) }), req.body);
     return data.locateBlobs(ctx, await who(req), params(req).c!, body.ids);
   });
-  app.put('/v1/containers/:c/packs/:pack', async (req) => data.putPack(ctx, await who(req), params(req).c!, params(req).pack!, binary(req)));
-  app.get('/v1/containers/:c/packs/:pack', async (req, reply) => {
+  app.put('/v1/containers/:c/packs/:pack', auth('backup.upload', t.container(), false), async (req) => data.putPack(ctx, await who(req), params(req).c!, params(req).pack!, binary(req)));
+  app.get('/v1/containers/:c/packs/:pack', auth('restore', t.container()), async (req, reply) => {
     const q = query(req);
     const range = q.offset !== undefined && q.length !== undefined ? { offset: Number(q.offset), length: Number(q.length) } : undefined;
     if (range && !(Number.isSafeInteger(range.offset) && range.offset >= 0 && Number.isSafeInteger(range.length) && range.length > 0 && range.length <= MAX_PACK_BYTES)) {
@@ -108,17 +132,17 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range);
   });
 
-  app.post('/v1/backups', async (req) => {
+  app.post('/v1/backups', auth('backup.upload', t.ownVault), async (req) => {
     const body = parse(z.object({ item: z.string(), kind: z.string().optional(), source: z.unknown().optional() }), req.body);
     return data.startBackup(ctx, await who(req), body);
   });
-  app.put('/v1/points/:point/:object', async (req) => {
+  app.put('/v1/points/:point/:object', auth('backup.upload', t.job('query', 'job'), false), async (req) => {
     const object = params(req).object;
     if (object !== 'manifest' && object !== 'refs') throw new CoffreError('NotFound', 'no such point object');
     await data.putPointObject(ctx, await who(req), params(req).point!, query(req).job ?? '', object, binary(req));
     return { ok: true };
   });
-  app.post('/v1/points/:point/commit', async (req) => {
+  app.post('/v1/points/:point/commit', auth('backup.upload', t.job('body', 'jobId')), async (req) => {
     const body = parse(z.object({
       jobId: z.string(), files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative(),
       kind: z.enum(['Scheduled', 'OnDemand']), consistency: z.enum(['app', 'filesystem', 'crash']),
@@ -127,47 +151,48 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     }), req.body);
     return data.commitPoint(ctx, await who(req), params(req).point!, body);
   });
-  app.get('/v1/points', async (req) => {
+  app.get('/v1/points', auth('view', t.vaultOrFiltered('query')), async (req) => {
     const q = query(req);
     return data.listPoints(ctx, await who(req), { ...(q.vault ? { vault: q.vault } : {}), ...(q.item ? { item: q.item } : {}) });
   });
-  app.get('/v1/points/:point', async (req) => {
+  app.get('/v1/points/:point', auth('view', t.point()), async (req) => {
     const p = await who(req);
     const row = await data.findPoint(ctx, p, params(req).point!);
     return { ...(await data.describePoint(ctx, row.id)), containerId: row.container_id };
   });
-  app.get('/v1/points/:point/manifest', async (req, reply) => {
+  app.get('/v1/points/:point/manifest', auth('restore', t.point()), async (req, reply) => {
     const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!);
     reply.type('application/octet-stream');
     return manifest;
   });
-  app.post('/v1/points/:point/restores', async (req) => {
+  app.post('/v1/points/:point/restores', auth('restore', t.point()), async (req) => {
     const p = await who(req);
     const id = await data.startRestore(ctx, p, params(req).point!, parse(z.record(z.string(), z.unknown()), req.body ?? {}));
     return describeJob(ctx, id);
   });
 
-  app.get('/v1/jobs', async (req) => {
+  app.get('/v1/jobs', auth('view', t.vaultOrFiltered('query')), async (req) => {
     const p = await who(req);
     const q = query(req);
     const vault = q.vault ? await vaults.resolveVault(ctx, p, q.vault) : undefined;
     return listJobs(ctx, p, { ...(vault ? { vaultId: vault.id } : {}) });
   });
-  app.get('/v1/jobs/:job', async (req) => {
+  app.get('/v1/jobs/:job', auth('view', t.job('params', 'job')), async (req) => {
     await loadJob(ctx, await who(req), params(req).job!);
     return describeJob(ctx, params(req).job!);
   });
-  app.post('/v1/jobs/:job/progress', async (req) => {
+  app.post('/v1/jobs/:job/progress', auth('job.report', t.job('params', 'job'), false), async (req) => {
     await reportProgress(ctx, await who(req), params(req).job!, parse(counters.partial(), req.body));
     return { ok: true };
   });
-  app.post('/v1/jobs/:job/finish', async (req) => {
+  app.post('/v1/jobs/:job/finish', auth('job.report', t.job('params', 'job')), async (req) => {
     const p = await who(req);
     const job = await loadJob(ctx, p, params(req).job!);
     const body = parse(z.object({
       status: z.enum(['Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled']), counters: counters.partial().optional(),
       errors: z.array(problem).optional(), warnings: z.array(problem).optional(), details: z.record(z.string(), z.unknown()).optional(),
     }), req.body);
+    if (job.status === 'Cancelled') throw new CoffreError('JobCancelled', `job ${job.id} was cancelled`);
     if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${job.id} already ended (${job.status})`);
     // A backup completes only through its commit, which checks the point is whole.
     if (job.operation === 'Backup' && body.status !== 'Failed' && body.status !== 'Cancelled') {
@@ -179,40 +204,42 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     });
     return describeJob(ctx, job.id);
   });
-  app.post('/v1/verify', async (req) => {
+  app.post('/v1/verify', auth('view', t.vault('body')), async (req) => {
     const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional() }), req.body ?? {});
     return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}) });
   });
 
-  app.get('/v1/policies', async (req) => policies.listPolicies(ctx, await who(req), query(req).vault));
-  app.get('/v1/policies/:name', async (req) => policies.showPolicy(ctx, await who(req), query(req).vault, params(req).name!));
-  app.post('/v1/policies', async (req) => {
+  app.get('/v1/policies', auth('view', t.vault('query')), async (req) => policies.listPolicies(ctx, await who(req), query(req).vault));
+  app.get('/v1/policies/:name', auth('view', t.vault('query')), async (req) => policies.showPolicy(ctx, await who(req), query(req).vault, params(req).name!));
+  app.post('/v1/policies', auth('policy.write', t.vault('body')), async (req) => {
     const body = parse(z.object({ vault: z.string().optional(), name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/), policy: z.unknown() }), req.body);
     return policies.createPolicy(ctx, await who(req), body.vault, body.name, body.policy);
   });
-  app.put('/v1/policies/:name', async (req) => {
+  app.put('/v1/policies/:name', auth('policy.write', t.vault('body')), async (req) => {
     const body = parse(z.object({ vault: z.string().optional(), policy: z.unknown(), dryRun: z.boolean().optional() }), req.body);
-    return policies.setPolicy(ctx, await who(req), body.vault, params(req).name!, body.policy, body.dryRun ?? false);
+    return policies.setPolicy(ctx, await who(req), body.vault, params(req).name!, body.policy, body.dryRun ?? false, guardRequest(req));
   });
-  app.post('/v1/policies/:name/assign', async (req) => {
+  app.post('/v1/policies/:name/assign', auth('protection.enable', t.vault('body')), async (req) => {
     const body = parse(z.object({ vault: z.string().optional(), item: z.string() }), req.body);
-    return policies.assignPolicy(ctx, await who(req), body.vault, params(req).name!, body.item);
+    return policies.assignPolicy(ctx, await who(req), body.vault, params(req).name!, body.item, guardRequest(req));
   });
-  app.post('/v1/prune', async (req) => {
+  app.post('/v1/prune', auth('policy.write', t.vault('body')), async (req) => {
     const body = parse(z.object({ vault: z.string().optional() }), req.body ?? {});
     return policies.pruneVault(ctx, await who(req), body.vault);
   });
 
-  app.post('/v1/gc', async (req) => {
+  app.post('/v1/gc', auth('policy.write', t.vault('body')), async (req) => {
     const body = parse(z.object({ vault: z.string().optional() }), req.body ?? {});
     return collectGarbage(ctx, await who(req), body.vault);
   });
-  app.get('/v1/agent/due', async (req) => dueRuns(ctx, await who(req)));
-  app.post('/v1/agent/claim', async (req) => {
-    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime() }), req.body);
-    await claimRun(ctx, await who(req), body.item, body.scheduledAt);
+  app.get('/v1/agent/due', auth('schedule.poll', t.ownVault), async (req) => dueRuns(ctx, await who(req)));
+  app.post('/v1/agent/claim', auth('schedule.poll', t.ownVault, false), async (req) => {
+    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime(), onDemand: z.boolean().optional() }), req.body);
+    await claimRun(ctx, await who(req), body.item, body.scheduledAt, body.onDemand ?? false);
     return { ok: true };
   });
+
+  registerProtectionRoutes(app, ctx, { auth, t, parse, guardRequest });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

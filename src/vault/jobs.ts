@@ -5,7 +5,8 @@ import type { JobCounters, JobInfo, JobProblem, JobStatus, Operation } from '../
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { requireContainer, requireVault, type Principal } from './access.js';
+import { principalName, requireContainer, requireVault, type Principal } from './access.js';
+import { visibleVaults } from './authorize.js';
 
 /** A running job whose agent has not reported for this long is declared failed. */
 export const STALE_JOB_MS = 120_000;
@@ -66,6 +67,7 @@ export async function describeJob(ctx: JobContext, id: string): Promise<JobInfo>
 
 export async function reportProgress(ctx: JobContext, p: Principal, id: string, counters: Partial<JobCounters>): Promise<void> {
   const row = await loadJob(ctx, p, id);
+  if (row.status === 'Cancelled') throw new CoffreError('JobCancelled', `job ${id} was cancelled; stop working on it`);
   if (row.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${id} is ${row.status}, not in progress`);
   await ctx.db.updateTable('jobs').set({
     heartbeat: ctx.clock.now().toISOString(),
@@ -116,6 +118,20 @@ export async function listJobs(ctx: JobContext, p: Principal, filter: { vaultId?
   if (filter.vaultId) q = q.where('jobs.vault_id', '=', filter.vaultId);
   if (filter.itemId) q = q.where('jobs.item_id', '=', filter.itemId);
   if (p.kind === 'agent') q = q.where('jobs.container_id', '=', p.containerId);
+  const visible = await visibleVaults(ctx.db, p);
+  if (visible !== 'all') q = q.where('jobs.vault_id', 'in', visible.size ? [...visible] : ['']); // '' matches no vault
   const rows = await q.orderBy('jobs.start_time', 'desc').orderBy('jobs.id').limit(filter.limit ?? 1000).execute();
   return rows.reverse().map((r) => jobInfo(r, r.vaultName, r.itemName ?? null));
+}
+
+/** Cancels a running job; its agent learns it at its next report (JobCancelled) and stops. */
+export async function cancelJob(ctx: JobContext, p: Principal, id: string): Promise<JobInfo> {
+  const row = await loadJob(ctx, p, id);
+  const now = ctx.clock.now().toISOString();
+  const res = await ctx.db.updateTable('jobs').set({
+    status: 'Cancelled', end_time: now, heartbeat: now,
+    errors: JSON.stringify([{ code: 'Cancelled', message: `cancelled by ${principalName(p)}` }]),
+  }).where('id', '=', id).where('status', '=', 'InProgress').executeTakeFirst();
+  if (Number(res.numUpdatedRows) !== 1) throw new CoffreError('JobNotCancellable', `job ${id} is ${row.status}: only a job in progress can be cancelled`);
+  return describeJob(ctx, id);
 }

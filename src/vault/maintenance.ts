@@ -1,15 +1,15 @@
 /**
- * What the vault does on its own: close missed schedule windows, and once a day per vault
- * delete expired points and collect garbage.
+ * What the vault does on its own: close missed schedule windows, purge the soft-deleted items
+ * whose period is over (and reclaim their space), and once a day per vault delete expired
+ * points and collect garbage.
  */
 import type { JobInfo } from '../core/api.js';
-import type { Principal } from './access.js';
+import { SYSTEM } from './access.js';
 import type { DataContext } from './data.js';
+import { purgeSoftDeleted } from './lifecycle.js';
 import { collectGarbage } from './gc.js';
 import { pruneVault } from './policies.js';
 import { reconcile } from './scheduler.js';
-
-const SYSTEM: Principal = { kind: 'admin' };
 
 export async function pruneAndCollect(ctx: DataContext, vault: string): Promise<{ prune: JobInfo; gc: JobInfo }> {
   const prune = await pruneVault(ctx, SYSTEM, vault);
@@ -19,6 +19,7 @@ export async function pruneAndCollect(ctx: DataContext, vault: string): Promise<
 
 export async function runMaintenance(ctx: DataContext): Promise<void> {
   await reconcile(ctx);
+  await purgeSoftDeleted(ctx, { due: true });
   const today = ctx.clock.now().toISOString().slice(0, 10);
   const vaults = await ctx.db.selectFrom('vaults').leftJoin('maintenance', 'maintenance.vault_id', 'vaults.id').select(['vaults.id', 'maintenance.last_daily']).execute();
   for (const v of vaults) {

@@ -10,8 +10,10 @@ import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { validatePolicy, type Policy } from '../policy/policy.js';
 import { evaluateRetention } from '../policy/retention.js';
-import { requireAdmin, type Principal } from './access.js';
-import { manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
+import type { Principal } from './access.js';
+import { expiriesUnder, manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
+import { itemState, type ProtectionState } from './item-state.js';
+import { checkCritical } from './protection-rules.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
 import { collectGarbage } from './gc.js';
@@ -35,7 +37,6 @@ function named(body: unknown, name: string): Policy {
 }
 
 export async function createPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown): Promise<PolicyInfo> {
-  requireAdmin(p);
   const v = await resolveVault(ctx, p, vault);
   const policy = named(body, name);
   const exists = await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', v.id).where('name', '=', name).executeTakeFirst();
@@ -55,35 +56,41 @@ export async function showPolicy(ctx: DataContext, p: Principal, vault: string |
   return describe(ctx, await policyRow(ctx, v.id, name), v.name);
 }
 
-/** What evaluating `policy` instead of each item's stored expiries would do to the items' points. */
-async function previewChange(ctx: DataContext, itemIds: string[], policyFor: (itemId: string) => Policy): Promise<RetentionChange> {
-  const now = ctx.clock.now();
+/**
+ * What evaluating `policy` (in `stateFor`, by default each item's own state) instead of each
+ * item's stored expiries would do to the items' points.
+ */
+export async function retentionChange(ctx: DataContext, itemIds: string[], policyFor: (itemId: string) => Policy, stateFor?: (itemId: string) => ProtectionState): Promise<RetentionChange> {
+  const now = ctx.clock.now().toISOString();
   const out: RetentionChange = { deleted: [], changed: [] };
   for (const itemId of itemIds) {
     const item = await ctx.db.selectFrom('items').select('name').where('id', '=', itemId).executeTakeFirstOrThrow();
-    const points = await ctx.db.selectFrom('points').select(['id', 'time', 'kind', 'retain_until', 'expires_at']).where('item_id', '=', itemId).orderBy('time').execute();
-    const results = evaluateRetention(policyFor(itemId), points.map((pt) => ({
-      id: pt.id, time: new Date(pt.time), kind: pt.kind as PointKind, ...(pt.retain_until ? { retainUntil: pt.retain_until } : {}),
-    })), now);
-    results.forEach((r, i) => {
-      const pt = points[i]!;
-      const to = r.expiresAt.toISOString();
-      const liveBefore = pt.expires_at > now.toISOString();
-      if (liveBefore && !r.keep) out.deleted.push({ id: pt.id, item: item.name, time: pt.time, expiresAt: to });
-      else if (r.keep && to !== pt.expires_at) out.changed.push({ id: pt.id, item: item.name, time: pt.time, from: pt.expires_at, to });
-    });
+    const state = stateFor?.(itemId) ?? (await itemState(ctx.db, itemId)).state;
+    for (const pt of await expiriesUnder(ctx, itemId, policyFor(itemId), state)) {
+      const liveBefore = pt.stored > now;
+      const keep = pt.expiresAt > now;
+      if (liveBefore && !keep) out.deleted.push({ id: pt.id, item: item.name, time: pt.time, expiresAt: pt.expiresAt });
+      else if (keep && pt.expiresAt !== pt.stored) out.changed.push({ id: pt.id, item: item.name, time: pt.time, from: pt.stored, to: pt.expiresAt });
+    }
   }
   return out;
 }
 
-export async function setPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown, dryRun: boolean): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null; gc?: JobInfo }> {
-  requireAdmin(p);
+/** A change shortens a retention when it deletes a live point or brings any expiry closer. */
+export function shortens(change: RetentionChange): boolean {
+  return change.deleted.length > 0 || change.changed.some((c) => c.to < c.from);
+}
+
+export async function setPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown, dryRun: boolean, requestId?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo | null; gc?: JobInfo }> {
   const v = await resolveVault(ctx, p, vault);
   const row = await policyRow(ctx, v.id, name);
   const policy = named(body, name);
   const items = (await ctx.db.selectFrom('items').select('id').where('policy_id', '=', row.id).execute()).map((i) => i.id);
-  const change = await previewChange(ctx, items, () => policy);
+  const change = await retentionChange(ctx, items, () => policy);
   if (dryRun) return { policy: { ...(await describe(ctx, row, v.name)), policy }, change, prune: null };
+  if (shortens(change)) {
+    await checkCritical(ctx, p, v, { kind: 'shortenRetention', target: `policy ${name} of vault ${v.name}`, params: { policy: row.id, body: policy }, requestId });
+  }
   await ctx.db.updateTable('policies').set({ body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).where('id', '=', row.id).execute();
   for (const id of items) await refreshExpiries(ctx, id);
   const prune = await pruneVault(ctx, p, v.id);
@@ -91,12 +98,15 @@ export async function setPolicy(ctx: DataContext, p: Principal, vault: string | 
   return { policy: await describe(ctx, await policyRow(ctx, v.id, name), v.name), change, prune, gc };
 }
 
-export async function assignPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, itemName: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo; gc: JobInfo }> {
-  requireAdmin(p);
+export async function assignPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, itemName: string, requestId?: string): Promise<{ policy: PolicyInfo; change: RetentionChange; prune: JobInfo; gc: JobInfo }> {
   const v = await resolveVault(ctx, p, vault);
   const row = await policyRow(ctx, v.id, name);
   const item = await findItem(ctx, p, itemName, v.id);
-  const change = await previewChange(ctx, [item.id], () => validatePolicy(JSON.parse(row.body)));
+  const change = await retentionChange(ctx, [item.id], () => validatePolicy(JSON.parse(row.body)));
+  // Moving an item to a policy that keeps its points less long is modifying its retention.
+  if (shortens(change)) {
+    await checkCritical(ctx, p, v, { kind: 'shortenRetention', alsoRequires: 'policy.write', target: `item ${item.name} of vault ${v.name} (to policy ${name})`, params: { item: item.id, policy: row.id }, requestId });
+  }
   await ctx.db.updateTable('items').set({ policy_id: row.id }).where('id', '=', item.id).execute();
   await refreshExpiries(ctx, item.id);
   const prune = await pruneVault(ctx, p, v.id);
@@ -109,7 +119,6 @@ export async function assignPolicy(ctx: DataContext, p: Principal, vault: string
  * restorable in one step), then its objects; their chunks are left to garbage collection.
  */
 export async function pruneVault(ctx: DataContext, p: Principal, vault?: string): Promise<JobInfo> {
-  requireAdmin(p);
   const v = await resolveVault(ctx, p, vault);
   const jobId = await createJob(ctx, { vaultId: v.id, itemId: null, containerId: null, operation: 'Prune' });
   const items = await ctx.db.selectFrom('items').select('id').where('vault_id', '=', v.id).execute();
@@ -123,4 +132,15 @@ export async function pruneVault(ctx: DataContext, p: Principal, vault?: string)
   }
   await finishJob(ctx, jobId, { status: 'Completed', details: { pointsDeleted: expired.map((e) => e.id) }, counters: { filesChanged: expired.length } });
   return describeJob(ctx, jobId);
+}
+
+/** Deletes a policy no item uses. DefaultPolicy stays: new items get it. */
+export async function deletePolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string): Promise<{ deleted: string; vault: string }> {
+  const v = await resolveVault(ctx, p, vault);
+  const row = await policyRow(ctx, v.id, name);
+  if (name === 'DefaultPolicy') throw new CoffreError('InvalidArgument', 'DefaultPolicy cannot be deleted: every new item starts with it');
+  const users = await ctx.db.selectFrom('items').select('name').where('policy_id', '=', row.id).orderBy('name').execute();
+  if (users.length) throw new CoffreError('PolicyInUse', `policy ${name} protects ${users.map((u) => u.name).join(', ')}; assign them another policy first`);
+  await ctx.db.deleteFrom('policies').where('id', '=', row.id).execute();
+  return { deleted: name, vault: v.name };
 }

@@ -5,6 +5,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
+import type { FileSource } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { validatePolicy, type Policy } from '../policy/policy.js';
@@ -16,8 +17,12 @@ import { createJob, finishJob } from './jobs.js';
 export const RUN_WINDOW_MS = 4 * 60 * 60 * 1000;
 
 /** What a scheduled run backs up: folders (file agent) or a protected VM, configured on the machine. */
-export type BackupSource = { paths: string[]; excludes?: string[] } | { vm: string };
-export interface DueRun { item: string; scheduledAt: string; source: BackupSource }
+export type BackupSource = FileSource | { vm: string };
+export interface DueRun {
+  item: string; scheduledAt: string; source: BackupSource;
+  /** Set when a principal asked for this backup now: it makes an on-demand point kept until then. */
+  onDemand?: { retainUntil: string };
+}
 
 interface SchedulerContext { db: Kysely<Database>; clock: Clock }
 
@@ -44,7 +49,10 @@ export function runsBetween(policy: Policy, after: Date, until: Date): Date[] {
 }
 
 async function scheduledItems(ctx: SchedulerContext, containerId?: string) {
+  // Only Protected items are scheduled: a stopped or deleted item takes no backups.
   let q = ctx.db.selectFrom('schedules').innerJoin('items', 'items.id', 'schedules.item_id').innerJoin('policies', 'policies.id', 'items.policy_id')
+    .leftJoin('item_protection', 'item_protection.item_id', 'items.id')
+    .where((eb) => eb.or([eb('item_protection.state', 'is', null), eb('item_protection.state', '=', 'Protected')]))
     .select(['items.id as itemId', 'items.name as item', 'items.vault_id as vaultId', 'items.container_id as containerId', 'schedules.source', 'schedules.last_run as lastRun', 'items.created_at as createdAt', 'policies.body']);
   if (containerId) q = q.where('items.container_id', '=', containerId);
   return q.execute();
@@ -85,12 +93,23 @@ export async function reconcile(ctx: SchedulerContext, containerId?: string): Pr
 
 export async function dueRuns(ctx: SchedulerContext, p: Principal): Promise<DueRun[]> {
   if (p.kind !== 'agent') throw new CoffreError('Forbidden', 'only a registered agent asks for its due backups');
-  return [...(await reconcile(ctx, p.containerId)).values()].map(({ item, scheduledAt, source }) => ({ item, scheduledAt, source }));
+  const due: DueRun[] = [...(await reconcile(ctx, p.containerId)).values()].map(({ item, scheduledAt, source }) => ({ item, scheduledAt, source }));
+  // Backups a principal asked for (`coffre item backup`), with what the item last backed up.
+  const asked = await ctx.db.selectFrom('backup_requests').innerJoin('items', 'items.id', 'backup_requests.item_id').innerJoin('schedules', 'schedules.item_id', 'items.id')
+    .select(['items.name', 'backup_requests.requested_at', 'backup_requests.retain_until', 'schedules.source']).where('items.container_id', '=', p.containerId).execute();
+  for (const a of asked) due.push({ item: a.name, scheduledAt: a.requested_at, source: JSON.parse(a.source) as BackupSource, ...(a.retain_until ? { onDemand: { retainUntil: a.retain_until } } : {}) });
+  return due;
 }
 
 /** An agent takes a due run; a run is handed out once. */
-export async function claimRun(ctx: SchedulerContext, p: Principal, item: string, scheduledAt: string): Promise<void> {
+export async function claimRun(ctx: SchedulerContext, p: Principal, item: string, scheduledAt: string, onDemand = false): Promise<void> {
   if (p.kind !== 'agent') throw new CoffreError('Forbidden', 'only a registered agent claims scheduled backups');
+  if (onDemand) {
+    const own = await ctx.db.selectFrom('items').select('id').where('name', '=', item).where('container_id', '=', p.containerId).executeTakeFirst();
+    const res = own ? await ctx.db.deleteFrom('backup_requests').where('item_id', '=', own.id).where('requested_at', '=', scheduledAt).executeTakeFirst() : undefined;
+    if (Number(res?.numDeletedRows ?? 0) !== 1) throw new CoffreError('BadRequest', `the on-demand backup of ${item} asked at ${scheduledAt} was already taken`);
+    return;
+  }
   const row = await ctx.db.selectFrom('schedules').innerJoin('items', 'items.id', 'schedules.item_id')
     .select(['items.id', 'schedules.last_run']).where('items.name', '=', item).where('items.container_id', '=', p.containerId).executeTakeFirst();
   if (!row) throw new CoffreError('ItemNotFound', `no scheduled item ${item} on this machine`);

@@ -1,4 +1,9 @@
-/** Starts a vault server on the embedded default: one data folder with the store and the SQLite catalog. */
+/**
+ * Starts a vault server on the embedded default: one data folder with the store and the SQLite
+ * catalog, served over HTTPS (the data folder's self-signed certificate unless one is given;
+ * plain HTTP only when asked for, on loopback). It writes `server.json` beside the admin token
+ * so that the CLI in the same folder finds the address and the certificate's fingerprint.
+ */
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Kysely } from 'kysely';
@@ -9,11 +14,13 @@ import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
 import { LocalFolderStore } from '../store/local-folder.js';
 import { buildApi } from './http.js';
+import { ensureAdminPrincipal } from './access.js';
+import { isLoopback, loadTlsIdentity } from './tls.js';
 import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
 import type { DataContext } from './data.js';
 
-import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN } from '../core/defaults.js';
+import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN, SERVER_INFO_FILE } from '../core/defaults.js';
 
 export { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN };
 
@@ -21,6 +28,8 @@ export interface RunningServer {
   url: string;
   dataDir: string;
   adminToken: string;
+  /** SHA-256 fingerprint of the served certificate; null over plain HTTP. */
+  fingerprint: string | null;
   db: Kysely<Database>;
   /** What the vault runs on its own every minute: missed schedules, daily prune and GC. */
   maintain(): Promise<void>;
@@ -50,15 +59,44 @@ async function adminToken(dataDir: string): Promise<string> {
   return token;
 }
 
-export async function startServer(opts: { dataDir?: string; listen?: string; clock?: Clock } = {}): Promise<RunningServer> {
+export interface ServerOptions {
+  dataDir?: string;
+  listen?: string;
+  clock?: Clock;
+  /** A certificate and key of the operator's (PEM files); without them a self-signed pair in the data folder. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Plain HTTP, refused unless the address is loopback. */
+  insecureHttp?: boolean;
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
+  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  if (opts.insecureHttp && !isLoopback(host)) {
+    throw new CoffreError('InvalidArgument', `--insecure-http is for loopback addresses only (127.0.0.1, ::1, localhost), not ${host}: anything else must travel over TLS`);
+  }
+  if (opts.insecureHttp && (opts.tlsCert || opts.tlsKey)) throw new CoffreError('InvalidArgument', '--insecure-http and --tls-cert/--tls-key exclude each other');
   await mkdir(join(dataDir, 'store'), { recursive: true, mode: 0o700 });
+  const tls = opts.insecureHttp ? null : await loadTlsIdentity(dataDir, { host, ...(opts.tlsCert ? { certFile: opts.tlsCert } : {}), ...(opts.tlsKey ? { keyFile: opts.tlsKey } : {}) });
   const token = await adminToken(dataDir);
   const db = await openSqliteCatalog(join(dataDir, 'catalog.sqlite'));
   const clock = opts.clock ?? systemClock;
+  await ensureAdminPrincipal(db, token, clock.now().toISOString());
   const store = new LocalFolderStore(join(dataDir, 'store'));
-  const app = buildApi({ db, store, clock, adminToken: token });
-  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  const fingerprint = tls?.fingerprint ?? null;
+  let app;
+  try {
+    app = buildApi({ db, store, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+  } catch (e) {
+    await db.destroy();
+    const code = (e as NodeJS.ErrnoException).code;
+    // A key that does not match its certificate, or files that are not PEM, fail here.
+    if (code?.startsWith('ERR_OSSL') || /PEM|key values mismatch/i.test((e as Error).message)) {
+      throw new CoffreError('InvalidArgument', `the TLS certificate and key cannot be used together (${(e as Error).message}); check --tls-cert and --tls-key`);
+    }
+    throw e;
+  }
   try {
     await app.listen({ host, port });
   } catch (e) {
@@ -79,9 +117,11 @@ export async function startServer(opts: { dataDir?: string; listen?: string; clo
   // Failures are retried on the next tick; the jobs of prune and GC record their own errors.
   const timer = setInterval(() => { void maintain().catch(() => undefined); }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
+  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  // Not secret (the fingerprint is public by nature); lets `coffre` beside it connect without flags.
+  await writeFile(join(dataDir, SERVER_INFO_FILE), JSON.stringify({ url, fingerprint }, null, 2) + '\n', { mode: 0o644 });
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
-    dataDir, adminToken: token, db, maintain,
+    url, dataDir, adminToken: token, db, maintain, fingerprint,
     async close() {
       clearInterval(timer);
       await running?.catch(() => undefined);

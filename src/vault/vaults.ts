@@ -6,7 +6,9 @@ import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newId, newSecret } from '../core/ids.js';
 import { defaultPolicy } from '../policy/policy.js';
-import { hashSecret, requireAdmin, requireContainer, requireVault, type Principal } from './access.js';
+import { hashSecret, requireContainer, requireVault, type Principal } from './access.js';
+import { visibleVaults } from './authorize.js';
+import { itemState } from './item-state.js';
 
 export const MAX_VAULTS_PER_SUBSCRIPTION = 500;
 export const DEFAULT_CREDENTIAL_DAYS = 10;
@@ -24,8 +26,7 @@ export function vaultInfo(v: Selectable<VaultRow>): VaultInfo {
   return { id: v.id, name: v.name, subscription: v.subscription, redundancy: v.redundancy as Redundancy, createdAt: v.created_at };
 }
 
-export async function createVault(ctx: VaultContext, p: Principal, input: { name: string; subscription?: string; redundancy?: Redundancy }): Promise<VaultInfo> {
-  requireAdmin(p);
+export async function createVault(ctx: VaultContext, _p: Principal, input: { name: string; subscription?: string; redundancy?: Redundancy }): Promise<VaultInfo> {
   checkName('vault', input.name);
   const subscription = input.subscription ?? 'default';
   checkName('subscription', subscription);
@@ -47,16 +48,19 @@ export async function createVault(ctx: VaultContext, p: Principal, input: { name
 }
 
 export async function listVaults(ctx: VaultContext, p: Principal): Promise<VaultInfo[]> {
-  let q = ctx.db.selectFrom('vaults').selectAll();
-  if (p.kind === 'agent') q = q.where('id', '=', p.vaultId);
-  return (await q.orderBy('created_at').orderBy('name').execute()).map(vaultInfo);
+  const visible = await visibleVaults(ctx.db, p);
+  const rows = await ctx.db.selectFrom('vaults').selectAll().orderBy('created_at').orderBy('name').execute();
+  return rows.filter((v) => visible === 'all' || visible.has(v.id)).map(vaultInfo);
 }
 
-/** Finds a vault by id or name; with no name, the caller's only vault (an agent's, or the single one). */
+/** Finds a vault by id or name; with no name, the caller's only vault (an agent's, or the single one it may view). */
 export async function resolveVault(ctx: VaultContext, p: Principal, nameOrId?: string): Promise<Selectable<VaultRow>> {
   if (!nameOrId) {
     if (p.kind === 'agent') return ctx.db.selectFrom('vaults').selectAll().where('id', '=', p.vaultId).executeTakeFirstOrThrow();
-    const all = await ctx.db.selectFrom('vaults').selectAll().limit(2).execute();
+    const visible = await visibleVaults(ctx.db, p);
+    let q = ctx.db.selectFrom('vaults').selectAll();
+    if (visible !== 'all') q = q.where('id', 'in', visible.size ? [...visible] : ['']); // '' matches no vault
+    const all = await q.limit(2).execute();
     if (all.length === 1) return all[0]!;
     throw new CoffreError(all.length ? 'InvalidArgument' : 'VaultNotFound', all.length ? 'several vaults exist: name one with --vault' : 'no vault exists yet: create one with `coffre vault create NAME`');
   }
@@ -68,7 +72,6 @@ export async function resolveVault(ctx: VaultContext, p: Principal, nameOrId?: s
 }
 
 export async function createCredentials(ctx: VaultContext, p: Principal, vaultName: string, days = DEFAULT_CREDENTIAL_DAYS): Promise<{ vault: VaultInfo; secret: string; expiresAt: string }> {
-  requireAdmin(p);
   if (!Number.isInteger(days) || days < 1 || days > 365) throw new CoffreError('InvalidArgument', 'credentials must be valid for 1 to 365 days');
   const vault = await resolveVault(ctx, p, vaultName);
   const secret = newSecret('cvc');
@@ -149,6 +152,9 @@ export async function itemForBackup(ctx: VaultContext, p: Principal, name: strin
     const existing = await tx.selectFrom('items').selectAll().where('vault_id', '=', p.vaultId).where('name', '=', name).executeTakeFirst();
     if (existing) {
       if (existing.container_id !== p.containerId) throw new CoffreError('ItemOwnedElsewhere', `item ${name} belongs to another machine of this vault; choose another --item name`);
+      const { state } = await itemState(tx, existing.id);
+      if (state === 'ProtectionStopped') throw new CoffreError('ProtectionStopped', `protection of ${name} is stopped: no backups until it is resumed (\`coffre item resume ${name}\`)`);
+      if (state === 'SoftDeleted') throw new CoffreError('ItemSoftDeleted', `${name} is deleted (soft delete): undelete it with \`coffre item undelete ${name}\`, then resume it`);
       return existing;
     }
     const policy = await tx.selectFrom('policies').select('id').where('vault_id', '=', p.vaultId).where('name', '=', 'DefaultPolicy').executeTakeFirstOrThrow();

@@ -1,14 +1,19 @@
 /**
  * Scrubbing without keys: every stored blob is re-read and checked against the checksum the
- * vault recorded when its pack arrived; every point's manifest and reference list must exist.
+ * vault recorded when its pack arrived; every point's manifest and reference list must exist,
+ * and everything a point reaches (through its tree pages) must be indexed.
  */
 import type { JobInfo, JobProblem } from '../core/api.js';
-import { ID_BYTES, storedChecksum } from '../core/crypto.js';
+import { storedChecksum } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import type { Principal } from './access.js';
 import { manifestKey, packKey, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
+import { ReferenceGraph } from './references.js';
+
+/** Points named per damaged chunk: enough to act on, bounded for chunks every point shares. */
+const POINTS_NAMED = 10;
 
 export async function verify(ctx: DataContext, p: Principal, filter: { vault?: string; item?: string }): Promise<JobInfo> {
   const vault = await resolveVault(ctx, p, filter.vault);
@@ -20,9 +25,10 @@ export async function verify(ctx: DataContext, p: Principal, filter: { vault?: s
   const jobId = await createJob(ctx, { vaultId: vault.id, itemId: item?.id ?? null, containerId: p.kind === 'agent' ? p.containerId : null, operation: 'Verify' });
   const errors: JobProblem[] = [];
   let bytes = 0;
-  // blob id → points that need it, so a damaged blob names the points it breaks.
+  // blob id → (some of the) points that need it, so a damaged blob names the points it breaks.
   const needed = new Map<string, Set<string>>();
   const containers = new Set<string>();
+  const graphs = new Map<string, ReferenceGraph>();
   for (const pt of points) {
     containers.add(pt.container_id);
     if (!(await ctx.store.stat(manifestKey(pt.id)))) errors.push({ code: 'ObjectMissing', message: `point ${pt.id}: its manifest is missing from the store` });
@@ -34,11 +40,13 @@ export async function verify(ctx: DataContext, p: Principal, filter: { vault?: s
       errors.push({ code: 'ObjectMissing', message: `point ${pt.id}: its reference list is missing from the store` });
       continue;
     }
-    for (let o = 0; o < refs.length; o += ID_BYTES) {
-      const key = `${pt.container_id}:${refs.toString('hex', o, o + ID_BYTES)}`;
+    let graph = graphs.get(pt.container_id);
+    if (!graph) graphs.set(pt.container_id, (graph = await ReferenceGraph.load(ctx.db, pt.container_id)));
+    for (const id of graph.closure([refs])) {
+      const key = `${pt.container_id}:${id}`;
       let set = needed.get(key);
       if (!set) needed.set(key, (set = new Set()));
-      set.add(pt.id);
+      if (set.size < POINTS_NAMED) set.add(pt.id);
     }
   }
   let checked = 0;

@@ -7,7 +7,7 @@ import { open, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CoffreError } from '../../core/errors.js';
 import type { DiskFormat } from './disk-manifest.js';
-import { runCommand } from './scripts.js';
+import { runCommand } from '../scripts.js';
 import { classifyImage, VHD_FOOTER_BYTES } from './vhd.js';
 import { parseQcow2Header, QCOW2_HEADER_BYTES } from './qcow2-header.js';
 

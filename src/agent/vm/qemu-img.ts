@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CoffreError } from '../../core/errors.js';
-import { runCommand } from './scripts.js';
+import { runCommand } from '../scripts.js';
 
 const exec = promisify(execFile);
 

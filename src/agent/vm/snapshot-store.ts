@@ -20,7 +20,7 @@ import { CoffreError } from '../../core/errors.js';
 import { writeFileAtomic } from '../state.js';
 import { listVmConfigs, vmRoot } from './config.js';
 import type { DiskFormat } from './disk-manifest.js';
-import { runCommand } from './scripts.js';
+import { runCommand } from '../scripts.js';
 
 export type CloneMethod = 'reflink' | 'copy';
 export type SnapshotMethod = CloneMethod | 'internal';

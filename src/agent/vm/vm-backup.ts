@@ -26,7 +26,7 @@ import { loadPreviousBlocks, savePreviousBlocks } from './block-cache.js';
 import { BlockEncoder, defaultWorkers } from './block-encoder.js';
 import { planBlocks, READ } from './block-plan.js';
 import { DEFAULT_INSTANT_RESTORE_DAYS, type VmConfig } from './config.js';
-import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } from './consistency.js';
+import { snapshotConsistently, systemQuiescer, type Quiescer, type StepRecord } from '../consistency.js';
 import { sealVmManifest, vmReferences, type VmDisk, type VmManifest } from './disk-manifest.js';
 import { emptyDiskCounters, scanDisk, type DiskCounters } from './disk-scan.js';
 import type { ChangeTracking, DiskSession, SessionDisk } from './disk-session.js';
