@@ -15,7 +15,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -73,18 +74,24 @@ async function reference(qsd: StorageDaemon, node: string, file: string, model: 
   return file;
 }
 
-/** A proxy to the vault that never answers a point's commit: the agent is past reading when it holds one. */
-async function commitHoldingProxy(target: string): Promise<{ url: string; held: Promise<void>; close(): Promise<void> }> {
+/**
+ * A proxy to the vault that never answers a point's commit: the agent is past reading when it
+ * holds one. The vault speaks HTTPS with a pinned certificate; the proxy presents the vault's own.
+ */
+async function commitHoldingProxy(target: string, dataDir: string): Promise<{ url: string; held: Promise<void>; close(): Promise<void> }> {
   const upstream = new URL(target);
+  const tls = { cert: await readFile(join(dataDir, 'tls', 'cert.pem')), key: await readFile(join(dataDir, 'tls', 'key.pem')) };
   let release: () => void = () => undefined;
   const held = new Promise<void>((r) => { release = r; });
-  const server: Server = createServer((req, res) => {
+  const server = (upstream.protocol === 'https:' ? createHttpsServer(tls) : createServer()) as Server;
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'POST' && /^\/v1\/points\/[^/]+\/commit$/.test(req.url ?? '')) {
       release();
       req.resume();
       return; // never answered: the agent waits here until it is killed
     }
-    const up = request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+    const send = upstream.protocol === 'https:' ? httpsRequest : request;
+    const up = send({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers, ca: tls.cert }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
     });
@@ -93,7 +100,7 @@ async function commitHoldingProxy(target: string): Promise<{ url: string; held: 
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `${upstream.protocol}//127.0.0.1:${(server.address() as AddressInfo).port}`,
     held,
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
@@ -133,7 +140,7 @@ test('a running VM of two qcow2 disks: a chain of five points reading only what 
     await write(d0, 20 * MiB, seededBytes('os-20', 2 * MiB));
     await write(d1, 4 * MiB, seededBytes('data-4', 3 * MiB));
 
-    const coffre = (args: string[], server?: string) => cli(['--agent-dir', a.agentDir, ...(server ? ['--server', server] : []), ...args], {}, { cwd: h.dir, ...(server ? { onSpawn: (pid: number) => { killPid = pid; } } : {}) });
+    const coffre = (args: string[], server?: string) => cli(['--agent-dir', a.agentDir, ...(server ? ['--server', server, ...(h.server.fingerprint ? ['--fingerprint', h.server.fingerprint] : [])] : []), ...args], {}, { cwd: h.dir, ...(server ? { onSpawn: (pid: number) => { killPid = pid; } } : {}) });
     const protect = await coffre(['vm', 'protect', 'web', '--qmp', qsd.qmp, '--nbd-socket', qsd.nbd!, '--json']);
     assert.equal(protect.code, 0, protect.stderr);
     const config = JSON.parse(protect.stdout) as VmConfig;
@@ -197,11 +204,12 @@ test('a running VM of two qcow2 disks: a chain of five points reading only what 
     d1.written = [];
     await write(d0, 5 * MiB, seededBytes('kill-a', 512 * KiB));
     await write(d1, 0, seededBytes('kill-b', 128 * KiB));
-    const proxy = await commitHoldingProxy(h.server.url);
+    const proxy = await commitHoldingProxy(h.server.url, join(h.dir, 'data'));
     let killed;
     try {
       const running = coffre(['vm', 'backup', 'web'], proxy.url);
-      await proxy.held;
+      // The backup must reach its commit; if it ends first, the test fails instead of waiting.
+      await Promise.race([proxy.held, running.then((r) => { throw new Error(`the backup ended before its commit (${r.code}): ${r.stderr}`); })]);
       process.kill(killPid, 'SIGKILL');
       killed = await running;
       killPid = 0;
