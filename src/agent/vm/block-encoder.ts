@@ -76,8 +76,11 @@ export class BlockEncoder {
     // A pack holds several blocks; the largest block (16 MiB) still fits one with its footer.
     this.arenaBytes = Math.max(8 * 1024 * 1024, blockSize + 1024 * 1024);
     if (workers === 0) {
-      this.inline = new BlockPacker(keys, ids, () => new PackArena(new Uint8Array(this.arenaBytes)), (arena, size, shares) => {
-        this.track(this.upload(arena.buffer.subarray(0, size)), shares, null);
+      // Pack buffers are reused once their upload settles: a fresh 8 MiB buffer per pack costs
+      // its page faults again, which on a VM's first touch of memory cost more than the encoding.
+      const spare: Uint8Array[] = [];
+      this.inline = new BlockPacker(keys, ids, () => new PackArena(spare.pop() ?? new Uint8Array(this.arenaBytes)), (arena, size, shares) => {
+        this.track(this.upload(arena.buffer.subarray(0, size)), shares, () => { spare.push(arena.buffer); });
       });
       return;
     }
