@@ -174,12 +174,16 @@ export class CoffreServer {
 }
 
 /** Creates a vault and registers an agent (state in agentDir) through the real CLI. */
-export async function registerCoffreAgent(server: CoffreServer, workDir: string, agentDir: string, env: NodeJS.ProcessEnv): Promise<void> {
+/**
+ * A vault and a registered agent. LRS by default: one copy, as restic and borg keep, so that
+ * stored sizes compare (bench/redundancy.ts measures the other redundancies).
+ */
+export async function registerCoffreAgent(server: CoffreServer, workDir: string, agentDir: string, env: NodeJS.ProcessEnv, vault = 'bench', redundancy = 'LRS'): Promise<void> {
   const admin = ['--server', server.url, '--token', server.token, ...(server.fingerprint ? ['--fingerprint', server.fingerprint] : [])];
-  await must(process.execPath, [BIN, ...admin, 'vault', 'create', 'bench'], { cwd: workDir, env });
-  const cred = join(workDir, 'vault.cred');
-  await must(process.execPath, [BIN, ...admin, 'vault', 'credentials', 'bench', '--out', cred], { cwd: workDir, env });
-  await must(process.execPath, [BIN, '--agent-dir', agentDir, 'agent', 'register', '--credentials', cred, '--machine', 'bench'], { cwd: workDir, env });
+  await must(process.execPath, [BIN, ...admin, 'vault', 'create', vault, '--redundancy', redundancy], { cwd: workDir, env });
+  const cred = join(workDir, `${vault}.cred`);
+  await must(process.execPath, [BIN, ...admin, 'vault', 'credentials', vault, '--out', cred], { cwd: workDir, env });
+  await must(process.execPath, [BIN, '--agent-dir', agentDir, 'agent', 'register', '--credentials', cred, '--machine', vault], { cwd: workDir, env });
 }
 
 /** CPU seconds the whole machine has spent busy (all processes, all CPUs) since boot, from /proc/stat. */

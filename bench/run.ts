@@ -171,7 +171,7 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
       }
       if (job.warnings?.length) detail += `, ${job.warnings.length} warning(s): ${job.warnings.slice(0, 3).map((w) => w.message).join('; ')}`;
       if (job.status !== 'Completed') notes.add(`Coffre ${STEP_NAMES[step]} (run ${runNo}) ended with status ${job.status}.`);
-      record('coffre', step, t, await duBytes(coffreData), { serverCpu, serverRssMiB, storeOnlyMiB: mib(await duBytes(join(coffreData, 'store'))), detail });
+      record('coffre', step, t, await duBytes(coffreData), { serverCpu, serverRssMiB, storeOnlyMiB: mib(await duBytes(join(coffreData, 'regions'))), detail });
     };
 
     const restic = async (step: Step) => {
@@ -314,7 +314,7 @@ function report(o: Options, samples: Sample[], checks: RestoreCheck[], notes: Se
 
   // Ratios per step
   out.push('### Ratios per step', '');
-  out.push('Coffre CPU is the agent\'s plus the server\'s. Memory is the agent\'s (the CLI process) against the peer\'s only process. Stored size is the whole data folder (store and catalog) against the repository.', '');
+  out.push('Coffre CPU is the agent\'s plus the server\'s. Memory is the agent\'s (the CLI process) against the peer\'s only process. Stored size is the whole data folder (stores and catalog) against the repository; the vault is LRS (one copy, as the peers keep; see the redundancy section for ZRS and GRS).', '');
   const head = ['step', ...peers.flatMap((p) => [`wall C/${p}`, `CPU C/${p}`, `memory C/${p}`, `stored C/${p}`])];
   out.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
   for (const s of steps) {
@@ -382,7 +382,9 @@ run as root), \`--tree PATH\` (back up an existing folder such as /usr, read onl
 initial backup, the unchanged re-backup and the restore, each in a section of its own below.
 Times are wall-clock seconds from GNU time; compare ratios taken in one run,
 not absolute times across machines. \`node dist/bench/profile.js\` (after \`npm run build\`)
-profiles the agent and rewrites the profile section below.
+profiles the agent and rewrites the profile section below. The vault is LRS (one copy, as
+the peers keep); \`npm run bench:redundancy\` (bench/redundancy.ts) measures LRS, ZRS and GRS
+side by side and writes the redundancy section.
 `;
 
 async function main(): Promise<void> {

@@ -14,6 +14,10 @@ command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 # VM tests through QEMU's block layer: qemu-storage-daemon, and nbdinfo to cross-check the NBD client.
 command -v qemu-storage-daemon >/dev/null 2>&1 || need+=(qemu-system-common)
 command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
+# PostgreSQL 15 (the database tests start their own clusters with its initdb and pg_ctl) and
+# pgBackRest (the database benchmark's peer).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2

@@ -55,7 +55,7 @@ test('the vault never receives plaintext: stored objects do not contain the sour
       }
       return out;
     };
-    const files = await walk(join(h.server.dataDir, 'store'));
+    const files = await walk(join(h.server.dataDir, 'regions'));
     assert.ok(files.length > 0);
     for (const f of files) {
       const data = await readFile(f);

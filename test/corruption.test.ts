@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstat, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
@@ -16,7 +16,7 @@ import { encodeBlob } from '../src/core/blob.js';
 import { chunkId, ID_BYTES } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { PackWriter, packKind } from '../src/core/pack.js';
-import { backupOptions, cli, harness, storeFiles, type Harness, type TestAgent } from '../testkit/harness.js';
+import { backupOptions, cli, harness, storeFiles, vaultDir, type Harness, type TestAgent } from '../testkit/harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -71,7 +71,7 @@ async function twoPointsWithKnownPack(h: Harness, a: TestAgent) {
 }
 
 test('a damaged pack: verify fails naming the points, restore leaves out only the damaged file and reports it', async () => {
-  const h = await harness();
+  const h = await harness({ redundancy: 'LRS' });
   try {
     const a = await h.agent();
     const { src, p1, p2, victimPack } = await twoPointsWithKnownPack(h, a);
@@ -150,7 +150,7 @@ test('a damaged pack: verify fails naming the points, restore leaves out only th
 
 for (const damage of ['truncated', 'deleted'] as const) {
   test(`a ${damage} pack: verify fails, restore leaves out only the files that need it and leaves no partial file`, async () => {
-    const h = await harness();
+    const h = await harness({ redundancy: 'LRS' });
     try {
       const a = await h.agent();
       const { src, p2, victimPack } = await twoPointsWithKnownPack(h, a);
@@ -187,7 +187,7 @@ for (const damage of ['truncated', 'deleted'] as const) {
 }
 
 test('a pack whose blob was damaged before upload is refused with ChecksumMismatch and nothing is stored', async () => {
-  const h = await harness();
+  const h = await harness({ redundancy: 'LRS' });
   try {
     const a = await h.agent();
     const plain = randomBytes(200_000);
@@ -215,7 +215,7 @@ test('a pack whose blob was damaged before upload is refused with ChecksumMismat
 });
 
 test('a manifest moved to another point is refused: it is bound to its own point', async () => {
-  const h = await harness();
+  const h = await harness({ redundancy: 'LRS' });
   try {
     const a = await h.agent();
     const one = join(h.dir, 'one');
@@ -226,8 +226,12 @@ test('a manifest moved to another point is refused: it is bound to its own point
     await writeFile(join(two, 'b.txt'), 'two');
     const p1 = (await backup(backupOptions(a, 'one', [one]))).point;
     const p2 = (await backup(backupOptions(a, 'two', [two]))).point;
-    const points = join(h.dir, 'data', 'store', 'points');
-    await writeFile(join(points, p2.id, 'manifest'), await readFile(join(points, p1.id, 'manifest')));
+    const points = join(vaultDir(join(h.dir, 'data'), h.credentials.vaultId), 'points');
+    const moved = await readFile(join(points, p1.id, 'manifest'));
+    await writeFile(join(points, p2.id, 'manifest'), moved);
+    // As a vault that serves what it was given would: the manifest's recorded hash follows it,
+    // so it reaches the agent, whose binding check is what this test is about.
+    await h.server.db.updateTable('point_objects').set({ manifest_sha256: createHash('sha256').update(moved).digest('hex') }).where('point_id', '=', p2.id).execute();
     const target = join(h.dir, 'out');
     await assert.rejects(restore({ client: a.client, keys: a.keys, pointId: p2.id, target }),
       (e: unknown) => e instanceof CoffreError && e.code === 'ChecksumMismatch');
@@ -242,7 +246,7 @@ test('a manifest moved to another point is refused: it is bound to its own point
 });
 
 test('a point whose reference list names a chunk the vault lacks is refused with ChunkMissing and never listed', async () => {
-  const h = await harness();
+  const h = await harness({ redundancy: 'LRS' });
   try {
     const a = await h.agent();
     const src = join(h.dir, 'docs');
@@ -254,7 +258,7 @@ test('a point whose reference list names a chunk the vault lacks is refused with
     const absent = randomBytes(ID_BYTES);
 
     const start = await a.client.startBackup('docs', 'files', { paths: [src], excludes: [] });
-    const points = join(h.dir, 'data', 'store', 'points');
+    const points = join(vaultDir(join(h.dir, 'data'), h.credentials.vaultId), 'points');
     await a.client.putPointObject(start.pointId, start.job.id, 'manifest', await readFile(join(points, first.id, 'manifest')));
     // Every chunk the vault has, and one it never received.
     await a.client.putPointObject(start.pointId, start.job.id, 'refs', Buffer.concat([stored, absent]));

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { backup } from '../src/agent/backup.js';
 import { restore } from '../src/agent/restore.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
@@ -18,7 +18,7 @@ import { chunkId } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
 import { sealManifest, type Manifest } from '../src/core/manifest.js';
 import { PackWriter } from '../src/core/pack.js';
-import { backupOptions, cli, harness, tempDir, type TestAgent } from '../testkit/harness.js';
+import { backupOptions, cli, harness, tempDir, vaultDir, type TestAgent } from '../testkit/harness.js';
 
 const PAYLOAD = Buffer.from('#!/bin/sh\necho pwned by a forged manifest\n');
 const MTIME = '1700000000000000000';
@@ -141,7 +141,10 @@ test('a tampered manifest in the vault\'s store (sealed with the right keys) is 
       entries: [dir(['src']), dir(['src', '..']), dir(['src', '..', '..']), dir(['src', '..', '..', 'outside']),
         { type: 'file', path: ['src', '..', '..', 'outside', 'f.txt'], ...meta, size: PAYLOAD.length, chunks: [[chunk, PAYLOAD.length]] }],
     } as unknown as Manifest;
-    await writeFile(join(h.dir, 'data', 'store', 'points', point.id, 'manifest'), sealManifest(a.keys, point.id, forged));
+    const sealed = sealManifest(a.keys, point.id, forged);
+    await writeFile(join(vaultDir(join(h.dir, 'data'), h.credentials.vaultId), 'points', point.id, 'manifest'), sealed);
+    // A hostile vault serves what it likes: it records the forged manifest's hash too.
+    await h.server.db.updateTable('point_objects').set({ manifest_sha256: createHash('sha256').update(sealed).digest('hex') }).where('point_id', '=', point.id).execute();
     const target = join(base, 'target');
     await assert.rejects(restore({ client: a.client, keys: a.keys, pointId: point.id, target }), isManifestInvalid);
     assert.deepEqual((await readdir(base)).sort(), ['outside']);

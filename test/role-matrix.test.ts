@@ -11,7 +11,6 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { buildApi } from '../src/vault/http.js';
-import { LocalFolderStore } from '../src/store/local-folder.js';
 import { systemClock } from '../src/core/clock.js';
 import { registerAgent } from '../src/agent/register.js';
 import { keysFromJSON } from '../src/core/crypto.js';
@@ -64,7 +63,7 @@ function calls(f: Fixture, s: 'vault' | 'subscription'): Record<string, Call> {
     'stop protection, retain data': { method: 'POST', path: `/v1/items/keep-${s}/stop`, body: { vault: f.vault, deleteData: false }, target: vaultTarget, ok: 200 },
     'stop protection, delete data': { method: 'POST', path: `/v1/items/gone-${s}/stop`, body: { vault: f.vault, deleteData: true }, target: vaultTarget, ok: 200 },
     'change security settings': { method: 'PUT', path: `/v1/vaults/${f.vault}/security`, body: { softDeleteDays: 21 }, target: vaultTarget, ok: 200 },
-    'change redundancy': { method: 'PUT', path: `/v1/vaults/${f.vault}/redundancy`, body: { redundancy: 'LRS' }, target: vaultTarget, ok: 409, okCode: 'RedundancyLocked' },
+    'change redundancy': { method: 'PATCH', path: `/v1/vaults/${f.vault}`, body: { redundancy: 'LRS' }, target: vaultTarget, ok: 409, okCode: 'RedundancyLocked' },
     'register machine': { method: 'POST', path: `/v1/vaults/${f.vault}/credentials`, body: {}, target: vaultTarget, ok: 200 },
     'unregister machine': { method: 'DELETE', path: `/v1/vaults/${f.vault}/machines/${f.machine}`, target: vaultTarget, ok: 409, okCode: 'MachineHasItems' },
     'cancel job': { method: 'POST', path: `/v1/jobs/${f.jobs[s]}/cancel`, body: {}, target: vaultTarget, ok: 200 },
@@ -170,7 +169,7 @@ test('every built-in role × every semantic operation, at vault and subscription
 test('a route that names no operation cannot be registered: the server would not start with it', async () => {
   const h = await harness();
   try {
-    const app = buildApi({ db: h.server.db, store: new LocalFolderStore(join(h.dir, 'unused-store')), clock: systemClock, credentialsPin: null });
+    const app = buildApi({ db: h.server.db, stores: h.server.stores, clock: systemClock, credentialsPin: null });
     assert.throws(() => app.get('/v1/unguarded', async () => ({ secret: true })), /names no operation/);
     assert.throws(() => app.post('/v1/half', { config: { auth: { op: 'view' } } }, async () => ({})), /names no target/);
     await app.close();

@@ -18,8 +18,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
 import { startServer } from '../src/vault/server.js';
 import { collectGarbage } from '../src/vault/gc.js';
-import { LocalFolderStore } from '../src/store/local-folder.js';
-import type { ObjectStore } from '../src/store/object-store.js';
+import type { RedundantStore } from '../src/store/copies.js';
 import { clientFor, credentialsFor, PASSPHRASE, storeBytes, tempDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
@@ -192,8 +191,9 @@ test('GC running beside backups never removes a chunk a live point or a running 
 });
 
 /** A store that fails (as a crash would stop GC) after a number of writes or deletes. */
-class FailingStore implements ObjectStore {
-  constructor(private readonly inner: ObjectStore, private budget: number) {}
+class FailingStore implements RedundantStore {
+  constructor(private readonly inner: RedundantStore, private budget: number) {}
+  copies() { return this.inner.copies(); }
   private spend(): void { if (this.budget-- <= 0) throw new Error('simulated crash'); }
   async put(key: string, data: Uint8Array) { this.spend(); return this.inner.put(key, data); }
   get(key: string, range?: { offset: number; length: number }) { return this.inner.get(key, range); }
@@ -222,7 +222,7 @@ test('a GC that crashes at any step loses no live data, and the next GC finishes
       const kept = await backup(opts('2099-12-31'));
       clock.set(new Date('2026-06-05T00:00:00Z'));
       await admin.prune();
-      const ctx = { db: server.db, store: new FailingStore(new LocalFolderStore(join(server.dataDir, 'store')), budget), clock };
+      const ctx = { db: server.db, stores: server.stores.wrapped((s) => new FailingStore(s, budget)), clock };
       const crashed = await collectGarbage(ctx, { kind: 'system' }, 'v');
       if (crashed.status !== 'Failed') finishedAt = budget;
       const t1 = join(env.dir, 'after-crash');

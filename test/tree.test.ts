@@ -20,7 +20,6 @@ import { PackWriter } from '../src/core/pack.js';
 import { encodeRefsPrefix, pageRefs, type TreeEntry } from '../src/core/tree.js';
 import { collectGarbage } from '../src/vault/gc.js';
 import { SYSTEM } from '../src/vault/access.js';
-import { LocalFolderStore } from '../src/store/local-folder.js';
 import { backupOptions, harness, storeBytes, type Harness, type TestAgent } from '../testkit/harness.js';
 
 async function pageCount(h: Harness): Promise<number> {
@@ -182,7 +181,7 @@ test('garbage collection keeps what live points reach through their pages and dr
     assert.equal(pruned.status, 'Completed');
     const points = await h.admin.listPoints({ item: 'gc' });
     assert.deepEqual(points.map((p) => p.id), [live.point.id]);
-    const gc = await collectGarbage({ db: h.server.db, store: new LocalFolderStore(join(h.dir, 'data', 'store')), clock: { now: () => new Date() } }, SYSTEM);
+    const gc = await collectGarbage({ db: h.server.db, stores: h.server.stores, clock: { now: () => new Date() } }, SYSTEM);
     assert.equal(gc.status, 'Completed');
     // The old point's own pages (its root and the old `gone`) went; the shared `kept` page stayed.
     assert.equal(await pageCount(h), pagesBefore - 2);

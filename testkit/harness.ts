@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { VaultClient } from '../src/agent/client.js';
 import { registerAgent } from '../src/agent/register.js';
 import { keysFromJSON, type KeySet } from '../src/core/crypto.js';
-import type { CredentialsFile } from '../src/core/api.js';
+import type { CredentialsFile, Redundancy } from '../src/core/api.js';
 import { startServer, type RunningServer } from '../src/vault/server.js';
 import type { AgentState } from '../src/agent/state.js';
 
@@ -94,11 +94,11 @@ export async function waitHealthy(url: string, timeoutMs = 20_000): Promise<void
   }
 }
 
-export async function harness(opts: { vault?: string } = {}): Promise<Harness> {
+export async function harness(opts: { vault?: string; redundancy?: Redundancy } = {}): Promise<Harness> {
   const dir = await tempDir();
-  const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0' });
+  const server = await startServer({ dataDir: join(dir, 'data'), listen: '127.0.0.1:0', log: () => undefined });
   const admin = clientFor(server);
-  const vault = await admin.createVault({ name: opts.vault ?? 'testvault' });
+  const vault = await admin.createVault({ name: opts.vault ?? 'testvault', ...(opts.redundancy ? { redundancy: opts.redundancy } : {}) });
   const credentials = await credentialsFor(server, vault.name);
   const credentialsFile = join(dir, 'vault.cred');
   await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 });
@@ -139,7 +139,16 @@ export function cli(args: string[], env: Record<string, string> = {}, opts: { cw
   });
 }
 
-/** Files under a folder of a data folder's object store (e.g. "packs"), path → size; none before the folder exists. */
+/** The first zone of the embedded default's primary region: where every vault keeps its first copy. */
+export const primaryZone = (dataDir: string) => join(dataDir, 'regions', 'primary', 'zone-1');
+
+/** A vault's folder in a zone of the embedded default (the first primary zone unless named). */
+export const vaultDir = (dataDir: string, vaultId: string, zone = join('primary', 'zone-1')) => join(dataDir, 'regions', zone, 'vaults', vaultId);
+
+/**
+ * Files under a folder (e.g. "packs") of every vault's first copy in a data folder, path →
+ * size; none before the folder exists.
+ */
 export async function storeFiles(dataDir: string, under = ''): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const walk = async (dir: string): Promise<void> => {
@@ -156,11 +165,17 @@ export async function storeFiles(dataDir: string, under = ''): Promise<Map<strin
       else if (d.isFile()) out.set(p, (await stat(p)).size);
     }
   };
-  await walk(join(dataDir, 'store', under));
+  let vaults: string[] = [];
+  try {
+    vaults = await readdir(join(primaryZone(dataDir), 'vaults'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  for (const v of vaults) await walk(join(primaryZone(dataDir), 'vaults', v, under));
   return out;
 }
 
-/** Bytes held by a data folder's object store. */
+/** Bytes held by the first copy of every vault of a data folder. */
 export async function storeBytes(dataDir: string): Promise<number> {
   let total = 0;
   for (const size of (await storeFiles(dataDir)).values()) total += size;

@@ -6,7 +6,7 @@
  */
 import type {
   AssignmentInfo, AuditEntry, BackupStart, BlobLocation, GuardRequestInfo, ItemStatus, JobCounters, JobInfo, JobProblem, MachineInfo,
-  PointInfo, PrincipalInfo, RegisterResult, RoleDefinition, SecurityInfo, VaultInfo, Consistency, PointKind,
+  PointInfo, PrincipalInfo, RegisterResult, RoleDefinition, SecurityInfo, VaultDetails, VaultInfo, Consistency, PointKind,
 } from '../core/api.js';
 import http from 'node:http';
 import https from 'node:https';
@@ -16,7 +16,7 @@ import { httpsAgentFor, tlsError } from './tls-trust.js';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
-import type { FileSource, PolicyInfo, RetentionChange } from '../core/api.js';
+import type { DbBackupType, DbPointMeta, FileSource, ItemInfo, PolicyInfo, RestorableRange, RetentionChange } from '../core/api.js';
 
 export interface ClientOptions {
   /** SHA-256 fingerprint of the vault's certificate: only a server holding it is spoken to. */
@@ -27,6 +27,17 @@ export interface ClientOptions {
 
 const q = (v: string) => encodeURIComponent(v);
 const withVault = (vault?: string) => (vault ? { vault } : {});
+
+/** Where a restore reads from (the paired region only, for a cross-region restore) and the job it belongs to. */
+export interface ReadOptions { from?: 'secondary'; job?: string }
+
+function readQuery(read: ReadOptions, lead: '?' | '&'): string {
+  const q = new URLSearchParams();
+  if (read.from) q.set('from', read.from);
+  if (read.job) q.set('job', read.job);
+  const text = q.toString();
+  return text ? lead + text : '';
+}
 
 export class VaultClient {
   readonly fingerprint: string | undefined;
@@ -130,7 +141,9 @@ export class VaultClient {
   }
 
   health(): Promise<{ status: string }> { return this.json('GET', '/v1/health'); }
-  createVault(body: { name: string; subscription?: string; redundancy?: string }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
+  createVault(body: { name: string; subscription?: string; redundancy?: string; crossRegionRestore?: boolean }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
+  showVault(vault: string): Promise<VaultDetails> { return this.json('GET', `/v1/vaults/${encodeURIComponent(vault)}`); }
+  setVault(vault: string, body: { redundancy?: string; crossRegionRestore?: boolean }): Promise<VaultDetails> { return this.json('PATCH', `/v1/vaults/${encodeURIComponent(vault)}`, body); }
   listVaults(): Promise<VaultInfo[]> { return this.json('GET', '/v1/vaults'); }
   createCredentials(vault: string, days?: number): Promise<{ vault: VaultInfo; secret: string; expiresAt: string; fingerprint: string | null }> {
     return this.json('POST', `/v1/vaults/${encodeURIComponent(vault)}/credentials`, days ? { days } : {});
@@ -144,9 +157,13 @@ export class VaultClient {
   async putPack(container: string, packId: string, data: Uint8Array | Uint8Array[]): Promise<void> {
     await this.request('PUT', `/v1/containers/${container}/packs/${packId}`, undefined, data);
   }
-  /** With `into`, the range is read into that buffer when it fits (the answer is a view of it). */
-  readPack(container: string, packId: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
-    return this.request('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}`, undefined, undefined, into);
+  /**
+   * With `into`, the range is read into that buffer when it fits (the answer is a view of it).
+   * `read.from` restricts the read to the secondary region; `read.job` is the restore job that
+   * the vault names any repair of a damaged copy on.
+   */
+  readPack(container: string, packId: string, offset: number, length: number, into?: Uint8Array, read: ReadOptions = {}): Promise<Buffer> {
+    return this.request('GET', `/v1/containers/${container}/packs/${packId}?offset=${offset}&length=${length}${readQuery(read, '&')}`, undefined, undefined, into);
   }
   startBackup(item: string, kind: string, source: unknown): Promise<BackupStart> { return this.json('POST', '/v1/backups', { item, kind, source }); }
   async putPointObject(point: string, job: string, object: 'manifest' | 'refs', data: Uint8Array): Promise<void> {
@@ -159,8 +176,8 @@ export class VaultClient {
     const q = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => typeof e[1] === 'string'));
     return this.json('GET', `/v1/points?${q}`);
   }
-  getPoint(point: string): Promise<PointInfo & { containerId: string }> { return this.json('GET', `/v1/points/${encodeURIComponent(point)}`); }
-  manifest(point: string): Promise<Buffer> { return this.bytes('GET', `/v1/points/${encodeURIComponent(point)}/manifest`); }
+  getPoint(point: string, read: ReadOptions = {}): Promise<PointInfo & { containerId: string }> { return this.json('GET', `/v1/points/${encodeURIComponent(point)}${readQuery(read, '?')}`); }
+  manifest(point: string, read: ReadOptions = {}): Promise<Buffer> { return this.bytes('GET', `/v1/points/${encodeURIComponent(point)}/manifest${readQuery(read, '?')}`); }
   startRestore(point: string, details: Record<string, unknown>): Promise<JobInfo> { return this.json('POST', `/v1/points/${encodeURIComponent(point)}/restores`, details); }
   listJobs(vault?: string): Promise<JobInfo[]> { return this.json('GET', `/v1/jobs${vault ? `?vault=${encodeURIComponent(vault)}` : ''}`); }
   getJob(job: string): Promise<JobInfo> { return this.json('GET', `/v1/jobs/${job}`); }
@@ -180,10 +197,15 @@ export class VaultClient {
     return this.json('POST', `/v1/policies/${encodeURIComponent(name)}/assign`, { item, ...(vault ? { vault } : {}) });
   }
   gc(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/gc', vault ? { vault } : {}); }
-  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string }; onDemand?: { retainUntil: string } }[]> { return this.json('GET', '/v1/agent/due'); }
-  async claim(item: string, scheduledAt: string, onDemand = false): Promise<void> { await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(onDemand ? { onDemand } : {}) }); }
+  due(): Promise<{ item: string; scheduledAt: string; source: FileSource | { vm: string } | { db: string; backupType: DbBackupType }; onDemand?: { retainUntil: string } }[]> {
+    return this.json('GET', '/v1/agent/due');
+  }
+  /** Claims a due run: an on-demand one (asked for by a principal), or a database run of one backup type. */
+  async claim(item: string, scheduledAt: string, run: { onDemand?: boolean; backupType?: DbBackupType } = {}): Promise<void> {
+    await this.json('POST', '/v1/agent/claim', { item, scheduledAt, ...(run.onDemand ? { onDemand: true } : {}), ...(run.backupType ? { backupType: run.backupType } : {}) });
+  }
   prune(vault?: string): Promise<JobInfo> { return this.json('POST', '/v1/prune', vault ? { vault } : {}); }
-  verify(filter: { vault?: string; item?: string }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
+  verify(filter: { vault?: string; item?: string; repair?: boolean }): Promise<JobInfo> { return this.json('POST', '/v1/verify', filter); }
 
   // ---- access and protection ----
   deleteVault(vault: string): Promise<{ deleted: string; subscription: string }> { return this.json('DELETE', `/v1/vaults/${q(vault)}`); }
@@ -191,7 +213,6 @@ export class VaultClient {
   setSecurity(vault: string, change: { softDelete?: string; softDeleteDays?: number; immutability?: string; guard?: string | null; guardWindowMinutes?: number }): Promise<SecurityInfo & { purged: string[] }> {
     return this.json('PUT', `/v1/vaults/${q(vault)}/security`, change);
   }
-  setRedundancy(vault: string, redundancy: string): Promise<VaultInfo> { return this.json('PUT', `/v1/vaults/${q(vault)}/redundancy`, { redundancy }); }
   listMachines(vault: string): Promise<MachineInfo[]> { return this.json('GET', `/v1/vaults/${q(vault)}/machines`); }
   unregisterMachine(vault: string, machine: string): Promise<{ machine: string; vault: string; packsDeleted: number }> {
     return this.json('DELETE', `/v1/vaults/${q(vault)}/machines/${q(machine)}`);
@@ -224,4 +245,15 @@ export class VaultClient {
   guardRequests(): Promise<GuardRequestInfo[]> { return this.json('GET', '/v1/guard/requests'); }
   approveGuardRequest(id: string): Promise<GuardRequestInfo> { return this.json('POST', `/v1/guard/requests/${q(id)}/approve`, {}); }
   audit(filter: { since?: string } = {}): Promise<AuditEntry[]> { return this.json('GET', `/v1/audit${filter.since ? `?since=${q(filter.since)}` : ''}`); }
+
+  // Databases (PostgreSQL): see src/vault/db-points.ts.
+  dbProtect(name: string, policy?: string): Promise<{ item: ItemInfo; created: boolean; policyNote: string | null }> {
+    return this.json('POST', '/v1/db/items', { name, ...(policy ? { policy } : {}) });
+  }
+  dbChain(item: string): Promise<PointInfo[]> { return this.json('GET', `/v1/db/items/${encodeURIComponent(item)}/chain`); }
+  dbRanges(item: string): Promise<RestorableRange[]> { return this.json('GET', `/v1/db/items/${encodeURIComponent(item)}/ranges`); }
+  dbStartBackup(item: string, type: DbBackupType): Promise<BackupStart> { return this.json('POST', `/v1/db/items/${encodeURIComponent(item)}/backups`, { type }); }
+  dbCommit(point: string, body: { jobId: string; files: number; bytes: number; kind: PointKind; retainUntil?: string | null; counters: JobCounters; warnings: JobProblem[]; details?: Record<string, unknown>; database: DbPointMeta }): Promise<PointInfo> {
+    return this.json('POST', `/v1/db/points/${point}/commit`, body);
+  }
 }

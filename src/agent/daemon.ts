@@ -23,33 +23,36 @@ export interface DaemonOptions {
 }
 
 /** Runs every backup that is due now, one after the other; returns what happened. */
-export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; scheduledAt: string; result?: BackupResult; error?: JobProblem }[]> {
+export async function runDueOnce(opts: DaemonOptions): Promise<{ item: string; scheduledAt: string; backupType?: string; result?: BackupResult; error?: JobProblem }[]> {
   const log = opts.log ?? (() => undefined);
-  const out: { item: string; scheduledAt: string; result?: BackupResult; error?: JobProblem }[] = [];
+  const out: { item: string; scheduledAt: string; backupType?: string; result?: BackupResult; error?: JobProblem }[] = [];
   for (const run of await opts.client.due()) {
     try {
-      await opts.client.claim(run.item, run.scheduledAt, run.onDemand !== undefined);
+      await opts.client.claim(run.item, run.scheduledAt, { onDemand: run.onDemand !== undefined, ...('db' in run.source ? { backupType: run.source.backupType } : {}) });
     } catch (e) {
       // Another agent process took it first: nothing to do.
       if (e instanceof CoffreError && e.code === 'BadRequest') continue;
       throw e;
     }
-    log(`backing up ${run.item} (${run.onDemand ? 'asked for' : 'scheduled'} at ${run.scheduledAt})`);
+    log(`backing up ${run.item}${'db' in run.source ? ` (${run.source.backupType})` : ''} (${run.onDemand ? 'asked for' : 'scheduled'} at ${run.scheduledAt})`);
     try {
       // A backup a principal asked for is on-demand: kept until the date they gave, not by the policy.
       const kind = run.onDemand ? { kind: 'OnDemand' as const, retainUntil: run.onDemand.retainUntil } : { kind: 'Scheduled' as const };
       const common = { client: opts.client, containerId: opts.state.containerId, keys: opts.state.keySet, agentDir: opts.agentDir, vaultId: opts.state.vaultId, ...kind };
       const source = run.source;
-      const result: BackupResult = 'vm' in source
-        ? await backupVm({ ...common, config: await requireVmConfig(opts.agentDir, source.vm) })
-        : await backupFiles({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [], ...optionsFromSource(source) });
+      let result: BackupResult;
+      if ('vm' in source) result = await backupVm({ ...common, config: await requireVmConfig(opts.agentDir, source.vm) });
+      else if ('db' in source) {
+        const db = await import('./db/engine.js');
+        result = await db.backupDb({ ...common, config: await db.requireDbConfig(opts.agentDir, source.db) }, source.backupType);
+      } else result = await backupFiles({ ...common, item: run.item, paths: source.paths, excludes: source.excludes ?? [], ...optionsFromSource(source) });
       log(`${run.item}: point ${result.point.id}, ${result.counters.bytesNew} new bytes, ${result.warnings.length} warning(s)`);
-      out.push({ item: run.item, scheduledAt: run.scheduledAt, result });
+      out.push({ item: run.item, scheduledAt: run.scheduledAt, ...('db' in run.source ? { backupType: run.source.backupType } : {}), result });
     } catch (e) {
       // One failed item must not stop the others; the vault holds the failed job.
       const error = { code: e instanceof CoffreError ? e.code : 'Internal', message: (e as Error).message };
       log(`${run.item}: failed: ${error.message}`);
-      out.push({ item: run.item, scheduledAt: run.scheduledAt, error });
+      out.push({ item: run.item, scheduledAt: run.scheduledAt, ...('db' in run.source ? { backupType: run.source.backupType } : {}), error });
     }
   }
   return out;

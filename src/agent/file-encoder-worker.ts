@@ -30,6 +30,14 @@ const buffer = Buffer.allocUnsafe(2 * maxSize);
 const zero = Buffer.alloc(maxSize);
 
 let arena: PackArena | null = null;
+
+/** Where the chunk starting at `start` ends: content-defined, or at a fixed size (see FileTask.fixedChunk). */
+let cutAt = (buf: Buffer, start: number, end: number, final: boolean): number => chunker.cut(buf, start, end, final);
+function useCut(fixed: number | undefined): void {
+  cutAt = fixed
+    ? (_buf, start, end, final) => (end - start >= fixed ? fixed : final ? end - start : -1)
+    : (buf, start, end, final) => chunker.cut(buf, start, end, final);
+}
 let arenas = 0;
 
 function post(message: EncoderReply, transfer: ArrayBuffer[] = []): void {
@@ -71,6 +79,99 @@ function store(chunk: Buffer): ChunkRef {
   return [id.toString('hex'), chunk.length];
 }
 
+const PAGE = 8192;
+/** Pages read at a time by readPages: a multiple of the page size, well under the buffer. */
+const PAGE_BATCH = 1024 * 1024;
+
+/**
+ * A relation file read by page, keeping the pages the filter selects: each run of contiguous
+ * kept pages is cut into content-defined chunks on its own, so that every chunk lands in one
+ * extent of the file. The size is rounded down to whole pages: a page being appended while
+ * read is restored by WAL replay, which extends the file itself.
+ */
+function readPages(file: FileTask, fd: number): FileResult {
+  const filter = file.pages!;
+  const minLsn = BigInt(filter.minLsn);
+  const fileSize = Math.floor(fstatSync(fd).size / PAGE) * PAGE;
+  // A part of a large file: its own pages only (part bounds are page-aligned).
+  const size = file.range ? Math.min(fileSize, Number(file.range[1])) : fileSize;
+  const extents: [number, ChunkRef[]][] = [];
+  const page = Buffer.allocUnsafe(PAGE_BATCH);
+  let run: ChunkRef[] | null = null;
+  let filled = 0;
+  const cutRun = (final: boolean) => {
+    let start = 0;
+    for (;;) {
+      const len = cutAt(buffer, start, filled, final);
+      if (len <= 0) break;
+      run!.push(store(buffer.subarray(start, start + len)));
+      start += len;
+    }
+    if (start > 0) buffer.copyWithin(0, start, filled);
+    filled -= start;
+  };
+  const endRun = () => {
+    if (!run) return;
+    cutRun(true);
+    run = null;
+  };
+  for (let offset = file.range ? Number(file.range[0]) : 0; offset < size;) {
+    const want = Math.min(PAGE_BATCH, size - offset);
+    let n = 0;
+    while (n < want) {
+      const got = readSync(fd, page, n, want - n, offset + n);
+      if (got === 0) break;
+      n += got;
+    }
+    stats[0] += n;
+    const whole = Math.floor(n / PAGE) * PAGE;
+    for (let p = 0; p < whole; p += PAGE) {
+      const index = (offset + p) / PAGE;
+      const lsn = (BigInt(page.readUInt32LE(p)) << 32n) | BigInt(page.readUInt32LE(p + 4));
+      const keep = index >= filter.basePages || lsn >= minLsn || page.subarray(p, p + PAGE).equals(zero.subarray(0, PAGE));
+      if (!keep) { endRun(); continue; }
+      if (!run) { run = []; extents.push([offset + p, run]); }
+      page.copy(buffer, filled, p, p + PAGE);
+      filled += PAGE;
+      if (filled >= maxSize) cutRun(false);
+    }
+    if (whole < want) { endRun(); return { chunks: [], extents, size: offset + whole, problems: [] }; }
+    offset += want;
+  }
+  endRun();
+  return { chunks: [], extents, size: fileSize, problems: [] };
+}
+
+/**
+ * Chunks of bytes [start, end) of a file (less if it is shorter now), cut as if the part were
+ * a file of its own: a large file is read as several parts, on several workers at once.
+ */
+function readRange(fd: number, start: number, end: number): ChunkRef[] {
+  const chunks: ChunkRef[] = [];
+  let filled = 0;
+  let position = start;
+  let eof = false;
+  while (!eof || filled > 0) {
+    if (!eof) {
+      const n = readSync(fd, buffer, filled, Math.min(buffer.length - filled, end - position), position);
+      position += n;
+      if (n === 0 || position >= end) eof = true;
+      filled += n;
+      stats[0] += n;
+    }
+    let at = 0;
+    for (;;) {
+      const len = cutAt(buffer, at, filled, eof);
+      if (len <= 0) break;
+      chunks.push(store(buffer.subarray(at, at + len)));
+      at += len;
+    }
+    if (at > 0) buffer.copyWithin(0, at, filled);
+    filled -= at;
+  }
+  return chunks;
+}
+
 function readFile(file: FileTask): FileResult {
   const path = Buffer.from(file.path, 'latin1');
   const problems: JobProblem[] = [];
@@ -82,7 +183,11 @@ function readFile(file: FileTask): FileResult {
   }
   const chunks: ChunkRef[] = [];
   let xattrs: FileResult['xattrs'];
+  useCut(file.fixedChunk);
   try {
+    // Database files (pages, ranges) carry no attributes of their own a restore needs.
+    if (file.pages) return readPages(file, fd);
+    if (file.range) return { chunks: readRange(fd, Number(file.range[0]), Number(file.range[1])), problems };
     const read = readXattrs(fd);
     xattrs = read.xattrs;
     if (read.problem) problems.push({ code: 'XattrUnreadable', message: `${file.display}: ${read.problem}`, path: file.display });
@@ -97,7 +202,7 @@ function readFile(file: FileTask): FileResult {
       }
       let start = 0;
       for (;;) {
-        const len = chunker.cut(buffer, start, filled, eof);
+        const len = cutAt(buffer, start, filled, eof);
         if (len <= 0) break;
         chunks.push(store(buffer.subarray(start, start + len)));
         start += len;

@@ -11,10 +11,27 @@ import { keysToJSON, type KeySet } from '../core/crypto.js';
 import type { SharedIdSet } from '../core/known-ids.js';
 import type { ChunkRef, Xattr } from '../core/manifest.js';
 
-/** One file to read; strings so that a batch clones cheaply (the path's bytes as latin1). */
-export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string }
-/** The file's chunks (null: unreadable, see problems) and its extended attributes, read through the same descriptor. */
-export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[]; xattrs?: Xattr[] }
+/**
+ * One file to read; strings so that a batch clones cheaply (the path's bytes as latin1).
+ * With `pages`, the file is a PostgreSQL relation file read by 8 KiB page: only pages changed
+ * since a base backup are kept (see PageFilter), as extents. With `range` ([start, end) in
+ * bytes), only that part of the file is read and cut, as if it were a file of its own. With
+ * `fixedChunk`, chunks end every that many bytes (for files whose content never shifts).
+ */
+export interface FileTask { path: string; display: string; size: string; mtimeNs: string; ctimeNs: string; pages?: PageFilter; range?: [string, string]; fixedChunk?: number }
+/**
+ * The file's chunks (null: unreadable, see problems) and its extended attributes, read through
+ * the same descriptor; `extents` and `size` come back for a task with `pages` (then `chunks` is empty).
+ */
+export interface FileResult { chunks: ChunkRef[] | null; problems: JobProblem[]; xattrs?: Xattr[]; extents?: [number, ChunkRef[]][]; size?: number }
+
+/**
+ * Which pages of a relation file a differential keeps: every page past the base's copy
+ * (`basePages`), every page of zeros (a hole the base may not have), and every page whose
+ * header LSN is at or after `minLsn` (the base's start: changed since). A page changing while
+ * it is read gets a WAL record after this backup's start, whose full-page image replay restores.
+ */
+export interface PageFilter { minLsn: string; basePages: number }
 
 export interface EncoderInit {
   keys: ReturnType<typeof keysToJSON>;

@@ -1,6 +1,6 @@
 /** Fetches planned pack ranges a few at a time, for the file and the disk restore engines. */
 import { CoffreError } from '../core/errors.js';
-import type { VaultClient } from './client.js';
+import type { ReadOptions, VaultClient } from './client.js';
 import type { PackRange } from './pack-ranges.js';
 
 /**
@@ -17,6 +17,8 @@ export async function fetchRanges(opts: {
   onDamage(range: PackRange, error: CoffreError): void;
   /** A buffer to read the range into (else one is allocated per range); see readPack. */
   bufferFor?(range: PackRange): Uint8Array;
+  /** The region to read from and the restore job (see VaultClient.readPack). */
+  read?: ReadOptions;
 }): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | null = null;
@@ -25,7 +27,7 @@ export async function fetchRanges(opts: {
       const r = opts.ranges[next++]!;
       let data: Buffer;
       try {
-        data = await opts.client.readPack(opts.containerId, r.pack, r.offset, r.length, opts.bufferFor?.(r));
+        data = await opts.client.readPack(opts.containerId, r.pack, r.offset, r.length, opts.bufferFor?.(r), opts.read);
       } catch (err) {
         if (!(err instanceof CoffreError) || (err.code !== 'ChecksumMismatch' && err.code !== 'NotFound')) throw err;
         opts.onDamage(r, err);

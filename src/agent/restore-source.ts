@@ -9,7 +9,7 @@ import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { decodeName, type AnyManifest, type Entry, type FileEntry, type Manifest } from '../core/manifest.js';
 import { decodePage, readRefsPrefix, type TreeEntry } from '../core/tree.js';
-import type { VaultClient } from './client.js';
+import type { ReadOptions, VaultClient } from './client.js';
 import { planRanges } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
 
@@ -36,7 +36,8 @@ export class PageSource implements RestoreSource {
   readonly roots: TreeEntry[];
   readonly totals: { files: number; bytes: number };
 
-  constructor(private readonly client: VaultClient, private readonly keys: KeySet, private readonly containerId: string, manifest: AnyManifest & { version: 3 }) {
+  constructor(private readonly client: VaultClient, private readonly keys: KeySet, private readonly containerId: string, manifest: AnyManifest & { version: 3 },
+    private readonly read: ReadOptions = {}) {
     this.roots = manifest.roots;
     this.totals = { files: manifest.files, bytes: manifest.bytes };
   }
@@ -47,7 +48,7 @@ export class PageSource implements RestoreSource {
     const stored = new Map<string, Buffer | CoffreError>();
     const ranges = planRanges(locations, () => 0);
     await fetchRanges({
-      client: this.client, containerId: this.containerId, ranges, inFlight: PAGE_FETCHES,
+      client: this.client, containerId: this.containerId, ranges, inFlight: PAGE_FETCHES, read: this.read,
       onRange: (r, data) => {
         // Copied out of the range: a range holds other blobs too, and may be a reused buffer.
         for (const b of r.blobs) stored.set(b.id, Buffer.from(data.subarray(b.offset - r.offset, b.offset - r.offset + b.length)));
@@ -135,6 +136,6 @@ export class FlatSource implements RestoreSource {
   }
 }
 
-export function sourceFor(client: VaultClient, keys: KeySet, containerId: string, manifest: AnyManifest): RestoreSource {
-  return manifest.version === 3 ? new PageSource(client, keys, containerId, manifest) : new FlatSource(manifest);
+export function sourceFor(client: VaultClient, keys: KeySet, containerId: string, manifest: AnyManifest, read: ReadOptions = {}): RestoreSource {
+  return manifest.version === 3 ? new PageSource(client, keys, containerId, manifest, read) : new FlatSource(manifest);
 }

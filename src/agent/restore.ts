@@ -23,7 +23,7 @@ import type { KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
 import { decodeName, openManifest, type OwnerNames } from '../core/manifest.js';
 import type { TreeDevice, TreeEntry, TreeFifo, TreeFile } from '../core/tree.js';
-import type { VaultClient } from './client.js';
+import type { ReadOptions, VaultClient } from './client.js';
 import { ChunkWriter, type WholeFile, type WriteBlob, type WriteTarget } from './chunk-writer.js';
 import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from './pack-ranges.js';
 import { fetchRanges } from './range-fetch.js';
@@ -48,6 +48,8 @@ export interface RestoreOptions {
   numericOwner?: boolean;
   /** Where owner names are looked up (default: this system's); for restores as another machine. */
   ownerDirectory?: OwnerDirectory;
+  /** `secondary`: a cross-region restore, reading only the paired region's copy. */
+  from?: 'secondary';
   onProgress?: (c: JobCounters & { bytesTotal: number; filesTotal: number }) => void;
 }
 
@@ -122,17 +124,19 @@ function exists(p: Buffer): boolean {
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const { client, keys } = opts;
-  const point = await client.getPoint(opts.pointId);
+  const read = opts.from ? { from: opts.from } : {};
+  const point = await client.getPoint(opts.pointId, read);
   if (point.itemKind !== 'files') {
-    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`coffre vm restore ${point.id} --target DIR\``);
+    const how = point.itemKind === 'PostgreSQL' ? `coffre db restore ${point.item} --point ${point.id} --target DIR` : `coffre vm restore ${point.id} --target DIR`;
+    throw new CoffreError('InvalidArgument', `point ${point.id} is a ${point.itemKind} point of ${point.item}: restore it with \`${how}\``);
   }
-  const manifest = openManifest(keys, point.id, await client.manifest(point.id));
-  const source = sourceFor(client, keys, point.containerId, manifest);
+  const manifest = openManifest(keys, point.id, await client.manifest(point.id, read));
+  const source = sourceFor(client, keys, point.containerId, manifest, read);
   for (const p of opts.paths ?? []) {
     if (!(await pathExists(source, p))) throw new CoffreError('InvalidArgument', `nothing in the point matches --path ${p}; a path starts with the name of the folder that was backed up, e.g. projects/src`);
   }
-  const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [] });
-  const run = new Restore(opts, point, job, source, manifest.owners);
+  const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [], ...read });
+  const run = new Restore(opts, point, job, source, manifest.owners, read);
   return run.run();
 }
 
@@ -174,7 +178,7 @@ class Restore {
   private readonly buffers = new RangeBuffers();
 
   constructor(private readonly opts: RestoreOptions, private readonly point: PointInfo & { containerId: string }, private readonly job: JobInfo,
-    private readonly source: RestoreSource, owners: OwnerNames | undefined) {
+    private readonly source: RestoreSource, owners: OwnerNames | undefined, private readonly read: ReadOptions) {
     this.reporter = new JobReporter(opts.client, job.id, () => this.counters);
     this.overwrite = opts.overwrite ?? 'rename';
     // Owners matter only to root, who alone may give files away.
@@ -402,7 +406,7 @@ class Restore {
   get shared() {
     return {
       opts: this.opts, point: this.point, counters: this.counters, partial: this.partial, writer: this.writer!, buffers: this.buffers,
-      tmpTag: this.jobTag,
+      tmpTag: this.jobTag, read: this.read, jobId: this.job.id,
       metaFor: (e: TreeEntry, inherits: boolean) => this.metaFor(e, inherits),
       problem: (display: string, code: string, why: string) => this.problem(display, code, why),
       metaProblems: (display: string, problems: MetaProblem[]) => this.metaProblems(display, problems),
@@ -551,7 +555,7 @@ class WindowRestore {
     const fds = this.fds;
     try {
       await fetchRanges({
-        client: opts.client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT,
+        client: opts.client, containerId: point.containerId, ranges, inFlight: FETCHES_IN_FLIGHT, read: { ...this.s.read, job: this.s.jobId },
         onRange: (r, data) => this.onRange(r, data),
         onDamage: (r) => {
           this.s.buffers.abandon(r);

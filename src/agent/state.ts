@@ -2,7 +2,7 @@
  * The agent's local state: which vault it belongs to, its key, and its unwrapped data keys.
  * Kept in the agent folder, readable by its owner only (like an SSH key).
  */
-import { mkdir, readFile, rename, writeFile, open } from 'node:fs/promises';
+import { mkdir, readFile, rename, open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { keysFromJSON, type KeySet } from '../core/crypto.js';

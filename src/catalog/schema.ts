@@ -36,6 +36,19 @@ export interface TreeRow { container_id: string; id: string; refs: Buffer; verif
 export interface ScheduleRow { item_id: string; source: string; last_run: string | null }
 /** Vault-wide maintenance bookkeeping (daily prune and GC). */
 export interface MaintenanceRow { vault_id: string; last_daily: string | null }
+/**
+ * Copies the redundant stores still have to make (src/store/copies.ts): GRS copies to the
+ * paired region, zone copies a ZRS write missed. In the catalog so that several servers
+ * sharing it share the queue; `id` only grows, so "nothing queued up to id N" is a watermark.
+ */
+export interface CopyQueueRow {
+  id: number; vault_id: string; target: string; key: string; op: string; bytes: number;
+  queued_at: string; attempts: number; next_try_at: string; last_error: string | null;
+}
+/** What a point's objects must hash to, and the copy queue's watermark at its commit (GRS). */
+export interface PointObjectsRow { point_id: string; manifest_sha256: string; refs_sha256: string; replication_seq: number }
+/** Storage settings of a vault beyond its redundancy. */
+export interface VaultStorageRow { vault_id: string; cross_region_restore: number }
 
 /** A person or program that signs in with an API key (stored hashed); `builtin` marks the admin token's principal. */
 export interface PrincipalRow { id: string; name: string; key_hash: string; builtin: number; created_at: string }
@@ -60,8 +73,18 @@ export interface AuditRow {
   seq: Generated<number>; time: string; principal: string; principal_id: string | null; operation: string;
   scope: string; vault_id: string | null; target: string; result: string; code: string | null; details: string;
 }
+/** A database point's WAL and chain facts (see DbPointMeta in core/api.ts); one row per PostgreSQL point. */
+export interface DbPointRow {
+  point_id: string; item_id: string; type: string; timeline: number; wal_segment_size: number;
+  first_segment: number; last_segment: number; start_lsn: string | null; stop_lsn: string | null;
+  consistent_at: string | null; based_on: string | null; from_time: string | null; to_time: string | null;
+}
+/** Per database item and backup type (Full, Differential, Log): the last scheduled run handed out. */
+export interface DbScheduleRow { item_id: string; type: string; last_run: string }
 
 export interface Database {
+  db_points: DbPointRow;
+  db_schedules: DbScheduleRow;
   schedules: ScheduleRow;
   maintenance: MaintenanceRow;
   vaults: VaultRow;
@@ -82,6 +105,9 @@ export interface Database {
   guard_requests: GuardRequestRow;
   backup_requests: BackupRequestRow;
   audit_log: AuditRow;
+  copy_queue: Omit<CopyQueueRow, 'id'> & { id: Generated<number> };
+  point_objects: PointObjectsRow;
+  vault_storage: VaultStorageRow;
 }
 
 export async function migrate(db: Kysely<Database>): Promise<void> {
@@ -267,5 +293,51 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('details', 'text', (c) => c.notNull())
     .execute();
   await s.createIndex('audit_log_time').ifNotExists().on('audit_log').column('time').execute();
+  await s.createTable('db_points').ifNotExists()
+    .addColumn('point_id', 'text', (c) => c.primaryKey())
+    .addColumn('item_id', 'text', (c) => c.notNull())
+    .addColumn('type', 'text', (c) => c.notNull())
+    .addColumn('timeline', 'integer', (c) => c.notNull())
+    .addColumn('wal_segment_size', 'bigint', (c) => c.notNull())
+    .addColumn('first_segment', 'bigint', (c) => c.notNull())
+    .addColumn('last_segment', 'bigint', (c) => c.notNull())
+    .addColumn('start_lsn', 'text')
+    .addColumn('stop_lsn', 'text')
+    .addColumn('consistent_at', 'text')
+    .addColumn('based_on', 'text')
+    .addColumn('from_time', 'text')
+    .addColumn('to_time', 'text')
+    .execute();
+  await s.createIndex('db_points_item').ifNotExists().on('db_points').columns(['item_id', 'first_segment']).execute();
+  await s.createTable('db_schedules').ifNotExists()
+    .addColumn('item_id', 'text', (c) => c.notNull())
+    .addColumn('type', 'text', (c) => c.notNull())
+    .addColumn('last_run', 'text', (c) => c.notNull())
+    .addPrimaryKeyConstraint('db_schedules_pk', ['item_id', 'type'])
+    .execute();
+  await s.createTable('copy_queue').ifNotExists()
+    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('vault_id', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('key', 'text', (c) => c.notNull())
+    .addColumn('op', 'text', (c) => c.notNull())
+    .addColumn('bytes', 'bigint', (c) => c.notNull())
+    .addColumn('queued_at', 'text', (c) => c.notNull())
+    .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('next_try_at', 'text', (c) => c.notNull())
+    .addColumn('last_error', 'text')
+    .execute();
+  await s.createIndex('copy_queue_due').ifNotExists().on('copy_queue').columns(['next_try_at', 'id']).execute();
+  await s.createIndex('copy_queue_vault').ifNotExists().on('copy_queue').columns(['vault_id', 'target', 'id']).execute();
+  await s.createTable('point_objects').ifNotExists()
+    .addColumn('point_id', 'text', (c) => c.primaryKey())
+    .addColumn('manifest_sha256', 'text', (c) => c.notNull())
+    .addColumn('refs_sha256', 'text', (c) => c.notNull())
+    .addColumn('replication_seq', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
+  await s.createTable('vault_storage').ifNotExists()
+    .addColumn('vault_id', 'text', (c) => c.primaryKey())
+    .addColumn('cross_region_restore', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
   await sql`select 1`.execute(db);
 }

@@ -1,6 +1,6 @@
 /**
  * `coffre principal|role|item|machine|guard|audit|job`, and `vault delete|security|set-security|
- * set-redundancy`, `policy delete`: access and protection from the command line. Parsing and
+ * `policy delete`: access and protection from the command line. Parsing and
  * printing only; the vault decides. A guarded operation answers GuardApprovalRequired with a
  * request id: the same command with `--request ID` runs it once the guard approved.
  */
@@ -226,16 +226,6 @@ export function registerAccessCommands(program: Command, g: () => GlobalOptions)
       if (o.json) printJson(s);
       else process.stdout.write(securityText(s) + (s.purged.length ? `\n  purged (soft delete disabled): ${s.purged.join(', ')}` : '') + '\n');
     });
-  vault.command('set-redundancy <name>')
-    .description('change the storage redundancy (only until the first item is protected)')
-    .addOption(new Option('--redundancy <kind>', 'storage redundancy').choices(['LRS', 'ZRS', 'GRS']).makeOptionMandatory())
-    .option('--json', 'print JSON')
-    .action(async (name: string, o: { redundancy: string; json?: boolean }) => {
-      const v = await (await client()).setRedundancy(name, o.redundancy);
-      if (o.json) printJson(v);
-      else process.stdout.write(`vault ${v.name} is now ${v.redundancy}\n`);
-    });
-
   const policy = program.commands.find((c) => c.name() === 'policy') ?? program.command('policy');
   policy.command('delete <name>')
     .description('delete a policy no item uses')

@@ -6,12 +6,14 @@ import type { OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
 import { CoffreError, exitCodeFor } from '../core/errors.js';
 import { adminClient, agentContext, agentDirOf, readPassphrase, registrationOverrides, type GlobalOptions } from './context.js';
-import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, table } from './output.js';
+import { formatBytes, jobSummary, jobsTable, pointsTable, printJson, progressBar, storeReports, table } from './output.js';
+import { registerVaultStorageCommands } from './vault-storage-commands.js';
 import { registerPolicyCommands } from './policy-commands.js';
 import { retainUntil } from './arguments.js';
 import { registerVmCommands } from './vm-commands.js';
 import { addSnapshotOptions, jobNotes, snapshotOptionsFrom, type SnapshotFlags } from './snapshot-options.js';
 import { registerAccessCommands } from './access-commands.js';
+import { registerDbCommands } from './db-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
 export const EXIT_WARNINGS = 4;
@@ -34,20 +36,24 @@ export function buildProgram(): Command {
   const g = (): GlobalOptions => program.opts<GlobalOptions>();
 
   program.command('server')
-    .description('run the vault service over HTTPS (embedded default: ./coffre-data, 127.0.0.1:7070, a self-signed certificate)')
-    .option('--data <dir>', 'data folder: object store, SQLite catalog, admin token, certificate', 'coffre-data')
-    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7070')
+    .description('run the vault service over HTTPS (embedded default: ./coffre-data, 127.0.0.1:7070, a self-signed certificate, zones as folders under it)')
+    .option('--data <dir>', 'data folder: SQLite catalog, admin token, certificate, and the default regions (default: the configuration\'s, else ./coffre-data)')
+    .option('--listen <host:port>', 'address to listen on (default: the configuration\'s, else 127.0.0.1:7070)')
+    .option('--config <file>', 'server configuration (YAML or JSON): regions, zones and their stores (file://, azblob://, s3://)')
+    .addOption(new Option('--recover-from <region>', 'rebuild the catalog of an empty data folder from this region\'s stores first').choices(['primary', 'secondary']))
     .option('--tls-cert <file>', 'PEM certificate to serve (default: a self-signed one made on first start in DATA/tls)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--insecure-http', 'serve plain HTTP (loopback addresses only)')
-    .action(async (o: { data: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }) => {
+    .action(async (o: { data?: string; listen?: string; config?: string; recoverFrom?: 'primary' | 'secondary'; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }) => {
       // Loaded on demand: agent commands start faster without the server's modules.
       const { startServer } = await import('../vault/server.js');
       const s = await startServer({
-        dataDir: o.data, listen: o.listen, ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.insecureHttp ? { insecureHttp: true } : {}),
+        ...(o.data ? { dataDir: o.data } : {}), ...(o.listen ? { listen: o.listen } : {}), ...(o.config ? { configFile: o.config } : {}), ...(o.recoverFrom ? { recoverFrom: o.recoverFrom } : {}),
+        ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.insecureHttp ? { insecureHttp: true } : {}),
       });
       serving = true;
-      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n`
+      const zones = [...s.stores.topology.primary.zones, ...s.stores.topology.secondary?.zones ?? []].map((z) => z.name).join(', ');
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  stores: ${zones}\n`
         + (s.fingerprint ? `  certificate fingerprint (SHA-256): ${s.fingerprint}\n` : '  plain HTTP (--insecure-http): loopback only\n'));
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);
@@ -59,9 +65,10 @@ export function buildProgram(): Command {
     .description('create a vault (with its DefaultPolicy)')
     .option('--subscription <id>', 'subscription (tenant) that owns the vault', 'default')
     .addOption(new Option('--redundancy <kind>', 'storage redundancy').choices(['LRS', 'ZRS', 'GRS']).default('GRS'))
+    .option('--cross-region-restore', 'allow restores from the secondary region (GRS only)')
     .option('--json', 'print the vault as JSON')
-    .action(async (name: string, o: { subscription: string; redundancy: string; json?: boolean }) => {
-      const v = await (await adminClient(g())).createVault({ name, subscription: o.subscription, redundancy: o.redundancy });
+    .action(async (name: string, o: { subscription: string; redundancy: string; crossRegionRestore?: boolean; json?: boolean }) => {
+      const v = await (await adminClient(g())).createVault({ name, subscription: o.subscription, redundancy: o.redundancy, ...(o.crossRegionRestore ? { crossRegionRestore: true } : {}) });
       if (o.json) printJson(v);
       else process.stdout.write(`created vault ${v.name} (${v.id}), redundancy ${v.redundancy}, subscription ${v.subscription}, with policy DefaultPolicy\n`);
     });
@@ -86,6 +93,8 @@ export function buildProgram(): Command {
       writeFileSync(o.out, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
       process.stdout.write(`wrote ${o.out}: credentials for vault ${c.vault.name}, valid until ${c.expiresAt}\n`);
     });
+
+  registerVaultStorageCommands(vault, g);
 
   const agent = program.command('agent').description('register this machine with a vault');
   agent.command('register')
@@ -174,8 +183,9 @@ export function buildProgram(): Command {
     .option('--path <p>', 'restore only this path of the point, e.g. projects/src (repeatable)', collect, [])
     .addOption(new Option('--overwrite <policy>', 'when a file already exists in the target').choices(['skip', 'replace', 'rename']).default('rename'))
     .option('--numeric-owner', 'give files their recorded user and group ids, not the ids their recorded names have on this machine')
+    .addOption(new Option('--from <region>', 'secondary: cross-region restore, reading only the paired region\'s copy (GRS vaults with cross-region restore)').choices(['primary', 'secondary']))
     .option('--json', 'print the job as JSON')
-    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; numericOwner?: boolean; json?: boolean }) => {
+    .action(async (point: string, o: { target: string; path: string[]; overwrite: OverwritePolicy; numericOwner?: boolean; from?: 'primary' | 'secondary'; json?: boolean }) => {
       const { state, client } = await agentContext(g());
       const { restore } = await import('../agent/restore.js');
       const bar = progressBar(!o.json, 'restore');
@@ -183,7 +193,7 @@ export function buildProgram(): Command {
       try {
         result = await restore({
           client, keys: state.keySet, pointId: point, target: o.target, paths: o.path, overwrite: o.overwrite,
-          numericOwner: o.numericOwner ?? false, onProgress: (c) => bar.update(c),
+          numericOwner: o.numericOwner ?? false, ...(o.from === 'secondary' ? { from: 'secondary' as const } : {}), onProgress: (c) => bar.update(c),
         });
       } finally {
         bar.stop();
@@ -207,14 +217,15 @@ export function buildProgram(): Command {
     });
 
   program.command('verify')
-    .description('check every stored chunk against its checksum (no passphrase needed)')
+    .description('check every copy of every stored object (each zone, each region) against its checksum (no passphrase needed)')
     .option('--item <name>', 'only what this protected item uses')
     .option('--vault <name>', 'the vault to check')
+    .option('--repair', 'rewrite missing or damaged copies from intact ones')
     .option('--json', 'print the job as JSON')
-    .action(async (o: { item?: string; vault?: string; json?: boolean }) => {
-      const job = await (await adminClient(g())).verify({ ...(o.item ? { item: o.item } : {}), ...(o.vault ? { vault: o.vault } : {}) });
+    .action(async (o: { item?: string; vault?: string; repair?: boolean; json?: boolean }) => {
+      const job = await (await adminClient(g())).verify({ ...(o.item ? { item: o.item } : {}), ...(o.vault ? { vault: o.vault } : {}), ...(o.repair ? { repair: true } : {}) });
       if (o.json) printJson(job);
-      else process.stdout.write(jobSummary(job) + '\n');
+      else process.stdout.write(jobSummary(job) + '\n' + storeReports(job));
       if (job.status === 'Failed') {
         if (!o.json) process.stderr.write(`coffre: verification found ${job.errors.length} problem(s) [${job.errors[0]?.code ?? 'Failed'}]\n`);
         process.exitCode = 1;
@@ -252,6 +263,7 @@ export function buildProgram(): Command {
   registerPolicyCommands(program, g);
   registerVmCommands(program, g);
   registerAccessCommands(program, g);
+  registerDbCommands(program, g);
   return program;
 }
 

@@ -26,9 +26,17 @@ export function table(head: string[], rows: (string | number)[][]): string {
 }
 
 export function pointsTable(points: PointInfo[]): string {
-  return table(['id', 'item', 'time', 'kind', 'consistency', 'expires', 'files', 'size'],
+  return table(['id', 'item', 'time', 'kind', 'consistency', 'expires', 'files', 'size', 'replicated'],
     // A stopped or soft-deleted item's points never expire (9999-12-31) until resumed or purged.
-    points.map((p) => [p.id, p.item, p.time.replace('T', ' ').slice(0, 19), p.kind, p.consistency, p.expiresAt.startsWith('9999-') ? 'never' : p.expiresAt.slice(0, 10), p.files, formatBytes(p.bytes)]));
+    points.map((p) => [p.id, p.item, p.time.replace('T', ' ').slice(0, 19), p.kind, p.consistency, p.expiresAt.startsWith('9999-') ? 'never' : p.expiresAt.slice(0, 10), p.files, formatBytes(p.bytes), p.replicated ? 'yes' : 'no']));
+}
+
+/** A verify job's findings store by store. */
+export function storeReports(j: JobInfo): string {
+  const stores = (j.details.stores ?? []) as { store: string; role: string; objectsChecked: number; bytesChecked: number; missing: number; damaged: number; repaired: number; pending: number; unavailable?: string }[];
+  if (!stores.length) return '';
+  return table(['store', 'role', 'objects', 'bytes', 'missing', 'damaged', 'repaired', 'pending copy', 'unavailable'],
+    stores.map((s) => [s.store, s.role, s.objectsChecked, formatBytes(s.bytesChecked), s.missing, s.damaged, s.repaired, s.pending, s.unavailable ?? ''])) + '\n';
 }
 
 export function jobsTable(jobs: JobInfo[]): string {
@@ -41,6 +49,9 @@ export function jobSummary(j: JobInfo): string {
   const lines = [`${j.operation} job ${j.id}: ${j.status}${j.durationSeconds !== null ? ` in ${j.durationSeconds}s` : ''}`];
   lines.push(`  files ${j.filesScanned} scanned, ${j.filesChanged} changed; bytes ${formatBytes(j.bytesScanned)} read, ${formatBytes(j.bytesNew)} new, ${formatBytes(j.bytesUploaded)} sent`);
   for (const e of j.errors) lines.push(`  error [${e.code}] ${e.message}`);
+  // Copies found missing or damaged while reading, and rewritten from an intact copy (self-healing).
+  const repairs = (j.details.repairs ?? []) as { store: string; key: string; problem: string; repaired: boolean; error?: string }[];
+  for (const r of repairs) lines.push(`  repair: ${r.key} was ${r.problem} in store ${r.store}; ${r.repaired ? 'rewritten from an intact copy' : `not repaired (${r.error ?? 'unknown'})`}`);
   for (const w of j.warnings.slice(0, 20)) lines.push(`  warning [${w.code}] ${w.message}`);
   if (j.warnings.length > 20) lines.push(`  … and ${j.warnings.length - 20} more warnings (see --json)`);
   return lines.join('\n');

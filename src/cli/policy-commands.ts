@@ -42,15 +42,17 @@ function parsePoints(input: unknown): RetentionPoint[] {
 function changeText(change: RetentionChange): string {
   const lines = [`${change.deleted.length} point(s) would be deleted, ${change.changed.length} expiry(ies) would change`];
   for (const d of change.deleted) lines.push(`  delete ${d.id}  ${d.item}  ${d.time}`);
-  for (const c of change.changed) lines.push(`  keep   ${c.id}  ${c.item}  ${c.time}  until ${c.from} -> ${c.to}`);
+  for (const c of change.changed) {
+    lines.push(`  keep   ${c.id}  ${c.item}  ${c.time}  until ${c.from} -> ${c.to}${c.keptFor?.length ? `  (needed by ${c.keptFor.length} kept point(s): ${c.keptFor.slice(0, 3).join(', ')}${c.keptFor.length > 3 ? ', …' : ''})` : ''}`);
+  }
   return lines.join('\n');
 }
 
 /** The policy engine (and zod) load only for policy commands, keeping other commands quick to start. */
 async function engine() {
-  const [{ validatePolicy }, { evaluateRetention }, { nextRuns }] = await Promise.all([
-    import('../policy/policy.js'), import('../policy/retention.js'), import('../policy/schedule.js')]);
-  return { validatePolicy, evaluateRetention, nextRuns };
+  const [{ validatePolicy }, { evaluateRetention }, { nextRuns }, { validateAnyPolicy }] = await Promise.all([
+    import('../policy/policy.js'), import('../policy/retention.js'), import('../policy/schedule.js'), import('../policy/db-policy.js')]);
+  return { validatePolicy, evaluateRetention, nextRuns, validateAnyPolicy };
 }
 
 export function registerPolicyCommands(program: Command, g: () => GlobalOptions): Command {
@@ -62,7 +64,7 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .option('--json', 'print JSON')
     .action(async (name: string, o: { file: string; vault?: string; json?: boolean }) => {
       const body = readJson(o.file, 'policy');
-      (await engine()).validatePolicy({ ...(body as object), name }); // refuse bad input before contacting the server
+      (await engine()).validateAnyPolicy({ ...(body as object), name }); // refuse bad input before contacting the server
       const info = await (await adminClient(g())).createPolicy(name, body, o.vault);
       if (o.json) printJson(info);
       else process.stdout.write(`created policy ${info.name} in vault ${info.vault}\n`);
@@ -76,7 +78,7 @@ export function registerPolicyCommands(program: Command, g: () => GlobalOptions)
     .option('--json', 'print JSON')
     .action(async (name: string, o: { file: string; vault?: string; dryRun?: boolean; request?: string; json?: boolean }) => {
       const body = readJson(o.file, 'policy');
-      (await engine()).validatePolicy({ ...(body as object), name });
+      (await engine()).validateAnyPolicy({ ...(body as object), name });
       const r = await (await adminClient(g())).withGuardRequest(o.request).setPolicy(name, body, o.dryRun ?? false, o.vault);
       if (o.json) printJson(o.dryRun ? r.change : r);
       else process.stdout.write(`${o.dryRun ? 'dry run: ' : `changed policy ${name}: `}${changeText(r.change)}\n`);

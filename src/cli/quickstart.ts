@@ -2,7 +2,7 @@
  * `coffre quickstart`: the whole product in one command on a temporary vault — server,
  * vault, credentials, registration, two backups, restore, byte-for-byte check, summary.
  */
-import { mkdtemp, mkdir, writeFile, symlink, link, rm, readFile, truncate, open, stat } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, symlink, link, rm, readFile, truncate, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -13,9 +13,8 @@ import { restore } from '../agent/restore.js';
 import { compareTrees } from '../agent/tree-compare.js';
 import type { CredentialsFile } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
-import { startServer } from '../vault/server.js';
+import { startServer, type RunningServer } from '../vault/server.js';
 import { formatBytes } from './output.js';
-import { LocalFolderStore } from '../store/local-folder.js';
 
 /** A small tree with the kinds of files people have: text, JSON, binary, duplicates, links, a sparse file. */
 export async function generateSampleTree(dir: string): Promise<void> {
@@ -44,10 +43,11 @@ export async function generateSampleTree(dir: string): Promise<void> {
   await fh.close();
 }
 
-async function storeSize(dataDir: string): Promise<number> {
+/** Bytes of one copy of the vault (a GRS vault keeps a second one in the paired region). */
+async function storeSize(server: RunningServer, vaultId: string): Promise<number> {
   let total = 0;
-  const store = new LocalFolderStore(join(dataDir, 'store'));
-  for await (const key of store.list('')) total += (await stat(join(dataDir, 'store', key))).size;
+  const store = (await server.stores.byId(vaultId)).copies()[0]!.store;
+  for await (const key of store.list('')) total += (await store.stat(key))?.size ?? 0;
   return total;
 }
 
@@ -60,7 +60,7 @@ export async function quickstart(folder?: string): Promise<void> {
     await generateSampleTree(source);
     say(`generated a sample folder at ${source}`);
   }
-  const server = await startServer({ dataDir: join(work, 'coffre-data'), listen: '127.0.0.1:0' });
+  const server = await startServer({ dataDir: join(work, 'coffre-data'), listen: '127.0.0.1:0', log: () => undefined });
   try {
     say(`1. started a vault server at ${server.url} (data in ${server.dataDir}), certificate fingerprint ${server.fingerprint}`);
     const admin = new VaultClient(server.url, server.adminToken, { fingerprint: server.fingerprint });
@@ -86,7 +86,7 @@ export async function quickstart(folder?: string): Promise<void> {
     const diffs = await compareTrees(source, join(target, name));
     if (diffs.length) throw new CoffreError('ChecksumMismatch', `the restored tree differs: ${diffs.slice(0, 5).map((d) => `${d.path}: ${d.what}`).join('; ')}`);
     say(`6. restored point ${second.point.id} into ${target} and compared it with the source: identical, byte for byte (content, modes, links, mtimes)`);
-    const stored = await storeSize(server.dataDir);
+    const stored = await storeSize(server, vault.id);
     const points = await admin.listPoints({ item: 'quickstart' });
     const read = first.counters.bytesScanned;
     say('');
@@ -95,7 +95,7 @@ export async function quickstart(folder?: string): Promise<void> {
     say(`  bytes read      ${formatBytes(read)} (first backup)`);
     say(`  bytes new       ${formatBytes(first.counters.bytesNew)} (after deduplication)`);
     say(`  bytes sent      ${formatBytes(first.counters.bytesUploaded + second.counters.bytesUploaded)}`);
-    say(`  bytes stored    ${formatBytes(stored)}`);
+    say(`  bytes stored    ${formatBytes(stored)} (one copy; ${vault.redundancy} keeps ${vault.redundancy === 'LRS' ? 'no other' : vault.redundancy === 'ZRS' ? 'one in each zone' : 'a second in the paired region'})`);
     say(`  dedup ratio     ${(read / Math.max(1, first.counters.bytesNew)).toFixed(2)}x (source bytes / unique bytes)`);
     say(`  compression     ${(first.counters.bytesNew / Math.max(1, stored)).toFixed(2)}x (unique bytes / stored bytes)`);
     say(`  time            ${((Date.now() - started) / 1000).toFixed(1)} s`);

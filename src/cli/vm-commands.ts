@@ -211,8 +211,9 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .option('--disk <n>', 'restore only this disk (repeatable; 0 is the first)', (v: string, prev: number[] = []) => [...prev, nonNegativeInt('--disk')(v)], [] as number[])
     .option('--replace', 'overwrite existing files, or the live disks themselves (stop the VM first)')
     .addOption(new Option('--source <source>', 'where blocks come from').choices(['auto', 'snapshot', 'vault']).default('auto'))
+    .addOption(new Option('--from <region>', 'secondary: cross-region restore from the paired region\'s copy (GRS vaults with cross-region restore)').choices(['primary', 'secondary']))
     .option('--json', 'print the job as JSON')
-    .action(async (point: string, o: { target?: string; format?: RestoreFormat; disk: number[]; replace?: boolean; source: 'auto' | 'snapshot' | 'vault'; json?: boolean }) => {
+    .action(async (point: string, o: { target?: string; format?: RestoreFormat; disk: number[]; replace?: boolean; source: 'auto' | 'snapshot' | 'vault'; from?: 'primary' | 'secondary'; json?: boolean }) => {
       const { restoreVm } = await vmEngine();
       if (!o.target && !o.replace) throw new CoffreError('InvalidArgument', 'give --target DIR (restoring over the live disks needs --replace)');
       const { state, client } = await agentContext(g());
@@ -221,7 +222,8 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
       try {
         result = await restoreVm({
           client, keys: state.keySet, agentDir: agentDirOf(g()), pointId: point, ...(o.target ? { target: o.target } : {}),
-          ...(o.format ? { format: o.format } : {}), disks: o.disk, replace: o.replace ?? false, source: o.source, onProgress: (c) => bar.update(c),
+          ...(o.format ? { format: o.format } : {}), disks: o.disk, replace: o.replace ?? false, source: o.source,
+          ...(o.from === 'secondary' ? { from: 'secondary' as const } : {}), onProgress: (c) => bar.update(c),
         });
       } finally {
         bar.stop();

@@ -6,7 +6,19 @@ export type Operation = 'Backup' | 'Restore' | 'Verify' | 'Prune' | 'GarbageColl
 export type Consistency = 'app' | 'filesystem' | 'crash';
 export type PointKind = 'Scheduled' | 'OnDemand';
 
-export interface VaultInfo { id: string; name: string; subscription: string; redundancy: Redundancy; createdAt: string }
+export interface VaultInfo { id: string; name: string; subscription: string; redundancy: Redundancy; crossRegionRestore: boolean; createdAt: string }
+
+/** `coffre vault show`: a vault with the state of its copies. */
+export interface VaultDetails extends VaultInfo {
+  /** Redundancy can change until the first item is protected; then it is locked. */
+  redundancyLocked: boolean;
+  /** GRS: what is still to copy to the secondary region (zeros for LRS and ZRS). */
+  replication: { pendingObjects: number; pendingBytes: number; oldestPendingSeconds: number };
+  /** ZRS: copies a zone missed and still has to receive. */
+  zoneRepair: { pendingObjects: number; pendingBytes: number };
+  /** The stores holding the vault's copies. */
+  stores: { name: string; role: 'primary' | 'secondary' }[];
+}
 
 export interface ItemInfo { id: string; name: string; vault: string; machine: string; kind: string; policy: string; createdAt: string }
 
@@ -24,6 +36,17 @@ export interface PointInfo {
   retainUntil: string | null;
   files: number;
   bytes: number;
+  /** Database points only: Full, Differential or Log. */
+  backupType?: DbBackupType;
+  /** Log points: the first instant they make restorable, and the end of their range (exclusive). */
+  from?: string | null;
+  to?: string | null;
+  /** The Full a Differential is based on; the Full (or Differential) a Log point continues. */
+  basedOn?: string | null;
+  /** Database points: WAL and chain details. */
+  database?: DbPointMeta;
+  /** GRS: whether every object of the point is in the secondary region (false for LRS and ZRS vaults). */
+  replicated: boolean;
 }
 
 export interface JobProblem { code: string; message: string; path?: string }
@@ -89,7 +112,7 @@ export interface PolicyInfo { name: string; vault: string; items: string[]; poli
 /** What a retention change does: points it deletes, and expiries it moves. */
 export interface RetentionChange {
   deleted: { id: string; item: string; time: string; expiresAt: string }[];
-  changed: { id: string; item: string; time: string; from: string; to: string }[];
+  changed: { id: string; item: string; time: string; from: string; to: string; keptFor?: string[] }[];
 }
 
 // ---- access and protection ----
@@ -140,3 +163,30 @@ export interface AuditEntry {
 
 /** A built-in role and the semantic operations it permits. */
 export interface RoleDefinition { role: string; operations: string[] }
+export type DbBackupType = 'Full' | 'Differential' | 'Log';
+
+/**
+ * What the vault knows of a database point (PostgreSQL): the WAL it holds and where it sits in
+ * its chain. Times are the database server's clock (ISO 8601, UTC).
+ */
+export interface DbPointMeta {
+  type: DbBackupType;
+  timeline: number;
+  walSegmentSize: number;
+  /** WAL segment numbers the point holds, first and last (a base: its start to stop segment). */
+  firstSegment: number;
+  lastSegment: number;
+  /** Base backups: the backup's start and stop WAL positions ("X/Y"). */
+  startLsn: string | null;
+  stopLsn: string | null;
+  /** Base backups: when pg_backup_stop returned; the earliest instant the base restores to. */
+  consistentAt: string | null;
+  /** Differential: its Full. Log: the base its chain starts from. */
+  basedOn: string | null;
+  /** Log points: their restorable range [from, to). */
+  from: string | null;
+  to: string | null;
+}
+
+/** A continuous span of time a database can be restored to, to the second; `to` is exclusive. */
+export interface RestorableRange { from: string; to: string; timeline: number }

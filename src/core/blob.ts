@@ -3,7 +3,7 @@
  * codec are authenticated data, so a forged index or a swapped blob fails to open, and the
  * plaintext's keyed hash is checked again after decompression.
  */
-import { chunkId, open, openInto, SEAL_OVERHEAD, sealInto, type KeySet } from './crypto.js';
+import { chunkId, openInto, SEAL_OVERHEAD, sealInto, type KeySet } from './crypto.js';
 import { ChunkCompressor, ChunkDecompressor, Codec } from './compress.js';
 import { CoffreError } from './errors.js';
 

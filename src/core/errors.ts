@@ -62,6 +62,20 @@ export const ERROR_CODES = {
   // Raised by the client before any request: the server is not the one it pins (or not trusted).
   CertificateMismatch: 401,
   CertificateUntrusted: 401,
+  DatabaseNotReady: 412,
+  DatabaseUnreachable: 503,
+  TimeNotRestorable: 409,
+  ChainIncomplete: 409,
+  WalGap: 409,
+  WalOverlap: 409,
+  WalNotArchived: 504,
+  BackupInProgress: 409,
+  StorageFull: 507,
+  StorageUnavailable: 503,
+  StorageError: 502,
+  NotReplicated: 409,
+  CrossRegionRestoreDisabled: 409,
+  ConfigInvalid: 400,
   /** QEMU (QMP, NBD, qemu-img, qemu-nbd) refused or failed an operation on a VM's disks. */
   HypervisorError: 502,
   /** The VM's QEMU (its QMP or NBD socket) cannot be reached. */
@@ -99,7 +113,7 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 /** Exit codes scripts can rely on: 1 = operation failed, 2 = usage/argument error, 3 = auth/access. */
 export function exitCodeFor(code: ErrorCode): number {
   const status = ERROR_CODES[code];
-  if (code === 'InvalidArgument' || code === 'BadRequest' || code === 'InvalidPolicy' || code === 'PassphraseTooShort') return 2;
+  if (code === 'InvalidArgument' || code === 'BadRequest' || code === 'InvalidPolicy' || code === 'PassphraseTooShort' || code === 'ConfigInvalid') return 2;
   if (status === 401 || status === 403) return 3;
   return 1;
 }

@@ -137,3 +137,38 @@ export function readPack(data: Buffer): PackEntry[] {
   if (end !== footerStart) throw bad('bytes between blobs and footer');
   return entries;
 }
+
+/** Bytes at the end of a pack that say how long its footer is (entry count and magic). */
+export const PACK_TRAILER_BYTES = 8;
+
+/** The footer's length from a pack's last PACK_TRAILER_BYTES, to read it alone (index rebuilds). */
+export function packFooterLength(trailer: Buffer): number {
+  if (trailer.length !== PACK_TRAILER_BYTES || packKind(trailer) === null) throw new CoffreError('PackInvalid', 'pack rejected: no pack footer');
+  return trailer.readUInt32LE(0) * ENTRY_BYTES + PACK_TRAILER_BYTES;
+}
+
+/**
+ * The entries of a footer read on its own (`footer` is the pack's last packFooterLength bytes
+ * of a pack of `packSize` bytes). Blob checksums are not checked here: that needs the blobs.
+ */
+export function readPackFooter(footer: Buffer, packSize: number): PackEntry[] {
+  const count = (footer.length - PACK_TRAILER_BYTES) / ENTRY_BYTES;
+  const dataEnd = packSize - footer.length;
+  if (!Number.isInteger(count) || dataEnd < 0) throw new CoffreError('PackInvalid', 'pack rejected: footer larger than pack');
+  const entries: PackEntry[] = [];
+  let end = 0;
+  for (let i = 0; i < count; i++) {
+    const o = i * ENTRY_BYTES;
+    const entry: PackEntry = {
+      id: Buffer.from(footer.subarray(o, o + ID_BYTES)),
+      offset: footer.readUInt32LE(o + ID_BYTES),
+      length: footer.readUInt32LE(o + ID_BYTES + 4),
+      checksum: Buffer.from(footer.subarray(o + ID_BYTES + 8, o + ENTRY_BYTES)),
+    };
+    if (entry.offset !== end || entry.offset + entry.length > dataEnd) throw new CoffreError('PackInvalid', `pack rejected: blob ${i} lies outside the data area`);
+    end = entry.offset + entry.length;
+    entries.push(entry);
+  }
+  if (end !== dataEnd) throw new CoffreError('PackInvalid', 'pack rejected: bytes between blobs and footer');
+  return entries;
+}

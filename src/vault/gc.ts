@@ -23,6 +23,7 @@ import { packKey, refsKey, type DataContext } from './data.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { resolveVault } from './vaults.js';
 import { dropTrees, ReferenceGraph } from './references.js';
+import type { ObjectStore } from '../store/object-store.js';
 
 /** Packs with more than this share of dead bytes are rewritten. */
 export const REWRITE_DEAD_SHARE = 0.5;
@@ -39,12 +40,12 @@ export interface GcStats {
   bytesFreed: number;
 }
 
-async function liveSet(ctx: DataContext, containerId: string): Promise<Set<string> | null> {
+async function liveSet(ctx: DataContext, store: ObjectStore, containerId: string): Promise<Set<string> | null> {
   const points = await ctx.db.selectFrom('points').select('id').where('container_id', '=', containerId).execute();
   const lists: Buffer[] = [];
   for (const p of points) {
     try {
-      lists.push(await ctx.store.get(refsKey(p.id)));
+      lists.push(await store.get(refsKey(p.id)));
     } catch (e) {
       if (e instanceof CoffreError) return null;
       throw e;
@@ -59,9 +60,10 @@ async function backupRunning(ctx: DataContext, containerId: string): Promise<boo
   return row !== undefined;
 }
 
-async function collectContainer(ctx: DataContext, containerId: string, stats: GcStats): Promise<void> {
+async function collectContainer(ctx: DataContext, v: { id: string; redundancy: string }, containerId: string, stats: GcStats): Promise<void> {
+  const store = ctx.stores.forVault(v);
   if (await backupRunning(ctx, containerId)) { stats.containersSkipped.push(containerId); return; }
-  const live = await liveSet(ctx, containerId);
+  const live = await liveSet(ctx, store, containerId);
   if (!live) { stats.containersSkipped.push(containerId); return; }
   const blobs = await ctx.db.selectFrom('blobs').select(['id', 'pack_id', 'length']).where('container_id', '=', containerId).execute();
   const dead = blobs.filter((b) => !live.has(b.id));
@@ -88,11 +90,11 @@ async function collectContainer(ctx: DataContext, containerId: string, stats: Gc
     const size = Number(pack.size);
     if (rows.length === 0) {
       await ctx.db.deleteFrom('packs').where('id', '=', pack.id).execute();
-      await ctx.store.delete(packKey(containerId, pack.id));
+      await store.delete(packKey(containerId, pack.id));
       stats.packsDeleted++;
       stats.bytesFreed += size;
     } else if (size - liveBytes > size * REWRITE_DEAD_SHARE) {
-      stats.bytesFreed += await rewritePack(ctx, containerId, pack.id, size, rows);
+      stats.bytesFreed += await rewritePack(ctx, v, store, containerId, pack.id, size, rows);
       stats.packsRewritten++;
     }
   }
@@ -100,12 +102,12 @@ async function collectContainer(ctx: DataContext, containerId: string, stats: Gc
   // Orphans: packs stored but never indexed (an upload cut short), older than the grace period.
   const known = new Set((await ctx.db.selectFrom('packs').select('id').where('container_id', '=', containerId).execute()).map((p) => p.id));
   const cutoff = ctx.clock.now().getTime() - ORPHAN_GRACE_MS;
-  for await (const key of ctx.store.list(`packs/${containerId}`)) {
+  for await (const key of store.list(`packs/${containerId}`)) {
     const id = key.split('/').pop()!;
     if (known.has(id)) continue;
-    const st = await ctx.store.stat(key);
+    const st = await store.stat(key);
     if (st && st.mtime.getTime() < cutoff && !(await backupRunning(ctx, containerId))) {
-      await ctx.store.delete(key);
+      await store.delete(key);
       stats.orphansDeleted++;
       stats.bytesFreed += st.size;
     }
@@ -113,8 +115,8 @@ async function collectContainer(ctx: DataContext, containerId: string, stats: Gc
 }
 
 /** Copies the live blobs of a pack into a new pack (no key needed: blobs are opaque). */
-async function rewritePack(ctx: DataContext, containerId: string, packId: string, size: number, rows: { id: string; offset: number; length: number }[]): Promise<number> {
-  const data = await ctx.store.get(packKey(containerId, packId));
+async function rewritePack(ctx: DataContext, v: { id: string; redundancy: string }, store: ObjectStore, containerId: string, packId: string, size: number, rows: { id: string; offset: number; length: number }[]): Promise<number> {
+  const data = await store.get(packKey(containerId, packId));
   const entries = new Map(readPack(data).map((e) => [e.id.toString('hex'), e]));
   // A pack of tree pages stays one: its blobs carry the prefixes the index of references is rebuilt from.
   const writer = new PackWriter(packKind(data) ?? 'data');
@@ -125,8 +127,15 @@ async function rewritePack(ctx: DataContext, containerId: string, packId: string
   }
   const { data: fresh, entries: moved } = writer.finish();
   const newPack = newId(16);
-  await ctx.store.put(packKey(containerId, newPack), fresh);
+  await store.put(packKey(containerId, newPack), fresh);
+  // The moved chunks are not in the paired region until the new pack is: the container's
+  // points wait for it before they count as replicated again.
+  const seq = await ctx.stores.queue.watermark(v.id, ctx.stores.secondaryTargets(v.redundancy));
   await ctx.db.transaction().execute(async (tx) => {
+    if (seq > 0) {
+      const points = tx.selectFrom('points').select('id').where('container_id', '=', containerId);
+      await tx.updateTable('point_objects').set({ replication_seq: seq }).where('point_id', 'in', points).where('replication_seq', '<', seq).execute();
+    }
     await tx.insertInto('packs').values({ id: newPack, container_id: containerId, size: fresh.length, blob_count: moved.length, created_at: ctx.clock.now().toISOString() }).execute();
     for (const e of moved) {
       await tx.updateTable('blobs').set({ pack_id: newPack, offset: e.offset, length: e.length })
@@ -134,22 +143,22 @@ async function rewritePack(ctx: DataContext, containerId: string, packId: string
     }
     await tx.deleteFrom('packs').where('id', '=', packId).execute();
   });
-  await ctx.store.delete(packKey(containerId, packId));
+  await store.delete(packKey(containerId, packId));
   return size - fresh.length;
 }
 
 /** Point objects without a point (a backup that never committed), past the grace period. */
-async function collectPointOrphans(ctx: DataContext, stats: GcStats): Promise<void> {
+async function collectPointOrphans(ctx: DataContext, store: ObjectStore, stats: GcStats): Promise<void> {
   const cutoff = ctx.clock.now().getTime() - ORPHAN_GRACE_MS;
-  for await (const key of ctx.store.list('points')) {
+  for await (const key of store.list('points')) {
     const pointId = key.split('/')[1]!;
     const point = await ctx.db.selectFrom('points').select('id').where('id', '=', pointId).executeTakeFirst();
     if (point) continue;
     const job = await ctx.db.selectFrom('jobs').select('status').where('point_id', '=', pointId).where('operation', '=', 'Backup').executeTakeFirst();
     if (job?.status === 'InProgress') continue;
-    const st = await ctx.store.stat(key);
+    const st = await store.stat(key);
     if (st && st.mtime.getTime() < cutoff) {
-      await ctx.store.delete(key);
+      await store.delete(key);
       stats.orphansDeleted++;
       stats.bytesFreed += st.size;
     }
@@ -164,9 +173,9 @@ export async function collectGarbage(ctx: DataContext, p: Principal, vault?: str
     const containers = await ctx.db.selectFrom('containers').select('id').where('vault_id', '=', v.id).execute();
     for (const c of containers) {
       stats.containers++;
-      await collectContainer(ctx, c.id, stats);
+      await collectContainer(ctx, v, c.id, stats);
     }
-    await collectPointOrphans(ctx, stats);
+    await collectPointOrphans(ctx, ctx.stores.forVault(v), stats);
   } catch (e) {
     await finishJob(ctx, jobId, { status: 'Failed', errors: [{ code: e instanceof CoffreError ? e.code : 'Internal', message: (e as Error).message }], details: { ...stats } });
     return describeJob(ctx, jobId);

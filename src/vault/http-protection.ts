@@ -19,7 +19,7 @@ import { principalOf, type RouteAuth } from './route-auth.js';
 import type { targets } from './route-targets.js';
 import { ROLE_NAMES, ROLE_OPERATIONS, ROLES } from './roles.js';
 import { describeSecurity } from './security-settings.js';
-import { deleteVault, listMachines, setRedundancy, unregisterMachine } from './teardown.js';
+import { deleteVault, listMachines, unregisterMachine } from './teardown.js';
 import { setSecurity } from './vault-security.js';
 import { resolveVault } from './vaults.js';
 
@@ -51,7 +51,7 @@ export function registerProtectionRoutes(app: FastifyInstance, ctx: DataContext,
   app.get('/v1/roles', auth('view', t.filtered), async (): Promise<RoleDefinition[]> =>
     ROLE_NAMES.map((role) => ({ role, operations: Object.keys(ROLE_OPERATIONS).filter((op) => ROLES[role].has(op as keyof typeof ROLE_OPERATIONS)) })));
 
-  // Vaults: delete, security settings, redundancy, machines.
+  // Vaults: delete, security settings, machines (redundancy: storage-http.ts).
   app.delete('/v1/vaults/:vault', auth('vault.delete', t.vault('params')), async (req) => deleteVault(ctx, principalOf(req), await vaultOf(req)));
   app.get('/v1/vaults/:vault/security', auth('view', t.vault('params')), async (req) => describeSecurity(ctx.db, await vaultOf(req)));
   app.put('/v1/vaults/:vault/security', auth('security.write', t.vault('params')), async (req) => {
@@ -61,10 +61,6 @@ export function registerProtectionRoutes(app: FastifyInstance, ctx: DataContext,
     }).strict(), req.body);
     const change = Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
     return setSecurity(ctx, principalOf(req), await vaultOf(req), change, guardRequest(req));
-  });
-  app.put('/v1/vaults/:vault/redundancy', auth('redundancy.write', t.vault('params')), async (req) => {
-    const body = parse(z.object({ redundancy: z.enum(['LRS', 'ZRS', 'GRS']) }), req.body);
-    return setRedundancy(ctx, principalOf(req), await vaultOf(req), body.redundancy);
   });
   app.get('/v1/vaults/:vault/machines', auth('view', t.vault('params')), async (req) => listMachines(ctx, principalOf(req), await vaultOf(req)));
   app.delete('/v1/vaults/:vault/machines/:machine', auth('machine.unregister', t.vault('params')), async (req) =>

@@ -11,7 +11,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { VaultStores } from './vault-stores.js';
+import { readFrom, registerStorageRoutes } from './storage-http.js';
 import type { Principal } from './access.js';
 import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
 import { targets } from './route-targets.js';
@@ -25,9 +26,10 @@ import * as policies from './policies.js';
 import { collectGarbage } from './gc.js';
 import { claimRun, dueRuns } from './scheduler.js';
 import { GUARD_REQUEST_HEADER } from './guard.js';
+import { registerDbRoutes } from './db-http.js';
 
 export interface ApiContext {
-  db: Kysely<Database>; store: ObjectStore; clock: Clock;
+  db: Kysely<Database>; stores: VaultStores; clock: Clock;
   /**
    * The certificate fingerprint vault credentials carry for agents to pin: the self-signed
    * certificate's. Null for an operator's certificate (trusted through its CA, and renewed
@@ -94,7 +96,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   app.get('/v1/health', auth('public'), async () => ({ status: 'ok' }));
 
   app.post('/v1/vaults', auth('vault.create', t.newVault), async (req) => {
-    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional() }), req.body);
+    const body = parse(z.object({ name: z.string(), subscription: z.string().optional(), redundancy: z.enum(['LRS', 'ZRS', 'GRS']).optional(), crossRegionRestore: z.boolean().optional() }), req.body);
     return vaults.createVault(ctx, await who(req), body);
   });
   app.get('/v1/vaults', auth('view', t.filtered), async (req) => vaults.listVaults(ctx, await who(req)));
@@ -129,7 +131,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
       throw new CoffreError('BadRequest', 'offset and length must be non-negative integers');
     }
     reply.type('application/octet-stream');
-    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range);
+    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range, { from: readFrom(q.from), ...(q.job ? { jobId: q.job } : {}) });
   });
 
   app.post('/v1/backups', auth('backup.upload', t.ownVault), async (req) => {
@@ -157,11 +159,11 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   });
   app.get('/v1/points/:point', auth('view', t.point()), async (req) => {
     const p = await who(req);
-    const row = await data.findPoint(ctx, p, params(req).point!);
+    const row = await data.pointForRead(ctx, p, params(req).point!, readFrom(query(req).from));
     return { ...(await data.describePoint(ctx, row.id)), containerId: row.container_id };
   });
   app.get('/v1/points/:point/manifest', auth('restore', t.point()), async (req, reply) => {
-    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!);
+    const { manifest } = await data.getManifest(ctx, await who(req), params(req).point!, readFrom(query(req).from));
     reply.type('application/octet-stream');
     return manifest;
   });
@@ -204,9 +206,10 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
     });
     return describeJob(ctx, job.id);
   });
-  app.post('/v1/verify', auth('view', t.vault('body')), async (req) => {
-    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional() }), req.body ?? {});
-    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}) });
+  // A repair writes missing and damaged copies back: more than viewing, it is the vault's redundancy at work.
+  app.post('/v1/verify', { config: { auth: { op: 'view', target: t.vault('body'), chooseOp: (req: FastifyRequest) => ((req.body as { repair?: unknown } | null)?.repair === true ? 'redundancy.write' : 'view') } } }, async (req) => {
+    const body = parse(z.object({ vault: z.string().optional(), item: z.string().optional(), repair: z.boolean().optional() }), req.body ?? {});
+    return verify(ctx, await who(req), { ...(body.vault ? { vault: body.vault } : {}), ...(body.item ? { item: body.item } : {}), repair: body.repair ?? false });
   });
 
   app.get('/v1/policies', auth('view', t.vault('query')), async (req) => policies.listPolicies(ctx, await who(req), query(req).vault));
@@ -234,12 +237,16 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   });
   app.get('/v1/agent/due', auth('schedule.poll', t.ownVault), async (req) => dueRuns(ctx, await who(req)));
   app.post('/v1/agent/claim', auth('schedule.poll', t.ownVault, false), async (req) => {
-    const body = parse(z.object({ item: z.string(), scheduledAt: z.string().datetime(), onDemand: z.boolean().optional() }), req.body);
-    await claimRun(ctx, await who(req), body.item, body.scheduledAt, body.onDemand ?? false);
+    const body = parse(z.object({
+      item: z.string(), scheduledAt: z.string().datetime(), onDemand: z.boolean().optional(), backupType: z.enum(['Full', 'Differential', 'Log']).optional(),
+    }), req.body);
+    await claimRun(ctx, await who(req), body.item, body.scheduledAt, { onDemand: body.onDemand ?? false, ...(body.backupType ? { backupType: body.backupType } : {}) });
     return { ok: true };
   });
 
   registerProtectionRoutes(app, ctx, { auth, t, parse, guardRequest });
+  registerDbRoutes(app, ctx, who, { auth, t });
+  registerStorageRoutes(app, ctx, who, { auth, t });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

@@ -17,6 +17,7 @@ import { validatePolicy } from '../policy/policy.js';
 import { principalName, SYSTEM, type Principal } from './access.js';
 import { recordAudit } from './audit.js';
 import { manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
+import { itemRecordKey, pointRecordKey } from './records.js';
 import { collectGarbage } from './gc.js';
 import { itemState, setItemState } from './item-state.js';
 import { pruneVault, retentionChange, shortens } from './policies.js';
@@ -49,10 +50,22 @@ async function target(ctx: DataContext, p: Principal, vaultName: string | undefi
   return { vault, item: await findItem(ctx, p, itemName, vault.id) };
 }
 
+function chunked<T>(all: readonly T[], size = 400): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < all.length; i += size) out.push(all.slice(i, i + size));
+  return out;
+}
+
 /** Removes an item and its points for good; their chunks go at the next garbage collection. */
 export async function purgeItem(ctx: DataContext, itemId: string): Promise<number> {
   const points = await ctx.db.selectFrom('points').select('id').where('item_id', '=', itemId).execute();
+  const { vault_id: vaultId } = await ctx.db.selectFrom('items').select('vault_id').where('id', '=', itemId).executeTakeFirstOrThrow();
+  const store = await ctx.stores.byId(vaultId);
   await ctx.db.transaction().execute(async (tx) => {
+    for (const group of chunked(points.map((pt) => pt.id))) {
+      await tx.deleteFrom('db_points').where('point_id', 'in', group).execute();
+      await tx.deleteFrom('point_objects').where('point_id', 'in', group).execute();
+    }
     await tx.deleteFrom('points').where('item_id', '=', itemId).execute();
     await tx.deleteFrom('schedules').where('item_id', '=', itemId).execute();
     await tx.deleteFrom('backup_requests').where('item_id', '=', itemId).execute();
@@ -60,9 +73,12 @@ export async function purgeItem(ctx: DataContext, itemId: string): Promise<numbe
     await tx.deleteFrom('items').where('id', '=', itemId).execute();
   });
   // Catalog first: the points stop existing in one step; their objects follow (GC removes any left by a crash).
+  // Records first: what has no record is not brought back by a recovery from the stores.
+  await store.delete(itemRecordKey(itemId));
   for (const pt of points) {
-    await ctx.store.delete(manifestKey(pt.id));
-    await ctx.store.delete(refsKey(pt.id));
+    await store.delete(pointRecordKey(pt.id));
+    await store.delete(manifestKey(pt.id));
+    await store.delete(refsKey(pt.id));
   }
   return points.length;
 }

@@ -5,11 +5,10 @@
  */
 import type { Selectable } from 'kysely';
 import type { PolicyRow } from '../catalog/schema.js';
-import type { JobInfo, PointKind, PolicyInfo as ApiPolicyInfo, RetentionChange } from '../core/api.js';
+import type { JobInfo, PolicyInfo as ApiPolicyInfo, RetentionChange } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { validatePolicy, type Policy } from '../policy/policy.js';
-import { evaluateRetention } from '../policy/retention.js';
+import { isDbPolicy, validateAnyPolicy, type AnyPolicy } from '../policy/db-policy.js';
 import type { Principal } from './access.js';
 import { expiriesUnder, manifestKey, refreshExpiries, refsKey, type DataContext } from './data.js';
 import { itemState, type ProtectionState } from './item-state.js';
@@ -17,8 +16,9 @@ import { checkCritical } from './protection-rules.js';
 import { createJob, describeJob, finishJob } from './jobs.js';
 import { findItem, resolveVault } from './vaults.js';
 import { collectGarbage } from './gc.js';
+import { pointRecordKey, writeItemRecord, writePolicyRecord } from './records.js';
 
-export interface PolicyInfo extends ApiPolicyInfo { policy: Policy }
+export interface PolicyInfo extends ApiPolicyInfo { policy: AnyPolicy }
 
 async function policyRow(ctx: DataContext, vaultId: string, name: string): Promise<Selectable<PolicyRow>> {
   const row = await ctx.db.selectFrom('policies').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst();
@@ -28,12 +28,12 @@ async function policyRow(ctx: DataContext, vaultId: string, name: string): Promi
 
 async function describe(ctx: DataContext, row: Selectable<PolicyRow>, vaultName: string): Promise<PolicyInfo> {
   const items = await ctx.db.selectFrom('items').select('name').where('policy_id', '=', row.id).orderBy('name').execute();
-  return { name: row.name, vault: vaultName, items: items.map((i) => i.name), policy: validatePolicy(JSON.parse(row.body)), updatedAt: row.updated_at };
+  return { name: row.name, vault: vaultName, items: items.map((i) => i.name), policy: validateAnyPolicy(JSON.parse(row.body)), updatedAt: row.updated_at };
 }
 
-function named(body: unknown, name: string): Policy {
+function named(body: unknown, name: string): AnyPolicy {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CoffreError('InvalidPolicy', 'a policy is a JSON object');
-  return validatePolicy({ ...(body as Record<string, unknown>), name });
+  return validateAnyPolicy({ ...(body as Record<string, unknown>), name });
 }
 
 export async function createPolicy(ctx: DataContext, p: Principal, vault: string | undefined, name: string, body: unknown): Promise<PolicyInfo> {
@@ -41,7 +41,9 @@ export async function createPolicy(ctx: DataContext, p: Principal, vault: string
   const policy = named(body, name);
   const exists = await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', v.id).where('name', '=', name).executeTakeFirst();
   if (exists) throw new CoffreError('PolicyExists', `policy ${name} already exists; change it with \`coffre policy set\``);
-  await ctx.db.insertInto('policies').values({ id: newId(), vault_id: v.id, name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).execute();
+  const id = newId();
+  await ctx.db.insertInto('policies').values({ id, vault_id: v.id, name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).execute();
+  await writePolicyRecord(ctx, id);
   return describe(ctx, await policyRow(ctx, v.id, name), v.name);
 }
 
@@ -60,7 +62,7 @@ export async function showPolicy(ctx: DataContext, p: Principal, vault: string |
  * What evaluating `policy` (in `stateFor`, by default each item's own state) instead of each
  * item's stored expiries would do to the items' points.
  */
-export async function retentionChange(ctx: DataContext, itemIds: string[], policyFor: (itemId: string) => Policy, stateFor?: (itemId: string) => ProtectionState): Promise<RetentionChange> {
+export async function retentionChange(ctx: DataContext, itemIds: string[], policyFor: (itemId: string) => AnyPolicy, stateFor?: (itemId: string) => ProtectionState): Promise<RetentionChange> {
   const now = ctx.clock.now().toISOString();
   const out: RetentionChange = { deleted: [], changed: [] };
   for (const itemId of itemIds) {
@@ -69,11 +71,25 @@ export async function retentionChange(ctx: DataContext, itemIds: string[], polic
     for (const pt of await expiriesUnder(ctx, itemId, policyFor(itemId), state)) {
       const liveBefore = pt.stored > now;
       const keep = pt.expiresAt > now;
+      // A database point kept past its own rule says which kept points need it.
+      const keptFor = pt.keptFor?.length ? { keptFor: pt.keptFor } : {};
       if (liveBefore && !keep) out.deleted.push({ id: pt.id, item: item.name, time: pt.time, expiresAt: pt.expiresAt });
-      else if (keep && pt.expiresAt !== pt.stored) out.changed.push({ id: pt.id, item: item.name, time: pt.time, from: pt.stored, to: pt.expiresAt });
+      else if (keep && (pt.expiresAt !== pt.stored || pt.keptFor?.length)) out.changed.push({ id: pt.id, item: item.name, time: pt.time, from: pt.stored, to: pt.expiresAt, ...keptFor });
     }
   }
   return out;
+}
+
+/** A database policy governs database items only, and the other kind the others. */
+async function checkKinds(ctx: DataContext, policy: AnyPolicy, itemIds: string[]): Promise<void> {
+  for (const id of itemIds) {
+    const item = await ctx.db.selectFrom('items').select(['name', 'kind']).where('id', '=', id).executeTakeFirstOrThrow();
+    if ((item.kind === 'PostgreSQL') !== isDbPolicy(policy)) {
+      throw new CoffreError('InvalidPolicy', isDbPolicy(policy)
+        ? `policy ${policy.name} is a database policy; item ${item.name} holds ${item.kind} backups: give it a file/VM policy`
+        : `policy ${policy.name} is not a database policy; item ${item.name} is a PostgreSQL database: give it a policy with "workload": "PostgreSQL"`);
+    }
+  }
 }
 
 /** A change shortens a retention when it deletes a live point or brings any expiry closer. */
@@ -86,12 +102,14 @@ export async function setPolicy(ctx: DataContext, p: Principal, vault: string | 
   const row = await policyRow(ctx, v.id, name);
   const policy = named(body, name);
   const items = (await ctx.db.selectFrom('items').select('id').where('policy_id', '=', row.id).execute()).map((i) => i.id);
+  await checkKinds(ctx, policy, items);
   const change = await retentionChange(ctx, items, () => policy);
   if (dryRun) return { policy: { ...(await describe(ctx, row, v.name)), policy }, change, prune: null };
   if (shortens(change)) {
     await checkCritical(ctx, p, v, { kind: 'shortenRetention', target: `policy ${name} of vault ${v.name}`, params: { policy: row.id, body: policy }, requestId });
   }
   await ctx.db.updateTable('policies').set({ body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() }).where('id', '=', row.id).execute();
+  await writePolicyRecord(ctx, row.id);
   for (const id of items) await refreshExpiries(ctx, id);
   const prune = await pruneVault(ctx, p, v.id);
   const gc = await collectGarbage(ctx, p, v.id);
@@ -102,12 +120,15 @@ export async function assignPolicy(ctx: DataContext, p: Principal, vault: string
   const v = await resolveVault(ctx, p, vault);
   const row = await policyRow(ctx, v.id, name);
   const item = await findItem(ctx, p, itemName, v.id);
-  const change = await retentionChange(ctx, [item.id], () => validatePolicy(JSON.parse(row.body)));
+  const policy = validateAnyPolicy(JSON.parse(row.body));
+  await checkKinds(ctx, policy, [item.id]);
+  const change = await retentionChange(ctx, [item.id], () => policy);
   // Moving an item to a policy that keeps its points less long is modifying its retention.
   if (shortens(change)) {
     await checkCritical(ctx, p, v, { kind: 'shortenRetention', alsoRequires: 'policy.write', target: `item ${item.name} of vault ${v.name} (to policy ${name})`, params: { item: item.id, policy: row.id }, requestId });
   }
   await ctx.db.updateTable('items').set({ policy_id: row.id }).where('id', '=', item.id).execute();
+  await writeItemRecord(ctx, item.id);
   await refreshExpiries(ctx, item.id);
   const prune = await pruneVault(ctx, p, v.id);
   const gc = await collectGarbage(ctx, p, v.id);
@@ -125,10 +146,17 @@ export async function pruneVault(ctx: DataContext, p: Principal, vault?: string)
   for (const item of items) await refreshExpiries(ctx, item.id);
   const now = ctx.clock.now().toISOString();
   const expired = await ctx.db.selectFrom('points').select(['id', 'bytes']).where('vault_id', '=', v.id).where('expires_at', '<=', now).execute();
+  const store = ctx.stores.forVault(v);
   for (const pt of expired) {
-    await ctx.db.deleteFrom('points').where('id', '=', pt.id).execute();
-    await ctx.store.delete(manifestKey(pt.id));
-    await ctx.store.delete(refsKey(pt.id));
+    await ctx.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('points').where('id', '=', pt.id).execute();
+      await tx.deleteFrom('db_points').where('point_id', '=', pt.id).execute();
+      await tx.deleteFrom('point_objects').where('point_id', '=', pt.id).execute();
+    });
+    // The record first: a point whose record is gone is not brought back by a recovery.
+    await store.delete(pointRecordKey(pt.id));
+    await store.delete(manifestKey(pt.id));
+    await store.delete(refsKey(pt.id));
   }
   await finishJob(ctx, jobId, { status: 'Completed', details: { pointsDeleted: expired.map((e) => e.id) }, counters: { filesChanged: expired.length } });
   return describeJob(ctx, jobId);

@@ -11,7 +11,7 @@ import { findPoint, type DataContext } from './data.js';
 import { requestVault } from './guard.js';
 import type { TargetResolver } from './route-auth.js';
 import { formatScope, parseScope, vaultScope } from './roles.js';
-import { checkName, resolveVault } from './vaults.js';
+import { checkName, findItem, resolveVault } from './vaults.js';
 
 export type TargetContext = DataContext;
 
@@ -74,6 +74,13 @@ export function targets(ctx: TargetContext) {
     return vaultTarget(ctx, row.vault_id, row.container_id ?? undefined);
   };
 
+  /** A protected item by name (params), in the vault named by the query, or the caller's. */
+  const item = (param = 'item'): TargetResolver => async (req, p) => {
+    const vaultName = field(req, 'query', 'vault');
+    const row = await findItem(ctx, p, field(req, 'params', param) ?? '', vaultName ? (await resolveVault(ctx, p, vaultName)).id : undefined);
+    return vaultTarget(ctx, row.vault_id, row.container_id);
+  };
+
   /** The vault of a guard request. */
   const guardRequest = (param = 'id'): TargetResolver => async (req) => {
     const id = field(req, 'params', param) ?? '';
@@ -89,5 +96,5 @@ export function targets(ctx: TargetContext) {
     return { scope: formatScope(parseScope(scope)) };
   };
 
-  return { root, filtered, vault, vaultOrFiltered, newVault, ownVault, container, point, job, guardRequest, assignmentScope };
+  return { root, filtered, vault, vaultOrFiltered, newVault, ownVault, container, point, job, item, guardRequest, assignmentScope };
 }

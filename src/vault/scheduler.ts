@@ -8,7 +8,10 @@ import type { Database } from '../catalog/schema.js';
 import type { FileSource } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
-import { validatePolicy, type Policy } from '../policy/policy.js';
+import type { Policy } from '../policy/policy.js';
+import { isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
+import type { DbBackupType } from '../core/api.js';
+import { claimDbRun, reconcileDb, type DbDueRun } from './db-scheduler.js';
 import { nextRuns } from '../policy/schedule.js';
 import type { Principal } from './access.js';
 import { createJob, finishJob } from './jobs.js';
@@ -17,20 +20,24 @@ import { createJob, finishJob } from './jobs.js';
 export const RUN_WINDOW_MS = 4 * 60 * 60 * 1000;
 
 /** What a scheduled run backs up: folders (file agent) or a protected VM, configured on the machine. */
-export type BackupSource = FileSource | { vm: string };
+export type BackupSource = FileSource | { vm: string } | { db: string };
 export interface DueRun {
-  item: string; scheduledAt: string; source: BackupSource;
+  item: string; scheduledAt: string; source: BackupSource | DbDueRun['source'];
   /** Set when a principal asked for this backup now: it makes an on-demand point kept until then. */
   onDemand?: { retainUntil: string };
 }
 
 interface SchedulerContext { db: Kysely<Database>; clock: Clock }
 
-/** Remembers what an item backs up, so the daemon can run it on schedule. */
-export async function rememberSource(ctx: SchedulerContext, itemId: string, source: BackupSource): Promise<void> {
+/** Remembers what an item backs up, so the daemon can run it on schedule; says whether that changed. */
+export async function rememberSource(ctx: SchedulerContext, itemId: string, source: BackupSource): Promise<boolean> {
   const now = ctx.clock.now().toISOString();
-  await ctx.db.insertInto('schedules').values({ item_id: itemId, source: JSON.stringify(source), last_run: now })
-    .onConflict((oc) => oc.column('item_id').doUpdateSet({ source: JSON.stringify(source) })).execute();
+  const text = JSON.stringify(source);
+  const before = await ctx.db.selectFrom('schedules').select('source').where('item_id', '=', itemId).executeTakeFirst();
+  if (before?.source === text) return false;
+  await ctx.db.insertInto('schedules').values({ item_id: itemId, source: text, last_run: now })
+    .onConflict((oc) => oc.column('item_id').doUpdateSet({ source: text })).execute();
+  return true;
 }
 
 /** Scheduled runs after `after` up to `until`, in order. */
@@ -71,7 +78,11 @@ export async function reconcile(ctx: SchedulerContext, containerId?: string): Pr
   const now = ctx.clock.now();
   const due = new Map<string, DueRun & { containerId: string }>();
   for (const row of await scheduledItems(ctx, containerId)) {
-    const policy = validatePolicy(JSON.parse(row.body));
+    const policy = validateAnyPolicy(JSON.parse(row.body));
+    if (isDbPolicy(policy)) {
+      for (const run of await reconcileDb(ctx, row, policy, RUN_WINDOW_MS)) due.set(`${row.itemId}:${run.source.backupType}`, { ...run, containerId: row.containerId });
+      continue;
+    }
     const runs = runsBetween(policy, new Date(row.lastRun ?? row.createdAt), now);
     if (runs.length === 0) continue;
     const last = runs[runs.length - 1]!;
@@ -102,7 +113,9 @@ export async function dueRuns(ctx: SchedulerContext, p: Principal): Promise<DueR
 }
 
 /** An agent takes a due run; a run is handed out once. */
-export async function claimRun(ctx: SchedulerContext, p: Principal, item: string, scheduledAt: string, onDemand = false): Promise<void> {
+export async function claimRun(ctx: SchedulerContext, p: Principal, item: string, scheduledAt: string, run: { onDemand?: boolean; backupType?: DbBackupType } = {}): Promise<void> {
+  if (run.backupType) return claimDbRun(ctx, p, item, scheduledAt, run.backupType);
+  const onDemand = run.onDemand ?? false;
   if (p.kind !== 'agent') throw new CoffreError('Forbidden', 'only a registered agent claims scheduled backups');
   if (onDemand) {
     const own = await ctx.db.selectFrom('items').select('id').where('name', '=', item).where('container_id', '=', p.containerId).executeTakeFirst();

@@ -1,8 +1,12 @@
 /**
- * Starts a vault server on the embedded default: one data folder with the store and the SQLite
- * catalog, served over HTTPS (the data folder's self-signed certificate unless one is given;
- * plain HTTP only when asked for, on loopback). It writes `server.json` beside the admin token
- * so that the CLI in the same folder finds the address and the certificate's fingerprint.
+ * Starts a vault server: the catalog (SQLite) in the data folder, the stores of its regions
+ * and zones (a configuration file, or the embedded default under the data folder), the
+ * replicator that makes their queued copies, and the HTTP API, served over HTTPS (the data
+ * folder's self-signed certificate unless one is given; plain HTTP only when asked for, on
+ * loopback). A data folder of an earlier version is upgraded on the way (legacy-store.ts);
+ * `recoverFrom` first rebuilds the catalog of an empty data folder from one region's stores
+ * (recovery.ts). It writes `server.json` beside the admin token so that the CLI in the same
+ * folder finds the address and the certificate's fingerprint.
  */
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -12,7 +16,13 @@ import type { Database } from '../catalog/schema.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
-import { LocalFolderStore } from '../store/local-folder.js';
+import type { CopyRole } from '../store/copies.js';
+import { Topology } from '../store/topology.js';
+import { defaultTopology, loadConfig, type ServerConfig } from './config.js';
+import { LEGACY_STORE_DIR, migrateLegacyStore } from './legacy-store.js';
+import { recoverCatalog, type RecoveryReport } from './recovery.js';
+import { VaultStores } from './vault-stores.js';
+import { existsSync } from 'node:fs';
 import { buildApi } from './http.js';
 import { ensureAdminPrincipal } from './access.js';
 import { isLoopback, loadTlsIdentity } from './tls.js';
@@ -31,8 +41,13 @@ export interface RunningServer {
   /** SHA-256 fingerprint of the served certificate; null over plain HTTP. */
   fingerprint: string | null;
   db: Kysely<Database>;
+  stores: VaultStores;
+  /** What a recovery (`recoverFrom`) brought back. */
+  recovery: RecoveryReport | null;
   /** What the vault runs on its own every minute: missed schedules, daily prune and GC. */
   maintain(): Promise<void>;
+  /** Makes every queued copy now (retry delays ignored); resolves with the number that failed. */
+  drainReplication(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -63,6 +78,12 @@ export interface ServerOptions {
   dataDir?: string;
   listen?: string;
   clock?: Clock;
+  /** A configuration file (YAML or JSON), or its parsed form. */
+  configFile?: string;
+  config?: ServerConfig;
+  /** Rebuild the catalog of an empty data folder from this region's stores first. */
+  recoverFrom?: CopyRole;
+  log?: (line: string) => void;
   /** A certificate and key of the operator's (PEM files); without them a self-signed pair in the data folder. */
   tlsCert?: string;
   tlsKey?: string;
@@ -71,25 +92,50 @@ export interface ServerOptions {
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
-  const dataDir = resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
-  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+  const config = opts.config ?? (opts.configFile ? loadConfig(opts.configFile) : undefined);
+  const dataDir = resolve(opts.dataDir ?? config?.data ?? DEFAULT_DATA_DIR);
+  const { host, port } = parseListen(opts.listen ?? config?.listen ?? DEFAULT_LISTEN);
   if (opts.insecureHttp && !isLoopback(host)) {
     throw new CoffreError('InvalidArgument', `--insecure-http is for loopback addresses only (127.0.0.1, ::1, localhost), not ${host}: anything else must travel over TLS`);
   }
   if (opts.insecureHttp && (opts.tlsCert || opts.tlsKey)) throw new CoffreError('InvalidArgument', '--insecure-http and --tls-cert/--tls-key exclude each other');
-  await mkdir(join(dataDir, 'store'), { recursive: true, mode: 0o700 });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const catalogFile = join(dataDir, 'catalog.sqlite');
+  if (opts.recoverFrom && existsSync(catalogFile)) {
+    throw new CoffreError('InvalidArgument', `--recover-from needs an empty data folder, and ${dataDir} already has a catalog: give another --data folder`);
+  }
+  const topology = Topology.open(config?.topology ?? defaultTopology(dataDir));
+  try {
+    // A store that cannot be reached now gets its copies when it is back (queued, or by verify --repair).
+    for (const f of await topology.create()) log(`store ${f.store} is not available at start: ${f.error.message}`);
+  } catch (e) {
+    topology.close();
+    throw e;
+  }
   const tls = opts.insecureHttp ? null : await loadTlsIdentity(dataDir, { host, ...(opts.tlsCert ? { certFile: opts.tlsCert } : {}), ...(opts.tlsKey ? { keyFile: opts.tlsKey } : {}) });
   const token = await adminToken(dataDir);
-  const db = await openSqliteCatalog(join(dataDir, 'catalog.sqlite'));
+  const db = await openSqliteCatalog(catalogFile);
   const clock = opts.clock ?? systemClock;
   await ensureAdminPrincipal(db, token, clock.now().toISOString());
-  const store = new LocalFolderStore(join(dataDir, 'store'));
+  const stores = new VaultStores(topology, db, clock);
+  const ctx: DataContext = { db, stores, clock };
+  let recovery: RecoveryReport | null = null;
+  try {
+    if (opts.recoverFrom) recovery = await recoverCatalog(ctx, opts.recoverFrom, log);
+    await migrateLegacyStore(ctx, join(dataDir, LEGACY_STORE_DIR), log);
+  } catch (e) {
+    await db.destroy();
+    topology.close();
+    throw e;
+  }
   const fingerprint = tls?.fingerprint ?? null;
   let app;
   try {
-    app = buildApi({ db, store, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
   } catch (e) {
     await db.destroy();
+    topology.close();
     const code = (e as NodeJS.ErrnoException).code;
     // A key that does not match its certificate, or files that are not PEM, fail here.
     if (code?.startsWith('ERR_OSSL') || /PEM|key values mismatch/i.test((e as Error).message)) {
@@ -101,13 +147,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await app.listen({ host, port });
   } catch (e) {
     await db.destroy();
+    topology.close();
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new CoffreError('InvalidArgument', `${host}:${port} is already in use: is another coffre server running? choose another with --listen`);
     throw e;
   }
+  stores.start();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  const ctx: DataContext = { db, store, clock };
   let running: Promise<void> | null = null;
   const maintain = async () => {
     // One maintenance pass at a time; a tick that finds one running waits for it.
@@ -121,11 +168,13 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   // Not secret (the fingerprint is public by nature); lets `coffre` beside it connect without flags.
   await writeFile(join(dataDir, SERVER_INFO_FILE), JSON.stringify({ url, fingerprint }, null, 2) + '\n', { mode: 0o644 });
   return {
-    url, dataDir, adminToken: token, db, maintain, fingerprint,
+    url, dataDir, adminToken: token, db, stores, recovery, maintain, fingerprint,
+    drainReplication: () => stores.replicator.drain(),
     async close() {
       clearInterval(timer);
       await running?.catch(() => undefined);
       await app.close();
+      await stores.stop();
       await db.destroy();
     },
   };

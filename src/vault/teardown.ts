@@ -6,12 +6,12 @@
  */
 import type { Selectable } from 'kysely';
 import type { VaultRow } from '../catalog/schema.js';
-import type { MachineInfo, Redundancy, VaultInfo } from '../core/api.js';
+import type { MachineInfo } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
 import type { Principal } from './access.js';
 import { packKey, type DataContext } from './data.js';
 import { vaultScope } from './roles.js';
-import { vaultInfo } from './vaults.js';
+import { containerRecordKey } from './records.js';
 
 
 export async function listMachines(ctx: DataContext, _p: Principal, vault: Selectable<VaultRow>): Promise<MachineInfo[]> {
@@ -36,12 +36,15 @@ export async function unregisterMachine(ctx: DataContext, _p: Principal, vault: 
   // The key stops working first; then the index, then the objects (a crash leaves only orphans).
   await ctx.db.transaction().execute(async (tx) => {
     await tx.deleteFrom('agent_keys').where('container_id', '=', c.id).execute();
+    await tx.deleteFrom('trees').where('container_id', '=', c.id).execute();
     await tx.deleteFrom('blobs').where('container_id', '=', c.id).execute();
     await tx.deleteFrom('packs').where('container_id', '=', c.id).execute();
     await tx.deleteFrom('containers').where('id', '=', c.id).execute();
   });
-  for (const pk of packs) await ctx.store.delete(packKey(c.id, pk.id));
-  for await (const key of ctx.store.list(`packs/${c.id}`)) await ctx.store.delete(key);
+  const store = ctx.stores.forVault(vault);
+  await store.delete(containerRecordKey(c.id));
+  for (const pk of packs) await store.delete(packKey(c.id, pk.id));
+  for await (const key of store.list(`packs/${c.id}`)) await store.delete(key);
   return { machine: c.name, vault: vault.name, packsDeleted: packs.length };
 }
 
@@ -52,21 +55,18 @@ export async function deleteVault(ctx: DataContext, _p: Principal, vault: Select
     throw new CoffreError('VaultNotEmpty', `vault ${vault.name} still holds ${Number(items.n)} item(s) (soft-deleted ones included) and ${Number(machines.n)} machine(s): stop protection with --delete-data, wait for the purge, unregister the machines, then delete it`);
   }
   await ctx.db.transaction().execute(async (tx) => {
-    for (const table of ['credentials', 'policies', 'maintenance', 'vault_security', 'guard_requests', 'jobs'] as const) {
+    for (const table of ['credentials', 'policies', 'maintenance', 'vault_security', 'guard_requests', 'jobs', 'vault_storage'] as const) {
       await tx.deleteFrom(table).where('vault_id', '=', vault.id).execute();
     }
     // A vault created later under the same name must not inherit this one's grants.
     await tx.deleteFrom('role_assignments').where('scope', '=', vaultScope(vault.subscription, vault.name)).execute();
     await tx.deleteFrom('vaults').where('id', '=', vault.id).execute();
   });
+  // The catalog forgot the vault first; its records go after so a recovery cannot revive it.
+  const store = ctx.stores.forVault(vault);
+  const keys: string[] = [];
+  for await (const key of store.list('')) keys.push(key);
+  for (const key of keys) await store.delete(key);
   return { deleted: vault.name, subscription: vault.subscription };
 }
 
-export async function setRedundancy(ctx: DataContext, _p: Principal, vault: Selectable<VaultRow>, redundancy: Redundancy): Promise<VaultInfo> {
-  const items = await ctx.db.selectFrom('items').select('id').where('vault_id', '=', vault.id).limit(1).execute();
-  if (items.length && redundancy !== vault.redundancy) {
-    throw new CoffreError('RedundancyLocked', `vault ${vault.name} already protects items: its redundancy (${vault.redundancy}) is fixed; create another vault for ${redundancy}`);
-  }
-  await ctx.db.updateTable('vaults').set({ redundancy }).where('id', '=', vault.id).execute();
-  return vaultInfo({ ...vault, redundancy });
-}

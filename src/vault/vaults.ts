@@ -9,12 +9,14 @@ import { defaultPolicy } from '../policy/policy.js';
 import { hashSecret, requireContainer, requireVault, type Principal } from './access.js';
 import { visibleVaults } from './authorize.js';
 import { itemState } from './item-state.js';
+import { writeAllRecords, writeContainerRecord, writeItemRecord } from './records.js';
+import type { VaultStores } from './vault-stores.js';
 
 export const MAX_VAULTS_PER_SUBSCRIPTION = 500;
 export const DEFAULT_CREDENTIAL_DAYS = 10;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-export interface VaultContext { db: Kysely<Database>; clock: Clock }
+export interface VaultContext { db: Kysely<Database>; clock: Clock; stores: VaultStores }
 
 export function checkName(kind: string, name: string): void {
   if (!NAME.test(name)) {
@@ -22,15 +24,23 @@ export function checkName(kind: string, name: string): void {
   }
 }
 
-export function vaultInfo(v: Selectable<VaultRow>): VaultInfo {
-  return { id: v.id, name: v.name, subscription: v.subscription, redundancy: v.redundancy as Redundancy, createdAt: v.created_at };
+export function vaultInfo(v: Selectable<VaultRow> & { cross_region_restore?: number | null }): VaultInfo {
+  return { id: v.id, name: v.name, subscription: v.subscription, redundancy: v.redundancy as Redundancy, crossRegionRestore: v.cross_region_restore === 1, createdAt: v.created_at };
 }
 
-export async function createVault(ctx: VaultContext, _p: Principal, input: { name: string; subscription?: string; redundancy?: Redundancy }): Promise<VaultInfo> {
+/** Vault rows with their storage settings. */
+function vaultRows(ctx: VaultContext) {
+  return ctx.db.selectFrom('vaults').leftJoin('vault_storage', 'vault_storage.vault_id', 'vaults.id').selectAll('vaults').select('vault_storage.cross_region_restore');
+}
+
+export async function createVault(ctx: VaultContext, _p: Principal, input: { name: string; subscription?: string; redundancy?: Redundancy; crossRegionRestore?: boolean }): Promise<VaultInfo> {
   checkName('vault', input.name);
   const subscription = input.subscription ?? 'default';
   checkName('subscription', subscription);
   const redundancy = input.redundancy ?? 'GRS';
+  const unsupported = ctx.stores.topology.supports(redundancy);
+  if (unsupported) throw new CoffreError('InvalidArgument', `this server cannot keep ${redundancy} vaults: ${unsupported}`);
+  if (input.crossRegionRestore && redundancy !== 'GRS') throw new CoffreError('InvalidArgument', `cross-region restore needs a GRS vault (this one would be ${redundancy})`);
   const now = ctx.clock.now().toISOString();
   const id = newId();
   await ctx.db.transaction().execute(async (tx) => {
@@ -41,15 +51,17 @@ export async function createVault(ctx: VaultContext, _p: Principal, input: { nam
       throw new CoffreError('VaultLimitReached', `subscription ${subscription} already holds ${MAX_VAULTS_PER_SUBSCRIPTION} vaults, the most it may; delete one or use another subscription`);
     }
     await tx.insertInto('vaults').values({ id, name: input.name, subscription, redundancy, created_at: now }).execute();
+    await tx.insertInto('vault_storage').values({ vault_id: id, cross_region_restore: input.crossRegionRestore ? 1 : 0 }).execute();
     const policy = defaultPolicy();
     await tx.insertInto('policies').values({ id: newId(), vault_id: id, name: policy.name, body: JSON.stringify(policy), updated_at: now }).execute();
   });
-  return vaultInfo(await ctx.db.selectFrom('vaults').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
+  await writeAllRecords(ctx, id);
+  return vaultInfo(await vaultRows(ctx).where('vaults.id', '=', id).executeTakeFirstOrThrow());
 }
 
 export async function listVaults(ctx: VaultContext, p: Principal): Promise<VaultInfo[]> {
   const visible = await visibleVaults(ctx.db, p);
-  const rows = await ctx.db.selectFrom('vaults').selectAll().orderBy('created_at').orderBy('name').execute();
+  const rows = await vaultRows(ctx).orderBy('vaults.created_at').orderBy('vaults.name').execute();
   return rows.filter((v) => visible === 'all' || visible.has(v.id)).map(vaultInfo);
 }
 
@@ -105,6 +117,7 @@ export async function register(ctx: VaultContext, secret: string, machine: strin
     await tx.insertInto('agent_keys').values({ token_hash: hashSecret(token), container_id: row.id, created_at: now }).execute();
     return row;
   });
+  if (container.created_at === now) await writeContainerRecord(ctx, container.id);
   return {
     containerId: container.id, machine, vaultId: vault.id, vault: vault.name, token,
     wrappedKeys: container.wrapped_keys ? JSON.parse(container.wrapped_keys) as unknown : null,
@@ -117,6 +130,7 @@ export async function setWrappedKeys(ctx: VaultContext, p: Principal, containerI
   const res = await ctx.db.updateTable('containers').set({ wrapped_keys: JSON.stringify(wrapped) })
     .where('id', '=', containerId).where('wrapped_keys', 'is', null).executeTakeFirst();
   if (Number(res.numUpdatedRows) !== 1) throw new CoffreError('Forbidden', 'this machine already has keys; they cannot be replaced');
+  await writeContainerRecord(ctx, containerId);
 }
 
 export async function getWrappedKeys(ctx: VaultContext, p: Principal, containerId: string): Promise<unknown> {
@@ -148,18 +162,20 @@ export async function findItem(ctx: VaultContext, p: Principal, name: string, va
 export async function itemForBackup(ctx: VaultContext, p: Principal, name: string, kind: string): Promise<Selectable<ItemRow>> {
   if (p.kind !== 'agent') throw new CoffreError('Forbidden', 'backups are made by a registered agent: run `coffre agent register` on the machine first');
   checkName('item', name);
-  return ctx.db.transaction().execute(async (tx) => {
+  const { row, created } = await ctx.db.transaction().execute(async (tx) => {
     const existing = await tx.selectFrom('items').selectAll().where('vault_id', '=', p.vaultId).where('name', '=', name).executeTakeFirst();
     if (existing) {
       if (existing.container_id !== p.containerId) throw new CoffreError('ItemOwnedElsewhere', `item ${name} belongs to another machine of this vault; choose another --item name`);
       const { state } = await itemState(tx, existing.id);
       if (state === 'ProtectionStopped') throw new CoffreError('ProtectionStopped', `protection of ${name} is stopped: no backups until it is resumed (\`coffre item resume ${name}\`)`);
       if (state === 'SoftDeleted') throw new CoffreError('ItemSoftDeleted', `${name} is deleted (soft delete): undelete it with \`coffre item undelete ${name}\`, then resume it`);
-      return existing;
+      return { row: existing, created: false };
     }
     const policy = await tx.selectFrom('policies').select('id').where('vault_id', '=', p.vaultId).where('name', '=', 'DefaultPolicy').executeTakeFirstOrThrow();
     const row = { id: newId(), vault_id: p.vaultId, container_id: p.containerId, name, kind, policy_id: policy.id, created_at: ctx.clock.now().toISOString() };
     await tx.insertInto('items').values(row).execute();
-    return row;
+    return { row, created: true };
   });
+  if (created) await writeItemRecord(ctx, row.id);
+  return row;
 }

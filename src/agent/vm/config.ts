@@ -9,7 +9,6 @@ import { z } from 'zod';
 import { CoffreError } from '../../core/errors.js';
 import { writeFileAtomic } from '../state.js';
 
-import { DEFAULT_BLOCK_SIZE, DEFAULT_SCRIPT_TIMEOUT_SECONDS } from './limits.js';
 export { DEFAULT_BLOCK_SIZE, DEFAULT_INSTANT_RESTORE_DAYS, DEFAULT_SCRIPT_TIMEOUT_SECONDS } from './limits.js';
 
 const configSchema = z.strictObject({

@@ -21,7 +21,7 @@ import { fetchRanges } from '../range-fetch.js';
 import { JobReporter } from '../job-report.js';
 import { CoffreError } from '../../core/errors.js';
 import { openManifest } from '../../core/manifest.js';
-import type { VaultClient } from '../client.js';
+import type { ReadOptions, VaultClient } from '../client.js';
 import { isZeroBlock } from './block-reader.js';
 import { blockCount, blockIdAt, isZeroId, openVmManifest, type VmDisk, type VmManifest } from './disk-manifest.js';
 import { deviceWriter, fileWriter, qcow2Writer, type ImageWriter, type RestoreFormat } from './image-writer.js';
@@ -45,6 +45,8 @@ export interface VmRestoreOptions {
   replace?: boolean;
   /** `auto` (default): the snapshot while it exists, else the vault. */
   source?: 'auto' | 'snapshot' | 'vault';
+  /** `secondary`: a cross-region restore, reading only the vault's copy in the paired region. */
+  from?: 'secondary';
   /** Added to the restore job's details. */
   jobDetails?: Record<string, unknown>;
   /** Work under this running job instead of a new one, and leave it to the caller to finish (file recovery). */
@@ -80,9 +82,9 @@ const DECODE_WORKERS_FROM = 32 * 1024 * 1024;
 const LOCATE_BATCH = 50_000;
 
 /** A point's VM manifest, with a clear error for a point that is a file backup. */
-export async function loadVmPoint(client: VaultClient, keys: KeySet, pointId: string): Promise<{ point: PointInfo & { containerId: string }; manifest: VmManifest }> {
-  const point = await client.getPoint(pointId);
-  const stored = await client.manifest(point.id);
+export async function loadVmPoint(client: VaultClient, keys: KeySet, pointId: string, read: ReadOptions = {}): Promise<{ point: PointInfo & { containerId: string }; manifest: VmManifest }> {
+  const point = await client.getPoint(pointId, read);
+  const stored = await client.manifest(point.id, read);
   const manifest = openVmManifest(keys, point.id, stored);
   if (manifest) return { point, manifest };
   let isFiles = false;
@@ -166,9 +168,12 @@ export async function usableSnapshot(agentDir: string, manifest: VmManifest, poi
 
 export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult> {
   const { client, keys } = opts;
-  const { point, manifest } = await loadVmPoint(client, keys, opts.pointId);
+  if (opts.from === 'secondary' && opts.source === 'snapshot') throw new CoffreError('InvalidArgument', '--from secondary reads the vault\'s copy in the paired region, not the local snapshot: leave out --source snapshot');
+  const read = opts.from ? { from: opts.from } : {};
+  const { point, manifest } = await loadVmPoint(client, keys, opts.pointId, read);
   const disks = selectDisks(manifest, opts.disks);
-  const requested = opts.source ?? 'auto';
+  // A cross-region restore reads the paired region only: the local snapshot is not used.
+  const requested = opts.from === 'secondary' ? 'vault' : opts.source ?? 'auto';
   const snapshot = requested === 'vault' ? null : await usableSnapshot(opts.agentDir, manifest, point.id);
   const missing = disks.filter((d) => !snapshot?.disks.some((x) => x.index === d.index));
   if (requested === 'snapshot' && missing.length) {
@@ -194,7 +199,7 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
   }
 
   const job = opts.useJob ? { id: opts.useJob } : await client.startRestore(point.id, {
-    kind: 'vm', target: target ?? 'original disks', format: opts.format ?? 'as backed up', disks: disks.map((d) => d.index), source: requested, ...opts.jobDetails,
+    kind: 'vm', target: target ?? 'original disks', format: opts.format ?? 'as backed up', disks: disks.map((d) => d.index), source: requested, ...read, ...opts.jobDetails,
   });
   for (const o of outputs) if (!o.device) o.work = `${o.dest}.coffre-part-${job.id}`;
   const errors: JobProblem[] = [];
@@ -297,7 +302,7 @@ export async function restoreVm(opts: VmRestoreOptions): Promise<VmRestoreResult
     });
     try {
       await fetchRanges({
-        client, containerId: point.containerId, ranges, inFlight,
+        client, containerId: point.containerId, ranges, inFlight, read: { ...read, job: job.id },
         // A range is fetched straight into a free lane (one per range in flight).
         bufferFor: (r) => {
           const lane = lanes.pop()!;
