@@ -2,10 +2,11 @@
  * Taking a snapshot (a VM's disks, a file backup's volumes) as consistently as the machine
  * allows, and saying which it got:
  *
- *   pre-script (quiesce) → fsfreeze (if --freeze) → snapshot → thaw → post-script (resume)
+ *   pre-script (quiesce) → freeze (fsfreeze of --freeze PATH, and/or a VM guest's file systems
+ *   through the QEMU guest agent) → snapshot → thaw → post-script (resume)
  *
  * - `app`: a pre-script ran and succeeded, and the post-script (if any) succeeded.
- * - `filesystem`: otherwise, if the file system was frozen during the snapshot.
+ * - `filesystem`: otherwise, if every freeze asked for succeeded during the snapshot.
  * - `crash`: otherwise (the disks as they were at one instant, like after a power cut).
  *
  * A failing or hanging script never fails the backup: it lowers the consistency and adds a
@@ -21,6 +22,8 @@ export interface QuiescePlan {
   preScript?: string;
   postScript?: string;
   freezePath?: string;
+  /** A VM's QEMU guest agent socket: guest-fsfreeze-freeze / thaw of the guest's file systems. */
+  guestAgent?: string;
   /** Limit for each script, and for each freeze and thaw. */
   timeoutMs: number;
   /** Given to the scripts as environment variables (COFFRE_VM, COFFRE_POINT, ...). */
@@ -32,15 +35,30 @@ export interface Quiescer {
   script(file: string, timeoutMs: number, env: Record<string, string>): Promise<CommandResult>;
   freeze(path: string, timeoutMs: number): Promise<CommandResult>;
   thaw(path: string, timeoutMs: number): Promise<CommandResult>;
+  /** Through the QEMU guest agent at `socket` (default: the real one). */
+  guestFreeze?(socket: string, action: 'freeze' | 'thaw', timeoutMs: number): Promise<CommandResult>;
+}
+
+/** A guest-agent request as a CommandResult, so the sequence treats it like fsfreeze. */
+async function viaGuestAgent(socket: string, action: 'freeze' | 'thaw', timeoutMs: number): Promise<CommandResult> {
+  const started = Date.now();
+  const { guestFreeze } = await import('./vm/guest-agent.js');
+  try {
+    const n = await guestFreeze(socket, action, timeoutMs);
+    return { ok: true, exitCode: 0, signal: null, timedOut: false, output: `${n} file system(s) ${action === 'freeze' ? 'frozen' : 'thawed'}`, durationMs: Date.now() - started };
+  } catch (e) {
+    return { ok: false, exitCode: 1, signal: null, timedOut: false, output: (e as Error).message, durationMs: Date.now() - started };
+  }
 }
 
 export const systemQuiescer: Quiescer = {
   script: (file, timeoutMs, env) => runCommand(file, [], { timeoutMs, env }),
   freeze: (path, timeoutMs) => runCommand('fsfreeze', ['--freeze', path], { timeoutMs }),
   thaw: (path, timeoutMs) => runCommand('fsfreeze', ['--unfreeze', path], { timeoutMs }),
+  guestFreeze: viaGuestAgent,
 };
 
-export type StepName = 'pre-script' | 'freeze' | 'snapshot' | 'thaw' | 'post-script';
+export type StepName = 'pre-script' | 'freeze' | 'guest-freeze' | 'snapshot' | 'thaw' | 'guest-thaw' | 'post-script';
 export interface StepRecord { step: StepName; ok: boolean; durationMs: number; detail?: string }
 
 export type QuiesceOutcome<T> =
@@ -52,6 +70,8 @@ export interface Quiesced {
   /** The pre-script ran and succeeded (false when there is none). */
   preOk: boolean;
   frozen: boolean;
+  /** Every freeze asked for (--freeze, the guest agent) succeeded, and at least one was asked for. */
+  allFrozen: boolean;
   /** What went wrong so far and later; `resume` adds to them. */
   warnings: JobProblem[];
   steps: StepRecord[];
@@ -92,9 +112,27 @@ export async function quiesce(plan: QuiescePlan, q: Quiescer): Promise<Quiesced>
     frozen = record('freeze', r, `fsfreeze --freeze ${plan.freezePath}`);
     if (!frozen) warnings.push({ code: 'FreezeFailed', message: `${describeEnd(`fsfreeze --freeze ${plan.freezePath}`, r, plan.timeoutMs)}; the file system was not frozen` });
   }
+  const guest = q.guestFreeze ?? viaGuestAgent;
+  let guestFrozen = false;
+  if (plan.guestAgent) {
+    const r = await guest(plan.guestAgent, 'freeze', plan.timeoutMs);
+    guestFrozen = record('guest-freeze', r, `guest-fsfreeze-freeze through ${plan.guestAgent}`);
+    if (!guestFrozen) {
+      warnings.push({ code: 'FreezeFailed', message: `guest-fsfreeze-freeze through ${plan.guestAgent} failed (${r.output}); the guest's file systems were not frozen` });
+      // A freeze that failed half-way may have frozen some file systems: thaw them all.
+      await guest(plan.guestAgent, 'thaw', plan.timeoutMs);
+    }
+  }
+  const allFrozen = Boolean(plan.freezePath || plan.guestAgent) && (!plan.freezePath || frozen) && (!plan.guestAgent || guestFrozen);
 
   let resumed: Promise<{ postOk: boolean }> | null = null;
   const resume = async (snapshotOk: boolean): Promise<{ postOk: boolean }> => {
+    if (guestFrozen) {
+      const r = await guest(plan.guestAgent!, 'thaw', plan.timeoutMs);
+      if (!record('guest-thaw', r, `guest-fsfreeze-thaw through ${plan.guestAgent}`)) {
+        warnings.push({ code: 'ThawFailed', message: `guest-fsfreeze-thaw through ${plan.guestAgent} failed (${r.output}); thaw the guest now (qemu-ga: guest-fsfreeze-thaw)` });
+      }
+    }
     if (frozen) {
       const r = await q.thaw(plan.freezePath!, plan.timeoutMs);
       if (!record('thaw', r, `fsfreeze --unfreeze ${plan.freezePath}`)) {
@@ -115,7 +153,7 @@ export async function quiesce(plan: QuiescePlan, q: Quiescer): Promise<Quiesced>
     return { postOk };
   };
   return {
-    preOk, frozen, warnings, steps,
+    preOk, frozen, allFrozen, warnings, steps,
     resume: (snapshotOk) => (resumed ??= resume(snapshotOk)),
   };
 }
@@ -139,6 +177,6 @@ export async function snapshotConsistently<T>(plan: QuiescePlan, q: Quiescer, ta
 
   const { postOk } = await quiesced.resume(snapshotOk);
   if (!snapshotOk) return { ok: false, error, warnings, steps };
-  const consistency: Consistency = plan.preScript && quiesced.preOk && postOk ? 'app' : quiesced.frozen ? 'filesystem' : 'crash';
+  const consistency: Consistency = plan.preScript && quiesced.preOk && postOk ? 'app' : quiesced.allFrozen ? 'filesystem' : 'crash';
   return { ok: true, result: result as T, consistency, warnings, steps };
 }

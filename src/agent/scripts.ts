@@ -5,6 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 
+/** Limit for each pre/post script unless the item or the run gives one. */
+export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
+
 export interface CommandResult {
   ok: boolean;
   exitCode: number | null;

@@ -1,6 +1,5 @@
 /** Tables, sizes and progress bars for people; plain JSON for scripts. */
 import { createRequire } from 'node:module';
-import cliProgress from 'cli-progress';
 import type { JobCounters, JobInfo, PointInfo } from '../core/api.js';
 
 export function formatBytes(n: number): string {
@@ -61,6 +60,8 @@ export function jobSummary(j: JobInfo): string {
 /** A progress bar on stderr when it is a terminal and output is not JSON; otherwise nothing. */
 export function progressBar(enabled: boolean, label: string): { update(c: JobCounters & { bytesTotal: number; filesTotal: number }): void; stop(): void } {
   if (!enabled || !process.stderr.isTTY) return { update() {}, stop() {} };
+  // Loaded only when a bar is drawn: scripted runs (--json, no terminal) start faster.
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
   const bar = new cliProgress.SingleBar({
     stream: process.stderr,
     format: `${label} [{bar}] {percentage}% | {files} files | {done}/{total} | {rate}/s | ETA {eta_formatted}`,

@@ -5,7 +5,10 @@
 import { Option, type Command } from 'commander';
 import type { JobInfo } from '../core/api.js';
 import { DEFAULT_LVM_SNAPSHOT_SIZE, validLvmSize } from '../agent/snapshot/lvm.js';
-import { DEFAULT_SCRIPT_TIMEOUT_SECONDS, type SnapshotOptions } from '../agent/snapshot/snapshot-backup.js';
+// The script default comes from the script runner: importing the snapshot backup engine here
+// would load the whole file backup (SQLite, the tree walk) into every command's start.
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../agent/scripts.js';
+import type { SnapshotOptions } from '../agent/snapshot/snapshot-backup.js';
 import { SNAPSHOT_MODES, type SnapshotMode } from '../agent/snapshot/snapshotter.js';
 import { executable, seconds } from './arguments.js';
 

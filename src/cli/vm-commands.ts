@@ -1,4 +1,4 @@
-/** `coffre vm ...`: protect, back up and restore whole VMs (disk images), and recover files from them. */
+/** `coffre vm ...`: protect, back up and restore whole VMs (disk images, or a running QEMU's disks), and recover files from them. */
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -69,11 +69,16 @@ function policyNote(c: VmConfig, why?: string): string {
 export function registerVmCommands(program: Command, g: () => GlobalOptions): Command {
   const vm = program.command('vm').description('whole-VM backup: disk images in parallel, changed blocks only, instant restore, file recovery');
   // Every vm command first removes the instant-restore snapshots whose window has passed.
-  vm.hook('preAction', async () => { await (await vmEngine()).sweepSnapshots(agentDirOf(g()), systemClock); });
+  // Only the snapshot store: a backup then loads what it needs, not the restore and file-recovery code.
+  vm.hook('preAction', async () => { await (await import('../agent/vm/snapshot-store.js')).sweepSnapshots(agentDirOf(g()), systemClock); });
 
   vm.command('protect <name>')
-    .description('protect a VM: its disks (raw images, fixed VHDs or block devices), scripts and policy')
-    .requiredOption('--disk <path>', 'a disk of the VM (repeatable, in the VM\'s order)', collect, [])
+    .description('protect a VM: its disks (raw, fixed VHD or qcow2 images, block devices, or a running QEMU\'s disks with --qmp), scripts and policy')
+    .option('--disk <path>', 'a disk of the VM (repeatable, in the VM\'s order)', collect, [])
+    .option('--qmp <socket>', 'the running VM\'s QEMU monitor (QMP unix socket): its disks are found and read through QEMU, only changed blocks')
+    .option('--node <name>', 'with --qmp: back up this QEMU block node (repeatable; default: every disk of the VM)', collect, [])
+    .option('--nbd-socket <socket>', 'with --qmp: the unix socket of an NBD server the VM\'s QEMU already runs (default: Coffre starts one for each backup)')
+    .option('--guest-agent <socket>', 'the QEMU guest agent\'s socket: freeze the guest\'s file systems during the snapshot (filesystem consistency)')
     .option('--pre-script <file>', 'run before the snapshot to quiesce the application (exit 0 = quiesced)')
     .option('--post-script <file>', 'run after the snapshot to resume the application (always runs once the pre-script ran)')
     .option('--freeze <path>', 'fsfreeze this mounted file system during the snapshot (file-system consistency)')
@@ -82,14 +87,19 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .option('--block-size <size>', 'fixed block size, a power of two from 64K to 16M (default 1M)', blockSize)
     .option('--snapshot-dir <dir>', 'where snapshots are kept (default: the agent folder); on the disks\' file system, clones are reflinks')
     .option('--json', 'print the settings as JSON')
-    .action(async (name: string, o: { disk: string[]; preScript?: string; postScript?: string; freeze?: string; scriptTimeout?: number; policy?: string; blockSize?: number; snapshotDir?: string; json?: boolean }) => {
-      const { checkVmName, probeDisk, defaultSnapshotRoot, loadVmConfig, saveVmConfig } = await vmEngine();
+    .action(async (name: string, o: { disk: string[]; qmp?: string; node: string[]; nbdSocket?: string; guestAgent?: string; preScript?: string; postScript?: string; freeze?: string; scriptTimeout?: number; policy?: string; blockSize?: number; snapshotDir?: string; json?: boolean }) => {
+      const { checkVmName, probeDisk, defaultSnapshotRoot, loadVmConfig, saveVmConfig, discoverQemuDisks } = await vmEngine();
       checkVmName(name);
       const agentDir = agentDirOf(g());
-      if (o.disk.length === 0) throw new CoffreError('InvalidArgument', 'give at least one --disk');
-      if (o.disk.length > 64) throw new CoffreError('InvalidArgument', 'a VM has at most 64 disks');
-      const probes = await Promise.all(o.disk.map((d) => probeDisk(d)));
-      if (new Set(probes.map((p) => p.path)).size !== probes.length) throw new CoffreError('InvalidArgument', 'the same disk is given twice');
+      if (!o.qmp && o.disk.length === 0) throw new CoffreError('InvalidArgument', 'give the VM\'s disks with --disk, or its running QEMU with --qmp SOCKET');
+      if (o.qmp && o.disk.length) throw new CoffreError('InvalidArgument', 'with --qmp the disks are found in QEMU: give --node NAME to choose them, not --disk');
+      if (!o.qmp && (o.node.length || o.nbdSocket)) throw new CoffreError('InvalidArgument', '--node and --nbd-socket go with --qmp SOCKET');
+      const qmp = o.qmp ? resolve(o.qmp) : undefined;
+      const probes = qmp
+        ? (await discoverQemuDisks(qmp, o.node)).map((d) => ({ path: d.file, node: d.node, format: d.format, dataSize: d.size }))
+        : (await Promise.all(o.disk.map((d) => probeDisk(d)))).map((p) => ({ path: p.path, node: undefined, format: p.format, dataSize: p.dataSize }));
+      if (probes.length > 64) throw new CoffreError('InvalidArgument', 'a VM has at most 64 disks');
+      if (new Set(probes.map((p) => p.node ?? p.path)).size !== probes.length) throw new CoffreError('InvalidArgument', 'the same disk is given twice');
       const preScript = o.preScript ? await executable(o.preScript, '--pre-script') : undefined;
       const postScript = o.postScript ? await executable(o.postScript, '--post-script') : undefined;
       const snapshotDir = o.snapshotDir ? resolve(o.snapshotDir) : undefined;
@@ -109,7 +119,8 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
       const previous = await loadVmConfig(agentDir, name);
       const now = new Date().toISOString();
       const config: VmConfig = {
-        version: 1, name, disks: probes.map((p) => ({ path: p.path })),
+        version: 1, name, disks: probes.map((p) => ({ path: p.path, ...(p.node ? { node: p.node } : {}) })),
+        ...(qmp ? { qmp } : {}), ...(o.nbdSocket ? { nbdSocket: resolve(o.nbdSocket) } : {}), ...(o.guestAgent ? { guestAgent: resolve(o.guestAgent) } : {}),
         ...(preScript ? { preScript } : {}), ...(postScript ? { postScript } : {}), ...(freezePath ? { freezePath } : {}),
         scriptTimeoutSeconds: o.scriptTimeout ?? previous?.scriptTimeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS,
         blockSize: o.blockSize ?? previous?.blockSize ?? DEFAULT_BLOCK_SIZE,
@@ -125,9 +136,10 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
       }
       await saveVmConfig(agentDir, config);
       if (o.json) { printJson({ ...config, policyNote: why ?? null }); return; }
-      const lines = [`protected VM ${name}: ${probes.length} disk(s)`];
-      probes.forEach((p, i) => lines.push(`  disk ${i}: ${p.path} (${p.format}, ${formatBytes(p.dataSize)})`));
-      lines.push(`  consistency: ${preScript ? 'app (pre/post-scripts)' : freezePath ? `filesystem (fsfreeze ${freezePath})` : 'crash (no scripts, no freeze)'}; script timeout ${config.scriptTimeoutSeconds} s`);
+      const lines = [`protected VM ${name}: ${probes.length} disk(s)${qmp ? ` of the QEMU at ${qmp} (changed blocks tracked by dirty bitmaps)` : ''}`];
+      probes.forEach((p, i) => lines.push(`  disk ${i}: ${p.path} (${[p.node ? `node ${p.node}` : '', p.format, formatBytes(p.dataSize)].filter(Boolean).join(', ')})`));
+      const freezing = [freezePath ? `fsfreeze ${freezePath}` : '', config.guestAgent ? `guest agent ${config.guestAgent}` : ''].filter(Boolean).join(' and ');
+      lines.push(`  consistency: ${preScript ? 'app (pre/post-scripts)' : freezing ? `filesystem (${freezing})` : 'crash (no scripts, no freeze)'}; script timeout ${config.scriptTimeoutSeconds} s`);
       lines.push(`  ${policyNote(config, why)}`);
       lines.push(`  back it up with \`coffre vm backup ${name}\``);
       process.stdout.write(lines.join('\n') + '\n');
@@ -141,8 +153,8 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
       const all = await listVmConfigs(agentDirOf(g()));
       if (o.json) { printJson(all); return; }
       process.stdout.write(all.length ? table(['name', 'disks', 'scripts', 'freeze', 'policy'], all.map((c) => [
-        c.name, c.disks.map((d) => d.path).join('\n'), [c.preScript ? 'pre' : '', c.postScript ? 'post' : ''].filter(Boolean).join('+') || '-',
-        c.freezePath ?? '-', c.policy ? `${c.policy}${c.policyAssigned ? '' : ' (local)'}` : 'DefaultPolicy',
+        c.name, (c.qmp ? [`qmp ${c.qmp}`] : []).concat(c.disks.map((d) => (d.node ? `${d.node}: ${d.path}` : d.path))).join('\n'), [c.preScript ? 'pre' : '', c.postScript ? 'post' : ''].filter(Boolean).join('+') || '-',
+        [c.freezePath, c.guestAgent ? 'guest agent' : ''].filter(Boolean).join(', ') || '-', c.policy ? `${c.policy}${c.policyAssigned ? '' : ' (local)'}` : 'DefaultPolicy',
       ])) + '\n' : 'no VM is protected on this machine; run `coffre vm protect NAME --disk IMAGE`\n');
     });
 
@@ -152,7 +164,7 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     .option('--script-timeout <seconds>', 'limit for each script, this run only', seconds)
     .option('--json', 'print the job as JSON')
     .action(async (name: string, o: { retainUntil?: string; scriptTimeout?: number; json?: boolean }) => {
-      const { requireVmConfig, backupVm, saveVmConfig } = await vmEngine();
+      const [{ requireVmConfig, saveVmConfig }, { backupVm }] = await Promise.all([import('../agent/vm/config.js'), import('../agent/vm/vm-backup.js')]);
       const agentDir = agentDirOf(g());
       let config = await requireVmConfig(agentDir, name);
       const { state, client } = await agentContext(g());
@@ -180,10 +192,12 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
       if (o.json) printJson(job);
       else {
         const lines = [jobSummary(job), `  point ${result.point.id}: ${result.consistency}-consistent, ${result.disks.length} disk(s), ${formatBytes(result.point.bytes)}, kept until ${result.point.expiresAt}`];
-        lines.push(table(['disk', 'path', 'format', 'size', 'blocks', 'zero', 'changed', 'new', 'sent', 'snapshot'], result.disks.map((d) => [
-          d.index, d.path, d.format, formatBytes(d.size), d.blocks, d.zeroBlocks, d.changedBlocks, formatBytes(d.bytesNew), formatBytes(d.bytesUploaded), d.snapshot,
+        lines.push(table(['disk', 'path', 'format', 'size', 'read', 'blocks', 'zero', 'changed', 'new', 'sent', 'snapshot'], result.disks.map((d) => [
+          d.index, d.path, d.format, formatBytes(d.size), `${formatBytes(d.bytesScanned)} (${d.changeTracking.mode})`, d.blocks, d.zeroBlocks, d.changedBlocks, formatBytes(d.bytesNew), formatBytes(d.bytesUploaded), d.snapshot,
         ])));
-        lines.push(result.snapshot ? `  instant restore from the local snapshot until ${result.snapshot.expiresAt} (${result.snapshot.dir})` : '  no instant-restore snapshot kept (see warnings)');
+        for (const d of result.disks) if (d.changeTracking.reason) lines.push(`  disk ${d.index} read in full: ${d.changeTracking.reason}`);
+        for (const n of result.notes) lines.push(`  ${n}`);
+        lines.push(result.snapshot ? `  instant restore from the local snapshot (${result.snapshot.method === 'internal' ? 'internal qcow2 snapshot' : result.snapshot.method}) until ${result.snapshot.expiresAt}` : '  no instant-restore snapshot kept (see above)');
         if (config.policy && !config.policyAssigned) lines.push(`  ${policyNote(config, why)}`);
         process.stdout.write(lines.join('\n') + '\n');
       }
@@ -191,9 +205,9 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
     });
 
   vm.command('restore <point>')
-    .description('restore the disks of a VM point as raw images (sparse) or fixed VHDs; from the instant-restore snapshot while it exists')
+    .description('restore the disks of a VM point as raw images (sparse), fixed VHDs or qcow2 images; from the instant-restore snapshot while it exists')
     .option('--target <dir>', 'folder to write the disks into; without it, over the original disks (needs --replace)')
-    .addOption(new Option('--format <format>', 'raw image or fixed VHD (default: as each disk was)').choices(['raw', 'vhd']))
+    .addOption(new Option('--format <format>', 'raw image, fixed VHD or qcow2 (default: as each disk was)').choices(['raw', 'vhd', 'qcow2']))
     .option('--disk <n>', 'restore only this disk (repeatable; 0 is the first)', (v: string, prev: number[] = []) => [...prev, nonNegativeInt('--disk')(v)], [] as number[])
     .option('--replace', 'overwrite existing files, or the live disks themselves (stop the VM first)')
     .addOption(new Option('--source <source>', 'where blocks come from').choices(['auto', 'snapshot', 'vault']).default('auto'))

@@ -23,9 +23,12 @@ function damaged(id: Uint8Array, what: string): CoffreError {
 
 /** Encodes chunks straight into a caller's buffer (a pack being built), one compressor reused. */
 export class BlobEncoder {
-  private readonly compressor = new ChunkCompressor();
+  private readonly compressor: ChunkCompressor;
 
-  constructor(private readonly keys: KeySet) {}
+  /** `level`: the zstd level (the compressor's default when absent). */
+  constructor(private readonly keys: KeySet, level?: number) {
+    this.compressor = new ChunkCompressor(level);
+  }
 
   /** Writes the stored blob at the start of `out` (room: maxStoredLength) and returns its length. */
   encodeInto(id: Uint8Array, plain: Uint8Array, out: Uint8Array): number {

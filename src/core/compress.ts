@@ -23,6 +23,9 @@ export class ChunkCompressor {
   private readonly cctx = new zstd.CCtx();
   private out: Buffer = Buffer.alloc(0);
 
+  /** `level`: zstd level (3 by default; disk blocks use a faster one, see src/agent/vm/block-packer.ts). */
+  constructor(private readonly level = LEVEL) {}
+
   /** The result may be a view of an internal buffer, valid until the next call. */
   compress(plain: Uint8Array): Packed {
     if (plain.length < 64) return { codec: Codec.None, data: plain };
@@ -38,7 +41,7 @@ export class ChunkCompressor {
       }
       if (!compressible) return { codec: Codec.None, data: plain };
     }
-    const n = this.cctx.compress(this.out, plain, LEVEL);
+    const n = this.cctx.compress(this.out, plain, this.level);
     return n < plain.length * 0.97 ? { codec: Codec.Zstd, data: this.out.subarray(0, n) } : { codec: Codec.None, data: plain };
   }
 }

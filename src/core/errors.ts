@@ -86,6 +86,12 @@ export const ERROR_CODES = {
   GroupExists: 409,
   GroupNotEmpty: 409,
   ItemInGroup: 409,
+  /** QEMU (QMP, NBD, qemu-img, qemu-nbd) refused or failed an operation on a VM's disks. */
+  HypervisorError: 502,
+  /** The VM's QEMU (its QMP or NBD socket) cannot be reached. */
+  HypervisorUnreachable: 503,
+  /** Another backup of the same item is running on this machine. */
+  ItemBusy: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -18,6 +18,7 @@ import type { FileSource, JobProblem } from '../../core/api.js';
 import { CoffreError } from '../../core/errors.js';
 import { backup, type BackupOptions, type BackupResult } from '../backup.js';
 import { quiesce, systemQuiescer, type Quiescer } from '../consistency.js';
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS } from '../scripts.js';
 import { BtrfsSnapshotter } from './btrfs.js';
 import { LvmSnapshotter, validLvmSize } from './lvm.js';
 import { planRead, type ReadPlan } from './plan.js';
@@ -39,7 +40,7 @@ export interface SnapshotOptions {
   snapshotSize?: string;
 }
 
-export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
+export { DEFAULT_SCRIPT_TIMEOUT_SECONDS };
 /** Where LVM snapshots are mounted to be read: gone at reboot, never inside a backed-up tree by default. */
 export const LVM_MOUNT_BASE = '/run/coffre/snapshots';
 

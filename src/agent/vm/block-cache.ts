@@ -15,17 +15,17 @@ interface CacheState { version: 1; pointId: string; disks: CachedDisk[] }
 
 const dirOf = (agentDir: string, vaultId: string, item: string) => join(vmRoot(agentDir), 'blocks', vaultId, item);
 
-/** The previous table of each disk, or null where there is none with the same path and geometry. */
-export async function loadPreviousBlocks(agentDir: string, vaultId: string, item: string, disks: CachedDisk[]): Promise<(Buffer | null)[]> {
+/** The previous table of each disk, or null where there is none with the same path and geometry; and the point they belong to. */
+export async function loadPreviousBlocks(agentDir: string, vaultId: string, item: string, disks: CachedDisk[]): Promise<{ pointId: string | null; tables: (Buffer | null)[] }> {
   const dir = dirOf(agentDir, vaultId, item);
   let state: CacheState;
   try {
     state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as CacheState;
   } catch {
     // No cache yet, or a damaged one: every block counts as changed this time.
-    return disks.map(() => null);
+    return { pointId: null, tables: disks.map(() => null) };
   }
-  return Promise.all(disks.map(async (d, i) => {
+  const tables = await Promise.all(disks.map(async (d, i) => {
     const c = state.disks?.[i];
     if (!c || c.path !== d.path || c.dataSize !== d.dataSize || c.blockSize !== d.blockSize) return null;
     try {
@@ -36,6 +36,7 @@ export async function loadPreviousBlocks(agentDir: string, vaultId: string, item
       return null;
     }
   }));
+  return { pointId: typeof state.pointId === 'string' ? state.pointId : null, tables };
 }
 
 export async function savePreviousBlocks(agentDir: string, vaultId: string, item: string, pointId: string, disks: (CachedDisk & { blocks: Buffer })[]): Promise<void> {

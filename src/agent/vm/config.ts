@@ -1,6 +1,7 @@
 /**
  * What `coffre vm protect` records about a VM: its disks, scripts, freeze path and policy.
- * It lives in the agent folder (the agent runs next to the VM), one JSON file per VM.
+ * It lives in the agent folder (the agent runs next to the VM), one JSON file per VM. A VM
+ * protected with --qmp is reached through its QEMU: its disks are QEMU block nodes.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,7 +14,14 @@ export { DEFAULT_BLOCK_SIZE, DEFAULT_INSTANT_RESTORE_DAYS, DEFAULT_SCRIPT_TIMEOU
 const configSchema = z.strictObject({
   version: z.literal(1),
   name: z.string(),
-  disks: z.array(z.strictObject({ path: z.string() })).min(1),
+  /** The disks in the VM's order: image files or devices, or (with `qmp`) the QEMU node behind each image. */
+  disks: z.array(z.strictObject({ path: z.string(), node: z.string().optional() })).min(1),
+  /** QEMU's QMP socket: disks are read through QEMU (dirty bitmaps, point-in-time NBD exports). */
+  qmp: z.string().optional(),
+  /** The unix socket of an NBD server the VM's QEMU already runs (otherwise Coffre starts and stops its own). */
+  nbdSocket: z.string().optional(),
+  /** The QEMU guest agent's socket: guest-fsfreeze-freeze/thaw around the snapshot (filesystem consistency). */
+  guestAgent: z.string().optional(),
   preScript: z.string().optional(),
   postScript: z.string().optional(),
   freezePath: z.string().optional(),

@@ -19,7 +19,7 @@ import { ID_BYTES, open, seal, type KeySet } from '../../core/crypto.js';
 import { CoffreError } from '../../core/errors.js';
 import { VHD_FOOTER_BYTES } from './vhd.js';
 
-export type DiskFormat = 'raw' | 'vhd' | 'device';
+export type DiskFormat = 'raw' | 'vhd' | 'device' | 'qcow2';
 
 export interface VmDisk {
   index: number;
@@ -27,7 +27,7 @@ export interface VmDisk {
   name: string;
   /** Where the disk lived on the protected machine. */
   path: string;
-  /** What the source was: a raw image, a fixed VHD (footer kept below), or a block device. */
+  /** What the source was: a raw image, a fixed VHD (footer kept below), a qcow2 image, or a block device. */
   format: DiskFormat;
   /** Bytes of disk data (a VHD's data, without its footer). */
   size: number;
@@ -67,7 +67,7 @@ const headerSchema = z.strictObject({
     index: z.number().int().nonnegative(),
     name: z.string().regex(SAFE_NAME),
     path: z.string(),
-    format: z.enum(['raw', 'vhd', 'device']),
+    format: z.enum(['raw', 'vhd', 'device', 'qcow2']),
     size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
     blockSize: z.number().int().min(MIN_BLOCK).max(MAX_BLOCK).refine((n) => (n & (n - 1)) === 0, 'a power of two'),
     vhdFooter: z.string().optional(),

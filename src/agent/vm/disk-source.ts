@@ -1,6 +1,7 @@
 /**
  * A VM disk as a source: a raw image file, a fixed VHD (its data is backed up, its footer
- * kept aside), or a block device. Probing reads the size and format; it changes nothing.
+ * kept aside), a qcow2 image (its guest data, read through qemu-nbd), or a block device.
+ * Probing reads the size and format; it changes nothing.
  */
 import { open, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -8,6 +9,7 @@ import { CoffreError } from '../../core/errors.js';
 import type { DiskFormat } from './disk-manifest.js';
 import { runCommand } from '../scripts.js';
 import { classifyImage, VHD_FOOTER_BYTES } from './vhd.js';
+import { parseQcow2Header, QCOW2_HEADER_BYTES } from './qcow2-header.js';
 
 export interface DiskProbe {
   /** The disk's real path (symlinks resolved). */
@@ -38,16 +40,27 @@ async function deviceSize(path: string, rdev: number): Promise<number> {
   return n;
 }
 
-async function readTail(path: string, size: number): Promise<Buffer | null> {
-  if (size < VHD_FOOTER_BYTES) return null;
+async function readAt(path: string, offset: number, length: number): Promise<Buffer | null> {
+  if (offset < 0) return null;
   const fh = await open(path, 'r');
   try {
-    const tail = Buffer.alloc(VHD_FOOTER_BYTES);
-    const { bytesRead } = await fh.read(tail, 0, VHD_FOOTER_BYTES, size - VHD_FOOTER_BYTES);
-    return bytesRead === VHD_FOOTER_BYTES ? tail : null;
+    const b = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(b, 0, length, offset);
+    return bytesRead === length ? b : null;
   } finally {
     await fh.close();
   }
+}
+
+const readTail = (path: string, size: number) => readAt(path, size - VHD_FOOTER_BYTES, VHD_FOOTER_BYTES);
+
+/** A qcow2 image's guest size, or null when the file is not qcow2; refuses what qemu-nbd could not read for us. */
+async function qcow2Size(path: string, shown: string): Promise<number | null> {
+  const head = await readAt(path, 0, QCOW2_HEADER_BYTES);
+  const h = head ? parseQcow2Header(head) : null;
+  if (!h) return null;
+  if (h.encrypted) throw new CoffreError('InvalidArgument', `${shown} is an encrypted qcow2 image; back up the running VM through QEMU instead (coffre vm protect NAME --qmp SOCKET)`);
+  return h.size;
 }
 
 export async function probeDisk(path: string): Promise<DiskProbe> {
@@ -63,6 +76,8 @@ export async function probeDisk(path: string): Promise<DiskProbe> {
     return { path: real, kind: 'device', format: 'device', dataSize: size, totalSize: size };
   }
   if (!s.isFile()) throw new CoffreError('InvalidArgument', `disk ${path} is neither an image file nor a block device`);
+  const q = await qcow2Size(real, path);
+  if (q !== null) return { path: real, kind: 'file', format: 'qcow2', dataSize: q, totalSize: s.size };
   const c = classifyImage(s.size, await readTail(real, s.size), path);
   return { path: real, kind: 'file', format: c.format, dataSize: c.dataSize, totalSize: s.size, ...(c.format === 'vhd' ? { vhdFooter: c.footer } : {}) };
 }
@@ -79,7 +94,7 @@ export async function probeSnapshot(file: string, sourceKind: 'file' | 'device',
 export function diskNames(paths: string[]): string[] {
   const used = new Set<string>();
   return paths.map((p, i) => {
-    let stem = basename(p).replace(/\.(img|raw|vhd|vpc|bin)$/i, '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[._-]+/, '').slice(0, 80);
+    let stem = basename(p).replace(/\.(img|raw|vhd|vpc|bin|qcow2|qcow)$/i, '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[._-]+/, '').slice(0, 80);
     if (!stem) stem = `disk-${i}`;
     let name = stem;
     for (let n = 2; used.has(name); n++) name = `${stem}-${n}`;

@@ -4,4 +4,5 @@ export { probeDisk } from './disk-source.js';
 export { extractFiles, listFiles } from './file-recovery.js';
 export { defaultSnapshotRoot, listSnapshots, sweepSnapshots } from './snapshot-store.js';
 export { backupVm } from './vm-backup.js';
+export { discoverQemuDisks } from './live-discovery.js';
 export { restoreVm } from './vm-restore.js';

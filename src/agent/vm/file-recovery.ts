@@ -131,15 +131,17 @@ async function withDiskImage<T>(opts: FileRecoveryOptions, job: { details: Recor
   if (!disk) throw new CoffreError('InvalidArgument', `point ${point.id} has no disk ${opts.disk}: its disks are 0 to ${manifest.disks.length - 1}`);
   const snap = opts.source === 'vault' ? null : await usableSnapshot(opts.agentDir, manifest, point.id);
   const snapDisk = snap?.disks.find((d) => d.index === opts.disk && d.dataSize === disk.size);
-  if (snap && snapDisk) return fn(join(snap.dir, snapDisk.file), 'snapshot');
-  if (opts.source === 'snapshot') throw new CoffreError('NotFound', `this machine holds no instant-restore snapshot of point ${point.id}; use --source vault`);
+  if (snap && snapDisk && !snapDisk.internal) return fn(join(snap.dir, snapDisk.file), 'snapshot');
+  if (opts.source === 'snapshot' && !snapDisk) throw new CoffreError('NotFound', `this machine holds no instant-restore snapshot of point ${point.id}; use --source vault`);
+  // An internal snapshot inside a qcow2 image is no file debugfs can read: it is restored to a raw image first, locally.
+  const source = snapDisk ? 'snapshot' : 'vault';
   const tmpRoot = join(vmRoot(opts.agentDir), 'tmp');
   await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
   const tmp = await mkdtemp(join(tmpRoot, 'files-'));
   try {
-    const r = await restoreVm({ client: opts.client, keys: opts.keys, agentDir: opts.agentDir, pointId: point.id, target: tmp, disks: [opts.disk], format: 'raw', source: 'vault', ...('id' in job ? { useJob: job.id } : { jobDetails: job.details }) });
+    const r = await restoreVm({ client: opts.client, keys: opts.keys, agentDir: opts.agentDir, pointId: point.id, target: tmp, disks: [opts.disk], format: 'raw', source: snapDisk ? 'auto' : 'vault', ...('id' in job ? { useJob: job.id } : { jobDetails: job.details }) });
     if (r.errors.length) throw new CoffreError('ChecksumMismatch', r.errors[0]!.message);
-    return await fn(r.disks[0]!.file, 'vault');
+    return await fn(r.disks[0]!.file, source);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

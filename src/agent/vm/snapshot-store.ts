@@ -1,10 +1,16 @@
 /**
- * Local snapshots of a VM's disks. A backup clones every disk into a staging folder
- * (`<root>/<item>/<point>.partial/`) — a reflink clone where the file system can, else a
- * sparse copy — reads the clone while the VM goes on, and on commit renames the folder to
- * `<root>/<item>/<point>/` with a `snapshot.json`: the instant-restore copy, kept for the
- * policy's instantRestoreDays. `sweepSnapshots` removes copies past their expiry (and staging
- * folders a killed backup left); every `coffre vm` command runs it first.
+ * Local snapshots of a VM's disks, kept for the instant-restore window. A backup stages its
+ * work in `<root>/<item>/<point>.partial/` and on commit renames the folder to
+ * `<root>/<item>/<point>/` with a `snapshot.json` naming, per disk, where the point's copy is:
+ *
+ * - `internal`: an internal snapshot inside the disk's own qcow2 image, taken by QEMU (or by
+ *   qemu-img for an image no QEMU holds). Nothing is copied: the hypervisor's own snapshot.
+ * - `reflink`: a reflink clone of the image file in the folder (no data copied).
+ * - `copy`: a sparse copy of the image file in the folder: a full data copy, the last resort
+ *   when the file system cannot clone (the backup's job says so).
+ *
+ * `sweepSnapshots` removes snapshots past their expiry (and staging folders a killed backup
+ * left); every `coffre vm` command runs it first.
  */
 import { constants as C } from 'node:fs';
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
@@ -17,11 +23,18 @@ import type { DiskFormat } from './disk-manifest.js';
 import { runCommand } from '../scripts.js';
 
 export type CloneMethod = 'reflink' | 'copy';
+export type SnapshotMethod = CloneMethod | 'internal';
+
+/** An internal snapshot of a qcow2 image, and how to reach the QEMU holding the image (to delete it). */
+export interface InternalSnapshot { image: string; name: string; qmp?: string; node?: string }
 
 export interface SnapshotDisk {
   index: number;
+  /** The copy's file in the snapshot folder ('' for an internal snapshot). */
   file: string;
   format: DiskFormat;
+  /** Set when the copy is an internal snapshot of the disk's own image rather than a file here. */
+  internal?: InternalSnapshot;
   /** Bytes of disk data in the file (a VHD's footer follows them). */
   dataSize: number;
   /** Size and modification time when the point was committed: a copy that changed since is not used. */
@@ -36,7 +49,7 @@ export interface SnapshotMeta {
   vaultId: string;
   createdAt: string;
   expiresAt: string;
-  method: CloneMethod;
+  method: SnapshotMethod;
   disks: SnapshotDisk[];
 }
 
@@ -90,6 +103,10 @@ export async function keepSnapshot(root: string, meta: SnapshotMeta): Promise<st
   const final = snapshotDir(root, meta.item, meta.pointId);
   const disks: SnapshotDisk[] = [];
   for (const d of meta.disks) {
+    if (d.internal) {
+      disks.push({ ...d, fileSize: 0, mtimeMs: 0 });
+      continue;
+    }
     const s = await stat(join(staging, d.file));
     disks.push({ ...d, fileSize: s.size, mtimeMs: s.mtimeMs });
   }
@@ -112,6 +129,17 @@ async function sizeOnDisk(dir: string): Promise<number> {
   let n = 0;
   for (const f of await readdir(dir)) n += (await stat(join(dir, f))).blocks * 512;
   return n;
+}
+
+/**
+ * Deletes the internal snapshots of a kept snapshot; false when one could not be deleted.
+ * Loaded on demand: only VMs with qcow2 disks pay for the QEMU modules.
+ */
+async function dropInternal(meta: SnapshotMeta): Promise<boolean> {
+  const internal = meta.disks.flatMap((d) => (d.internal ? [d.internal] : []));
+  if (internal.length === 0) return true;
+  const { deleteInternalSnapshots } = await import('./internal-snapshots.js');
+  return deleteInternalSnapshots(internal);
 }
 
 /** Every snapshot root in use: the agent folder's, and any a VM's settings name. */
@@ -180,6 +208,8 @@ export async function sweepSnapshots(agentDir: string, clock: Clock): Promise<{ 
       }
       const meta = await readMeta(e.dir);
       if (meta && new Date(meta.expiresAt) <= now) {
+        // An internal snapshot that cannot be deleted now (its QEMU busy or unreachable) keeps its record, to be tried again.
+        if (!(await dropInternal(meta))) continue;
         await rm(e.dir, { recursive: true, force: true });
         removed.push({ item: meta.item, pointId: meta.pointId, expiresAt: meta.expiresAt });
       }
