@@ -4,6 +4,7 @@
  * which sort correctly as text on both engines.
  */
 import { sql, type Generated, type Kysely } from 'kysely';
+import { columnTypes, makeAppendOnly } from './engine.js';
 
 export interface VaultRow { id: string; name: string; subscription: string; redundancy: string; created_at: string }
 export interface PolicyRow { id: string; vault_id: string; name: string; body: string; updated_at: string }
@@ -110,8 +111,15 @@ export interface Database {
   vault_storage: VaultStorageRow;
 }
 
+/**
+ * The baseline schema (version 1 in migrations.ts): idempotent, re-applied at every start, so
+ * tables appended here appear in existing catalogs. Changes that are not `IF NOT EXISTS`
+ * (altering a column, moving data) are versioned migrations in migrations.ts instead.
+ */
 export async function migrate(db: Kysely<Database>): Promise<void> {
   const s = db.schema;
+  // The few column types named differently by SQLite and PostgreSQL (bytes, auto-numbered keys).
+  const t = columnTypes(db);
   await s.createTable('vaults').ifNotExists()
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('name', 'text', (c) => c.notNull())
@@ -224,7 +232,7 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
   await s.createTable('trees').ifNotExists()
     .addColumn('container_id', 'text', (c) => c.notNull())
     .addColumn('id', 'text', (c) => c.notNull())
-    .addColumn('refs', 'blob', (c) => c.notNull())
+    .addColumn('refs', t.bytes, (c) => c.notNull())
     .addColumn('verified', 'integer', (c) => c.notNull().defaultTo(0))
     .addPrimaryKeyConstraint('trees_pk', ['container_id', 'id'])
     .execute();
@@ -278,9 +286,9 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('retain_until', 'text')
     .addColumn('requested_by', 'text', (c) => c.notNull())
     .execute();
-  // seq is an INTEGER PRIMARY KEY: SQLite numbers rows itself, in insertion order.
+  // seq is an INTEGER PRIMARY KEY (SQLite numbers rows itself, in insertion order) or a serial (PostgreSQL).
   await s.createTable('audit_log').ifNotExists()
-    .addColumn('seq', 'integer', (c) => c.primaryKey())
+    .addColumn('seq', t.serial, (c) => c.primaryKey())
     .addColumn('time', 'text', (c) => c.notNull())
     .addColumn('principal', 'text', (c) => c.notNull())
     .addColumn('principal_id', 'text')
@@ -316,7 +324,7 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addPrimaryKeyConstraint('db_schedules_pk', ['item_id', 'type'])
     .execute();
   await s.createTable('copy_queue').ifNotExists()
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', t.serial, (c) => (t.serial === 'serial' ? c.primaryKey() : c.primaryKey().autoIncrement()))
     .addColumn('vault_id', 'text', (c) => c.notNull())
     .addColumn('target', 'text', (c) => c.notNull())
     .addColumn('key', 'text', (c) => c.notNull())
@@ -339,5 +347,7 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('vault_id', 'text', (c) => c.primaryKey())
     .addColumn('cross_region_restore', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
+  // The audit log is append-only at the engine too, not only by the vault's code.
+  await makeAppendOnly(db, 'audit_log');
   await sql`select 1`.execute(db);
 }

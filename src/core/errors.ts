@@ -76,6 +76,11 @@ export const ERROR_CODES = {
   NotReplicated: 409,
   CrossRegionRestoreDisabled: 409,
   ConfigInvalid: 400,
+  // Scale-out (the catalog on PostgreSQL, several nodes).
+  /** The catalog was migrated by a newer Coffre than this one: upgrade this node (nothing was changed). */
+  CatalogTooNew: 409,
+  /** The catalog database cannot be reached or refused the connection. */
+  CatalogUnavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

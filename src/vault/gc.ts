@@ -16,6 +16,7 @@
  */
 import type { JobInfo } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
+import { lockKey } from '../catalog/engine.js';
 import { newId } from '../core/ids.js';
 import { PackWriter, packKind, readPack } from '../core/pack.js';
 import type { Principal } from './access.js';
@@ -69,6 +70,8 @@ async function collectContainer(ctx: DataContext, v: { id: string; redundancy: s
   const dead = blobs.filter((b) => !live.has(b.id));
   if (dead.length) {
     const deleted = await ctx.db.transaction().execute(async (tx) => {
+      // The same lock a backup's job row is written under (jobs.ts createJob).
+      await lockKey(tx, `container:${containerId}`);
       const running = await tx.selectFrom('jobs').select('id').where('container_id', '=', containerId)
         .where('operation', '=', 'Backup').where('status', '=', 'InProgress').executeTakeFirst();
       if (running) return false;

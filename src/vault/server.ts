@@ -11,14 +11,14 @@
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Kysely } from 'kysely';
-import { openSqliteCatalog } from '../catalog/sqlite.js';
+import { openCatalog, SQLITE_CATALOG_FILE, type OpenCatalog } from '../catalog/open.js';
 import type { Database } from '../catalog/schema.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
 import type { CopyRole } from '../store/copies.js';
 import { Topology } from '../store/topology.js';
-import { defaultTopology, loadConfig, type ServerConfig } from './config.js';
+import { defaultTopology, loadConfig, singleStoreTopology, type ServerConfig } from './config.js';
 import { LEGACY_STORE_DIR, migrateLegacyStore } from './legacy-store.js';
 import { recoverCatalog, type RecoveryReport } from './recovery.js';
 import { VaultStores } from './vault-stores.js';
@@ -41,6 +41,8 @@ export interface RunningServer {
   /** SHA-256 fingerprint of the served certificate; null over plain HTTP. */
   fingerprint: string | null;
   db: Kysely<Database>;
+  /** The catalog's engine and where it is. */
+  catalog: OpenCatalog;
   stores: VaultStores;
   /** What a recovery (`recoverFrom`) brought back. */
   recovery: RecoveryReport | null;
@@ -89,6 +91,10 @@ export interface ServerOptions {
   tlsKey?: string;
   /** Plain HTTP, refused unless the address is loopback. */
   insecureHttp?: boolean;
+  /** The catalog's database: a postgresql:// URL (scale-out); default: the configuration's, else SQLite in the data folder. */
+  catalog?: string;
+  /** One store URL: a one-zone LRS topology, instead of the configuration's regions or the default folders. */
+  store?: string;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
@@ -101,11 +107,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
   if (opts.insecureHttp && (opts.tlsCert || opts.tlsKey)) throw new CoffreError('InvalidArgument', '--insecure-http and --tls-cert/--tls-key exclude each other');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const catalogFile = join(dataDir, 'catalog.sqlite');
+  const catalogUrl = opts.catalog ?? config?.catalog;
+  const catalogFile = join(dataDir, SQLITE_CATALOG_FILE);
+  if (opts.store && config) throw new CoffreError('InvalidArgument', '--store and --config both name the stores: give the regions in the configuration, or --store alone');
+  if (opts.recoverFrom && catalogUrl) throw new CoffreError('InvalidArgument', '--recover-from rebuilds an embedded (SQLite) catalog: leave out --catalog, then move to PostgreSQL');
   if (opts.recoverFrom && existsSync(catalogFile)) {
     throw new CoffreError('InvalidArgument', `--recover-from needs an empty data folder, and ${dataDir} already has a catalog: give another --data folder`);
   }
-  const topology = Topology.open(config?.topology ?? defaultTopology(dataDir));
+  const topology = Topology.open(opts.store ? singleStoreTopology(opts.store) : config?.topology ?? defaultTopology(dataDir));
   try {
     // A store that cannot be reached now gets its copies when it is back (queued, or by verify --repair).
     for (const f of await topology.create()) log(`store ${f.store} is not available at start: ${f.error.message}`);
@@ -115,7 +124,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
   const tls = opts.insecureHttp ? null : await loadTlsIdentity(dataDir, { host, ...(opts.tlsCert ? { certFile: opts.tlsCert } : {}), ...(opts.tlsKey ? { keyFile: opts.tlsKey } : {}) });
   const token = await adminToken(dataDir);
-  const db = await openSqliteCatalog(catalogFile);
+  let catalog: OpenCatalog;
+  try {
+    catalog = await openCatalog(catalogUrl, dataDir);
+  } catch (e) {
+    topology.close();
+    throw e;
+  }
+  const db = catalog.db;
   const clock = opts.clock ?? systemClock;
   await ensureAdminPrincipal(db, token, clock.now().toISOString());
   const stores = new VaultStores(topology, db, clock);
@@ -168,7 +184,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   // Not secret (the fingerprint is public by nature); lets `coffre` beside it connect without flags.
   await writeFile(join(dataDir, SERVER_INFO_FILE), JSON.stringify({ url, fingerprint }, null, 2) + '\n', { mode: 0o644 });
   return {
-    url, dataDir, adminToken: token, db, stores, recovery, maintain, fingerprint,
+    url, dataDir, adminToken: token, db, catalog, stores, recovery, maintain, fingerprint,
     drainReplication: () => stores.replicator.drain(),
     async close() {
       clearInterval(timer);
