@@ -86,6 +86,21 @@ for (const engine of ['sqlite', 'postgresql'] as EngineName[]) {
       assert.match(r.stderr, /CatalogTooNew/);
     });
 
+    test('every node reports the live nodes, one holder per lease, and the catalog engine and schema version', async () => {
+      for (const s of nodes.servers) await s.leases.renew();
+      const status = await clientFor(node(1)).clusterStatus();
+      assert.equal(status.catalog.engine, engine);
+      assert.equal(status.catalog.schemaVersion, SCHEMA_VERSION);
+      assert.equal(status.node.url, node(1).url);
+      assert.deepEqual(status.nodes.filter((n) => n.live).map((n) => n.url).sort(), nodes.servers.map((s) => s.url).sort());
+      assert.deepEqual(status.leases.map((l) => l.name), ['maintenance', 'replication']);
+      for (const l of status.leases) {
+        const holders = nodes.servers.filter((s) => s.leases.holds(l.name as 'maintenance' | 'replication'));
+        assert.equal(holders.length, 1, `lease ${l.name} held by ${holders.length} nodes`);
+        assert.equal(l.holderUrl, holders[0]!.url);
+      }
+    });
+
     test('the audit log is append-only at the engine', async () => {
       const db = node(0).db;
       await clientFor(node(0)).listVaults();

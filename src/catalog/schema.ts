@@ -83,7 +83,14 @@ export interface DbPointRow {
 /** Per database item and backup type (Full, Differential, Log): the last scheduled run handed out. */
 export interface DbScheduleRow { item_id: string; type: string; last_run: string }
 
+/** A once-across-nodes task's lease (src/vault/leases.ts): the node holding it until `expires_at`. */
+export interface LeaseRow { name: string; holder: string; expires_at: string; acquired_at: string }
+/** A server node sharing the catalog, and when it last said it was alive. */
+export interface NodeRow { id: string; url: string; started_at: string; heartbeat: string }
+
 export interface Database {
+  leases: LeaseRow;
+  nodes: NodeRow;
   db_points: DbPointRow;
   db_schedules: DbScheduleRow;
   schedules: ScheduleRow;

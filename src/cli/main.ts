@@ -1,5 +1,6 @@
 /** The `coffre` command: parses arguments, calls the agent or the vault API, prints. No business logic. */
 import { Command, Option } from 'commander';
+import { registerServerStatus } from './server-status-command.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseCredentials, registerAgent } from '../agent/register.js';
 import type { OverwritePolicy } from '../agent/restore.js';
@@ -35,7 +36,9 @@ export function buildProgram(): Command {
     .exitOverride();
   const g = (): GlobalOptions => program.opts<GlobalOptions>();
 
-  program.command('server')
+  const serverCommand = program.command('server');
+  registerServerStatus(serverCommand, g);
+  serverCommand
     .description('run the vault service over HTTPS (embedded default: ./coffre-data, 127.0.0.1:7070, a self-signed certificate, zones as folders under it)')
     .option('--data <dir>', 'data folder: SQLite catalog, admin token, certificate, and the default regions (default: the configuration\'s, else ./coffre-data)')
     .option('--listen <host:port>', 'address to listen on (default: the configuration\'s, else 127.0.0.1:7070)')

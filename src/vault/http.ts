@@ -13,6 +13,7 @@ import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import type { VaultStores } from './vault-stores.js';
 import { readFrom, registerStorageRoutes } from './storage-http.js';
+import { registerClusterRoutes, type ClusterStatus } from './cluster-status.js';
 import type { Principal } from './access.js';
 import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
 import { targets } from './route-targets.js';
@@ -36,6 +37,8 @@ export interface ApiContext {
    * without re-registering every machine) and over plain HTTP.
    */
   credentialsPin: string | null;
+  /** This node's view of the deployment (`GET /v1/cluster`); set by the server. */
+  cluster?: () => Promise<ClusterStatus>;
 }
 
 const MAX_PACK_BYTES = 128 * 1024 * 1024;
@@ -247,6 +250,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   registerProtectionRoutes(app, ctx, { auth, t, parse, guardRequest });
   registerDbRoutes(app, ctx, who, { auth, t });
   registerStorageRoutes(app, ctx, who, { auth, t });
+  if (ctx.cluster) registerClusterRoutes(app, ctx.cluster, { auth, t });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

@@ -29,6 +29,10 @@ import { isLoopback, loadTlsIdentity } from './tls.js';
 import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
 import type { DataContext } from './data.js';
+import { NodeLeases } from './leases.js';
+import type { ClusterStatus } from './cluster-status.js';
+import { SCHEMA_VERSION } from '../catalog/migrations.js';
+import { newId } from '../core/ids.js';
 
 import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN, SERVER_INFO_FILE } from '../core/defaults.js';
 
@@ -43,6 +47,10 @@ export interface RunningServer {
   db: Kysely<Database>;
   /** The catalog's engine and where it is. */
   catalog: OpenCatalog;
+  /** This node's leases on the work that runs once across the nodes (maintenance, replication). */
+  leases: NodeLeases;
+  /** What `GET /v1/cluster` answers. */
+  clusterStatus(): Promise<ClusterStatus>;
   stores: VaultStores;
   /** What a recovery (`recoverFrom`) brought back. */
   recovery: RecoveryReport | null;
@@ -95,6 +103,8 @@ export interface ServerOptions {
   catalog?: string;
   /** One store URL: a one-zone LRS topology, instead of the configuration's regions or the default folders. */
   store?: string;
+  /** How long a node's lease on once-across-nodes work lasts unrenewed (default 15 s; $COFFRE_LEASE_TTL_MS). */
+  leaseTtlMs?: number;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
@@ -146,9 +156,20 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     throw e;
   }
   const fingerprint = tls?.fingerprint ?? null;
+  const nodeId = newId(8);
+  let leases: NodeLeases | null = null;
+  const clusterStatus = async (): Promise<ClusterStatus> => {
+    const s = leases ? await leases.status() : { nodes: [], leases: [] };
+    return {
+      node: { id: nodeId, url: url ?? '' },
+      catalog: { engine: catalog.engine, schemaVersion: await catalog.schemaVersion(), codeSchemaVersion: SCHEMA_VERSION, location: catalog.location },
+      ...s,
+    };
+  };
+  let url: string | null = null;
   let app;
   try {
-    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
+    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null, cluster: clusterStatus }, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
   } catch (e) {
     await db.destroy();
     topology.close();
@@ -168,9 +189,23 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     if (code === 'EADDRINUSE') throw new CoffreError('InvalidArgument', `${host}:${port} is already in use: is another coffre server running? choose another with --listen`);
     throw e;
   }
-  stores.start();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
+  url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  const envTtl = Number(process.env.COFFRE_LEASE_TTL_MS);
+  leases = new NodeLeases(db, nodeId, url, { ttlMs: opts.leaseTtlMs ?? (Number.isInteger(envTtl) && envTtl > 0 ? envTtl : undefined), log });
+  const nodeLeases = leases;
+  try {
+    await nodeLeases.start();
+  } catch (e) {
+    await app.close();
+    await db.destroy();
+    topology.close();
+    throw e;
+  }
+  // Several nodes share the copy queue: the one holding the replication lease works through it.
+  stores.queue.gate = () => nodeLeases.holds('replication');
+  stores.start();
   let running: Promise<void> | null = null;
   const maintain = async () => {
     // One maintenance pass at a time; a tick that finds one running waits for it.
@@ -178,19 +213,21 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await running;
   };
   // Failures are retried on the next tick; the jobs of prune and GC record their own errors.
-  const timer = setInterval(() => { void maintain().catch(() => undefined); }, MAINTENANCE_INTERVAL_MS);
+  // Only the node holding the maintenance lease runs it: once across the nodes, not once per node.
+  const timer = setInterval(() => { if (nodeLeases.holds('maintenance')) void maintain().catch(() => undefined); }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
-  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   // Not secret (the fingerprint is public by nature); lets `coffre` beside it connect without flags.
   await writeFile(join(dataDir, SERVER_INFO_FILE), JSON.stringify({ url, fingerprint }, null, 2) + '\n', { mode: 0o644 });
   return {
-    url, dataDir, adminToken: token, db, catalog, stores, recovery, maintain, fingerprint,
+    url, dataDir, adminToken: token, db, catalog, stores, recovery, maintain, fingerprint, leases: nodeLeases, clusterStatus,
     drainReplication: () => stores.replicator.drain(),
     async close() {
       clearInterval(timer);
       await running?.catch(() => undefined);
       await app.close();
       await stores.stop();
+      // Given back at once, so that another node takes the work over without waiting for expiry.
+      await nodeLeases.stop().catch((e: unknown) => log(`leases: not released (${(e as Error).message}); they expire in ${nodeLeases.ttlMs / 1000} s`));
       await db.destroy();
     },
   };
