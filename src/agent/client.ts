@@ -48,12 +48,12 @@ const FAILOVER_ROUNDS = 4;
 /**
  * Requests that may reach the vault twice with the same outcome, so they can be sent again to
  * another node when the first may have acted before it died: reads, pack uploads (a pack id is
- * indexed once), point objects (the same bytes), progress reports and commits (a repeated
- * commit answers with its point).
+ * indexed once), point objects (the same bytes), progress reports, commits (a repeated
+ * commit answers with its point) and a restore's final report (the same report answers the same).
  */
 function repeatable(method: string, path: string): boolean {
   if (method === 'GET' || method === 'PUT' || method === 'HEAD') return true;
-  return method === 'POST' && /^\/v1\/(points\/[^/]+\/commit|jobs\/[^/]+\/progress|containers\/[^/]+\/blobs\/locate|agent\/due)$/.test(path);
+  return method === 'POST' && /^\/v1\/(points\/[^/]+\/commit|jobs\/[^/]+\/progress|jobs\/[^/]+\/finish|containers\/[^/]+\/blobs\/locate|agent\/due)$/.test(path);
 }
 
 /** The nodes of a vault service, as `--server URL1,URL2` or COFFRE_SERVER lists them; sticks to one until it fails. */

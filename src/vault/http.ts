@@ -198,6 +198,8 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
       errors: z.array(problem).optional(), warnings: z.array(problem).optional(), details: z.record(z.string(), z.unknown()).optional(),
     }), req.body);
     if (job.status === 'Cancelled') throw new CoffreError('JobCancelled', `job ${job.id} was cancelled`);
+    // The same report again (an agent that retried on another node): the job already says so.
+    if (job.status === body.status && job.operation !== 'Backup') return describeJob(ctx, job.id);
     if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${job.id} already ended (${job.status})`);
     // A backup completes only through its commit, which checks the point is whole.
     if (job.operation === 'Backup' && body.status !== 'Failed' && body.status !== 'Cancelled') {
