@@ -18,6 +18,9 @@ import { restore } from '../src/agent/restore.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
 import { openCatalog } from '../src/catalog/open.js';
 import { SCHEMA_VERSION } from '../src/catalog/migrations.js';
+import { redactUrl } from '../src/catalog/postgres.js';
+import { parseConfig, singleStoreTopology } from '../src/vault/config.js';
+import { tmpdir } from 'node:os';
 import { ManualClock } from '../src/core/clock.js';
 import { keysFromJSON } from '../src/core/crypto.js';
 import { CoffreError } from '../src/core/errors.js';
@@ -33,6 +36,16 @@ import { seededBytes, seededText, writeTree } from '../testkit/vm-fixtures.js';
 let cluster: PgCluster;
 before(async () => { cluster = await startPostgres(); });
 after(async () => { await cluster?.close(); });
+
+test('the catalog is chosen by --catalog or the configuration file; --store is a one-zone LRS topology', async () => {
+  const yaml = 'catalog: postgresql://coffre:secret@db:5432/coffre\nregions:\n  primary:\n    name: west\n    zones:\n      - { name: z, store: "file:///srv/coffre" }\n';
+  assert.equal(parseConfig(yaml, '/etc/coffre.yaml').catalog, 'postgresql://coffre:secret@db:5432/coffre');
+  assert.throws(() => parseConfig(yaml.replace('postgresql://', 'mysql://'), '/etc/coffre.yaml'), (e: unknown) => e instanceof CoffreError && e.code === 'ConfigInvalid' && /catalog/.test(e.message));
+  assert.equal(await codeOf(openCatalog('mysql://x@y/z', tmpdir())), 'InvalidArgument');
+  assert.deepEqual(singleStoreTopology('s3://bucket/coffre?endpoint=http://127.0.0.1:9000&region=us-east-1'), { primary: { name: 'primary', zones: [{ name: 'zone-1', store: 's3://bucket/coffre?endpoint=http://127.0.0.1:9000&region=us-east-1' }] } });
+  assert.throws(() => singleStoreTopology('ftp://nowhere'), (e: unknown) => e instanceof CoffreError && e.code === 'InvalidArgument');
+  assert.equal(redactUrl('postgresql://coffre:secret@db:5432/coffre'), 'postgresql://coffre:***@db:5432/coffre');
+});
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
