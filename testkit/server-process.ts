@@ -4,7 +4,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN } from './harness.js';
 
-export interface ServerProcess { url: string; token: string; fingerprint: string | null; stderr(): string; stop(): Promise<void> }
+export interface ServerProcess {
+  url: string; token: string; fingerprint: string | null; stderr(): string; stop(): Promise<void>;
+  /** Kills the process with SIGKILL (a crash: nothing is released) and resolves once it is gone. */
+  kill9(): Promise<void>;
+}
 
 export async function startServerProcess(args: string[], env: Record<string, string> = {}, opts: { cwd?: string; dataDir: string }): Promise<ServerProcess> {
   const child: ChildProcess = spawn(process.execPath, [BIN, 'server', '--listen', '127.0.0.1:0', ...args], { cwd: opts.cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -25,6 +29,11 @@ export async function startServerProcess(args: string[], env: Record<string, str
     fingerprint: /fingerprint \(SHA-256\): (\S+)\n/.exec(err)?.[1] ?? null,
     token: readFileSync(join(opts.dataDir, 'admin.token'), 'utf8').trim(),
     stderr: () => err,
+    async kill9() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -13,6 +13,7 @@ import https from 'node:https';
 import { CoffreError, isErrorCode } from '../core/errors.js';
 import { normalizeFingerprint } from '../core/fingerprint.js';
 import { httpsAgentFor, tlsError } from './tls-trust.js';
+import type { ClusterStatus } from '../core/cluster.js';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
@@ -45,16 +46,55 @@ function readQuery(read: ReadOptions, lead: '?' | '&'): string {
   return text ? lead + text : '';
 }
 
+/** Connection failures that mean the node is gone or going (killed, restarted, unplugged). */
+const NODE_LOST = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'EAI_AGAIN']);
+/** How many times each node is tried before a request fails. */
+const FAILOVER_ROUNDS = 4;
+
+/**
+ * Requests that may reach the vault twice with the same outcome, so they can be sent again to
+ * another node when the first may have acted before it died: reads, pack uploads (a pack id is
+ * indexed once), point objects (the same bytes), progress reports, commits (a repeated
+ * commit answers with its point) and a restore's final report (the same report answers the same).
+ */
+function repeatable(method: string, path: string): boolean {
+  if (method === 'GET' || method === 'PUT' || method === 'HEAD') return true;
+  return method === 'POST' && /^\/v1\/(points\/[^/]+\/commit|jobs\/[^/]+\/progress|jobs\/[^/]+\/finish|containers\/[^/]+\/blobs\/locate|agent\/due)$/.test(path);
+}
+
+/** The nodes of a vault service, as `--server URL1,URL2` or COFFRE_SERVER lists them; sticks to one until it fails. */
+export class NodeList {
+  private readonly urls: string[];
+  private at = 0;
+  constructor(servers: string) {
+    this.urls = servers.split(',').map((s) => s.trim()).filter(Boolean);
+    if (this.urls.length === 0) throw new CoffreError('InvalidArgument', 'no server URL given: set --server or COFFRE_SERVER (several nodes: URL1,URL2)');
+  }
+  get size(): number { return this.urls.length; }
+  get current(): string { return this.urls[this.at]!; }
+  get all(): readonly string[] { return this.urls; }
+  /** The node `url` did not answer: move on to the next (unless another request already did). */
+  failed(url: string): void {
+    if (this.urls[this.at] === url) this.at = (this.at + 1) % this.urls.length;
+  }
+}
+
 export class VaultClient {
   readonly fingerprint: string | undefined;
+  /** The nodes `server` names (`URL1,URL2,…`): the same vault service, any of them answers. */
+  private readonly nodes: NodeList;
 
-  constructor(readonly server: string, private readonly token?: string, private readonly opts: ClientOptions = {}) {
+  constructor(readonly server: string, private readonly token?: string, private readonly opts: ClientOptions = {}, nodes?: NodeList) {
     this.fingerprint = opts.fingerprint ? normalizeFingerprint(opts.fingerprint) : undefined;
+    this.nodes = nodes ?? new NodeList(server);
   }
+
+  /** The node spoken to now (the first of the list until one stops answering). */
+  get currentServer(): string { return this.nodes.current; }
 
   /** The same client, sending an approved guard request with its calls. */
   withGuardRequest(id: string | undefined): VaultClient {
-    return new VaultClient(this.server, this.token, { ...this.opts, guardRequest: id });
+    return new VaultClient(this.server, this.token, { ...this.opts, guardRequest: id }, this.nodes);
   }
 
   /**
@@ -63,7 +103,6 @@ export class VaultClient {
    * since then the server cannot have acted on the request.
    */
   private async request(method: string, path: string, body?: unknown, binary?: Uint8Array | Uint8Array[], into?: Uint8Array): Promise<Buffer> {
-    const url = new URL(this.server.replace(/\/+$/, '') + path);
     const headers: Record<string, string | number> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (this.opts.guardRequest) headers['x-coffre-guard-request'] = this.opts.guardRequest;
@@ -76,9 +115,12 @@ export class VaultClient {
       payload = [Buffer.from(JSON.stringify(body))];
     }
     if (payload) headers['content-length'] = payload.reduce((n, p) => n + p.length, 0);
-    const lib = url.protocol === 'https:' ? https : http;
-    const agent = url.protocol === 'https:' ? httpsAgentFor(this.fingerprint) : httpAgent;
+    let failovers = 0;
     for (let attempt = 0; ; attempt++) {
+      const node = this.nodes.current;
+      const url = new URL(node.replace(/\/+$/, '') + path);
+      const lib = url.protocol === 'https:' ? https : http;
+      const agent = url.protocol === 'https:' ? httpsAgentFor(this.fingerprint) : httpAgent;
       try {
         const { status, data } = await new Promise<{ status: number; data: Buffer }>((resolve, reject) => {
           const req = lib.request(url, { method, headers, agent }, (res) => {
@@ -125,10 +167,20 @@ export class VaultClient {
         }
         throw new CoffreError(isErrorCode(code) ? code : 'Internal', message, details);
       } catch (e) {
-        if (e instanceof CoffreError) throw e;
-        const untrusted = tlsError(e, this.server);
-        if (untrusted) throw untrusted;
         const errno = (e as NodeJS.ErrnoException).code;
+        // Several nodes: one that stopped answering is left for the next, for any request the
+        // server cannot have acted on (a refused connection) and for the requests that may be
+        // sent twice (reads, pack and point-object uploads, progress, commits: see REPEATABLE).
+        const lost = e instanceof CoffreError ? e.code === 'ServerUnreachable' || (e.httpStatus >= 502 && e.httpStatus <= 504 && e.code !== 'StorageUnavailable' && e.code !== 'StorageError' && e.code !== 'WalNotArchived') : errno !== undefined && NODE_LOST.has(errno);
+        if (lost && this.nodes.size > 1 && failovers < this.nodes.size * FAILOVER_ROUNDS && (errno === 'ECONNREFUSED' || repeatable(method, path))) {
+          failovers++;
+          this.nodes.failed(node);
+          if (failovers % this.nodes.size === 0) await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** (failovers / this.nodes.size))));
+          continue;
+        }
+        if (e instanceof CoffreError) throw e;
+        const untrusted = tlsError(e, node);
+        if (untrusted) throw untrusted;
         if (errno === 'ECONNREFUSED' && attempt < 3) {
           await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
           continue;
@@ -165,6 +217,7 @@ export class VaultClient {
   }
 
   health(): Promise<{ status: string }> { return this.json('GET', '/v1/health'); }
+  clusterStatus(): Promise<ClusterStatus> { return this.json('GET', '/v1/cluster'); }
   createVault(body: { name: string; subscription?: string; redundancy?: string; crossRegionRestore?: boolean }): Promise<VaultInfo> { return this.json('POST', '/v1/vaults', body); }
   showVault(vault: string): Promise<VaultDetails> { return this.json('GET', `/v1/vaults/${encodeURIComponent(vault)}`); }
   setVault(vault: string, body: { redundancy?: string; crossRegionRestore?: boolean }): Promise<VaultDetails> { return this.json('PATCH', `/v1/vaults/${encodeURIComponent(vault)}`, body); }

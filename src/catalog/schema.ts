@@ -5,6 +5,7 @@
  */
 import { sql, type Generated, type Kysely } from 'kysely';
 import { migrateBackupServer, type BackupServerTables } from './schema-backup-server.js';
+import { columnTypes, makeAppendOnly } from './engine.js';
 
 export interface VaultRow { id: string; name: string; subscription: string; redundancy: string; created_at: string }
 export interface PolicyRow { id: string; vault_id: string; name: string; body: string; updated_at: string }
@@ -102,7 +103,14 @@ export interface AlertSettingsRow { id: string; body: string; updated_at: string
 /** Stored bytes of a vault over time, sampled by the maintenance tick for charts and reports. */
 export interface StorageSampleRow { vault_id: string; time: string; stored_bytes: number; points: number; protected_bytes: number }
 
+/** A once-across-nodes task's lease (src/vault/leases.ts): the node holding it until `expires_at`. */
+export interface LeaseRow { name: string; holder: string; expires_at: string; acquired_at: string }
+/** A server node sharing the catalog, and when it last said it was alive. */
+export interface NodeRow { id: string; url: string; started_at: string; heartbeat: string }
+
 export interface Database extends BackupServerTables {
+  leases: LeaseRow;
+  nodes: NodeRow;
   db_points: DbPointRow;
   db_schedules: DbScheduleRow;
   schedules: ScheduleRow;
@@ -135,8 +143,15 @@ export interface Database extends BackupServerTables {
   vault_storage: VaultStorageRow;
 }
 
+/**
+ * The baseline schema (version 1 in migrations.ts): idempotent, re-applied at every start, so
+ * tables appended here appear in existing catalogs. Changes that are not `IF NOT EXISTS`
+ * (altering a column, moving data) are versioned migrations in migrations.ts instead.
+ */
 export async function migrate(db: Kysely<Database>): Promise<void> {
   const s = db.schema;
+  // The few column types named differently by SQLite and PostgreSQL (bytes, auto-numbered keys).
+  const t = columnTypes(db);
   await s.createTable('vaults').ifNotExists()
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('name', 'text', (c) => c.notNull())
@@ -249,7 +264,7 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
   await s.createTable('trees').ifNotExists()
     .addColumn('container_id', 'text', (c) => c.notNull())
     .addColumn('id', 'text', (c) => c.notNull())
-    .addColumn('refs', 'blob', (c) => c.notNull())
+    .addColumn('refs', t.bytes, (c) => c.notNull())
     .addColumn('verified', 'integer', (c) => c.notNull().defaultTo(0))
     .addPrimaryKeyConstraint('trees_pk', ['container_id', 'id'])
     .execute();
@@ -303,9 +318,9 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn('retain_until', 'text')
     .addColumn('requested_by', 'text', (c) => c.notNull())
     .execute();
-  // seq is an INTEGER PRIMARY KEY: SQLite numbers rows itself, in insertion order.
+  // seq is an INTEGER PRIMARY KEY (SQLite numbers rows itself, in insertion order) or a serial (PostgreSQL).
   await s.createTable('audit_log').ifNotExists()
-    .addColumn('seq', 'integer', (c) => c.primaryKey())
+    .addColumn('seq', t.serial, (c) => c.primaryKey())
     .addColumn('time', 'text', (c) => c.notNull())
     .addColumn('principal', 'text', (c) => c.notNull())
     .addColumn('principal_id', 'text')
@@ -341,7 +356,7 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addPrimaryKeyConstraint('db_schedules_pk', ['item_id', 'type'])
     .execute();
   await s.createTable('copy_queue').ifNotExists()
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', t.serial, (c) => (t.serial === 'serial' ? c.primaryKey() : c.primaryKey().autoIncrement()))
     .addColumn('vault_id', 'text', (c) => c.notNull())
     .addColumn('target', 'text', (c) => c.notNull())
     .addColumn('key', 'text', (c) => c.notNull())
@@ -366,6 +381,8 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .execute();
   await migrateMonitoring(db);
   await migrateBackupServer(db);
+  // The audit log is append-only at the engine too, not only by the vault's code.
+  await makeAppendOnly(db, 'audit_log');
   await sql`select 1`.execute(db);
 }
 

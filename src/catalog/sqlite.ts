@@ -1,7 +1,8 @@
 /** The embedded catalog: one SQLite file, opened for durability (WAL, synchronous=FULL). */
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { migrate, type Database as Schema } from './schema.js';
+import { applyMigrations } from './migrations.js';
+import type { Database as Schema } from './schema.js';
 
 export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
   const sqlite = new Database(file);
@@ -14,11 +15,11 @@ export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
   sqlite.pragma('journal_size_limit = 4194304');
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
-  await migrate(db);
-  // The audit log is append-only at the engine too, not only by the vault's code.
-  sqlite.exec(`
-    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-  `);
+  try {
+    await applyMigrations(db);
+  } catch (e) {
+    await db.destroy();
+    throw e;
+  }
   return db;
 }

@@ -39,7 +39,8 @@ export function localServerInfo(): { url: string; fingerprint: string | null } |
 function fingerprintFor(g: GlobalOptions, server: string, known: ({ url: string; fingerprint?: string | null | undefined } | undefined)[]): string | undefined {
   const explicit = explicitFingerprint(g);
   if (explicit) return explicit;
-  const same = (a: string, b: string) => a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+  // `server` may list several nodes (URL1,URL2): a known fingerprint of any of them is theirs (one certificate behind one name).
+  const same = (a: string, b: string) => b.split(',').some((one) => a.replace(/\/+$/, '') === one.trim().replace(/\/+$/, ''));
   return known.find((k) => k && same(k.url, server) && k.fingerprint)?.fingerprint ?? undefined;
 }
 

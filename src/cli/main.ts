@@ -1,5 +1,6 @@
 /** The `coffre` command: parses arguments, calls the agent or the vault API, prints. No business logic. */
 import { Command, Option } from 'commander';
+import { registerServerStatus } from './server-status-command.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseCredentials, registerAgent } from '../agent/register.js';
 import type { OverwritePolicy } from '../agent/restore.js';
@@ -37,7 +38,9 @@ export function buildProgram(): Command {
     .exitOverride();
   const g = (): GlobalOptions => program.opts<GlobalOptions>();
 
-  program.command('server')
+  const serverCommand = program.command('server');
+  registerServerStatus(serverCommand, g);
+  serverCommand
     .description('run the vault service over HTTPS (embedded default: ./coffre-data, 127.0.0.1:7070, a self-signed certificate, zones as folders under it)')
     .option('--data <dir>', 'data folder: SQLite catalog, admin token, certificate, and the default regions (default: the configuration\'s, else ./coffre-data)')
     .option('--listen <host:port>', 'address to listen on (default: the configuration\'s, else 127.0.0.1:7070)')
@@ -46,16 +49,19 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'PEM certificate to serve (default: a self-signed one made on first start in DATA/tls)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--insecure-http', 'serve plain HTTP (loopback addresses only)')
-    .action(async (o: { data?: string; listen?: string; config?: string; recoverFrom?: 'primary' | 'secondary'; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }) => {
+    .option('--catalog <url>', 'catalog database for scale-out: postgresql://USER:PASSWORD@HOST:PORT/DATABASE (default: the configuration\'s, else DATA/catalog.sqlite)')
+    .option('--store <url>', 'one store for a one-zone LRS topology (file://, azblob://, s3://), instead of --config regions')
+    .action(async (o: { data?: string; listen?: string; config?: string; recoverFrom?: 'primary' | 'secondary'; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean; catalog?: string; store?: string }) => {
       // Loaded on demand: agent commands start faster without the server's modules.
       const { startServer } = await import('../vault/server.js');
       const s = await startServer({
         ...(o.data ? { dataDir: o.data } : {}), ...(o.listen ? { listen: o.listen } : {}), ...(o.config ? { configFile: o.config } : {}), ...(o.recoverFrom ? { recoverFrom: o.recoverFrom } : {}),
         ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.insecureHttp ? { insecureHttp: true } : {}),
+        ...(o.catalog ? { catalog: o.catalog } : {}), ...(o.store ? { store: o.store } : {}),
       });
       serving = true;
       const zones = [...s.stores.topology.primary.zones, ...s.stores.topology.secondary?.zones ?? []].map((z) => z.name).join(', ');
-      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  stores: ${zones}\n  Backup center: ${s.url}/ (sign in with the admin token or a principal's key)\n  metrics: ${s.url}/metrics (any principal's key as a bearer token)\n`
+      process.stderr.write(`coffre server listening on ${s.url}\n  data folder: ${s.dataDir}\n  admin token: ${s.dataDir}/admin.token\n  catalog: ${s.catalog.engine} ${s.catalog.location}\n  stores: ${zones}\n  Backup center: ${s.url}/ (sign in with the admin token or a principal's key)\n  metrics: ${s.url}/metrics (any principal's key as a bearer token)\n`
         + (s.fingerprint ? `  certificate fingerprint (SHA-256): ${s.fingerprint}\n` : '  plain HTTP (--insecure-http): loopback only\n'));
       const stop = () => { void s.close().then(() => process.exit(0)); };
       process.on('SIGINT', stop);

@@ -92,6 +92,11 @@ export const ERROR_CODES = {
   HypervisorUnreachable: 503,
   /** Another backup of the same item is running on this machine. */
   ItemBusy: 409,
+  // Scale-out (the catalog on PostgreSQL, several nodes).
+  /** The catalog was migrated by a newer Coffre than this one: upgrade this node (nothing was changed). */
+  CatalogTooNew: 409,
+  /** The catalog database cannot be reached or refused the connection. */
+  CatalogUnavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -12,6 +12,7 @@
  * purge of soft-deleted items). Keys are stored as SHA-256 hashes, never in clear.
  */
 import { createHash } from 'node:crypto';
+import { lockKey } from '../catalog/engine.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../catalog/schema.js';
 import { CoffreError } from '../core/errors.js';
@@ -76,6 +77,7 @@ export function authenticate(db: Kysely<Database>, authorization: string | undef
  */
 export async function ensureAdminPrincipal(db: Kysely<Database>, adminToken: string, now: string): Promise<void> {
   await db.transaction().execute(async (tx) => {
+    await lockKey(tx, 'principals:admin');
     const row = await tx.selectFrom('principals').select('id').where('name', '=', ADMIN_PRINCIPAL).executeTakeFirst();
     const id = row?.id ?? newId();
     if (row) await tx.updateTable('principals').set({ key_hash: hashSecret(adminToken), builtin: 1 }).where('id', '=', id).execute();

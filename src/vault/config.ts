@@ -28,6 +28,8 @@ const region = z.object({ name, zones: z.array(zone).min(1, 'a region needs at l
 const schema = z.object({
   data: z.string().min(1).optional(),
   listen: z.string().min(1).optional(),
+  /** The catalog's database (scale-out): a postgresql:// URL; without it, SQLite in the data folder. */
+  catalog: z.string().regex(/^postgres(ql)?:\/\//i, 'write postgresql://USER:PASSWORD@HOST:PORT/DATABASE').optional(),
   regions: z.object({ primary: region, secondary: region.optional() }).strict(),
   retry: z.object({
     attempts: z.number().int().min(1).max(20),
@@ -37,7 +39,7 @@ const schema = z.object({
   }).partial().strict().optional(),
 }).strict();
 
-export interface ServerConfig { data?: string | undefined; listen?: string | undefined; topology: TopologySpec }
+export interface ServerConfig { data?: string | undefined; listen?: string | undefined; catalog?: string | undefined; topology: TopologySpec }
 
 const invalid = (file: string, why: string) => new CoffreError('ConfigInvalid', `configuration ${file}: ${why}`);
 
@@ -79,6 +81,7 @@ export function parseConfig(text: string, file: string): ServerConfig {
   return {
     data: c.data === undefined ? undefined : resolve(base, c.data),
     listen: c.listen,
+    catalog: c.catalog,
     topology: { primary: c.regions.primary, secondary: c.regions.secondary, retry: c.retry },
   };
 }
@@ -102,4 +105,19 @@ export function defaultTopology(dataDir: string): TopologySpec {
     primary: { name: 'primary', zones: ['zone-1', 'zone-2', 'zone-3'].map((z) => ({ name: z, store: folder('primary', z) })) },
     secondary: { name: 'secondary', zones: [{ name: 'zone-1', store: folder('secondary', 'zone-1') }] },
   };
+}
+
+/**
+ * `--store URL`: the shorthand for a one-zone LRS topology (one primary region of one zone, no
+ * paired region), the store shared by every node of a scale-out deployment. Secrets come from
+ * the environment ($AZURE_STORAGE_KEY, $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY).
+ */
+export function singleStoreTopology(url: string): TopologySpec {
+  try {
+    checkStoreUrl(url, '--store');
+  } catch (e) {
+    if (e instanceof CoffreError) throw new CoffreError('InvalidArgument', e.message);
+    throw e;
+  }
+  return { primary: { name: 'primary', zones: [{ name: 'zone-1', store: url }] } };
 }

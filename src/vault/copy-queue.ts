@@ -15,6 +15,12 @@ export interface QueueStats { pendingObjects: number; pendingBytes: number; olde
 export class CatalogCopyQueue implements CopyQueueWorker {
   /** Called after tasks were added: the replicator can start at once. */
   onAdd: () => void = () => undefined;
+  /**
+   * Whether this node's background replication may work now (it holds the replication lease,
+   * src/vault/leases.ts): several nodes share the queue, one works through it. An explicit
+   * drain (delays ignored) works whatever this says.
+   */
+  gate: () => boolean = () => true;
 
   constructor(private readonly db: Kysely<Database>, private readonly clock: Clock) {}
 
@@ -34,6 +40,7 @@ export class CatalogCopyQueue implements CopyQueueWorker {
   }
 
   async due(limit: number, now: Date, ignoreBackoff = false): Promise<QueuedCopy[]> {
+    if (!ignoreBackoff && !this.gate()) return [];
     let q = this.db.selectFrom('copy_queue').selectAll();
     if (!ignoreBackoff) q = q.where('next_try_at', '<=', now.toISOString());
     const rows = await q.orderBy('id').limit(limit).execute();

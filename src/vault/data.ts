@@ -6,6 +6,7 @@
  * rewritten.
  */
 import { createHash } from 'node:crypto';
+import { lockKey } from '../catalog/engine.js';
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, PointRow } from '../catalog/schema.js';
 import type { BackupStart, BlobLocation, FileSource, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
@@ -208,6 +209,14 @@ export async function startBackup(ctx: DataContext, p: Principal, input: { item:
   return { job: await describeJob(ctx, jobId), pointId, item: await itemInfo(ctx, item) };
 }
 
+/** The point of a backup job already committed, if it is. */
+async function committedPoint(ctx: DataContext, p: Principal, pointId: string, jobId: string): Promise<PointInfo | null> {
+  const job = await loadJob(ctx, p, jobId);
+  if (job.operation !== 'Backup' || job.point_id !== pointId || (job.status !== 'Completed' && job.status !== 'CompletedWithWarnings')) return null;
+  const point = await ctx.db.selectFrom('points').select('id').where('id', '=', pointId).where('job_id', '=', jobId).executeTakeFirst();
+  return point ? describePoint(ctx, pointId) : null;
+}
+
 async function backupJob(ctx: DataContext, p: Principal, pointId: string, jobId: string) {
   const job = await loadJob(ctx, p, jobId);
   if (job.operation !== 'Backup' || job.point_id !== pointId) throw new CoffreError('BadRequest', `job ${jobId} is not the backup of point ${pointId}`);
@@ -243,6 +252,10 @@ export interface CommitInput {
  */
 export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput,
   within?: (tx: Kysely<Database>, row: Selectable<PointRow>) => Promise<void>): Promise<PointInfo> {
+  // A commit repeated (the agent did not get the answer and asked again, maybe another node)
+  // finds its point made and gets it again, rather than an error that would fail the backup.
+  const done = await committedPoint(ctx, p, pointId, input.jobId);
+  if (done) return done;
   const job = await backupJob(ctx, p, pointId, input.jobId);
   const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', job.item_id!).executeTakeFirst();
   if (!item) throw new CoffreError('ItemNotFound', 'the item of this backup was deleted (purged) while it ran; nothing is kept');
@@ -279,6 +292,11 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   // and its completed job become visible together (one sync of the catalog, not two).
   try {
     await ctx.db.transaction().execute(async (tx) => {
+      // Two nodes may receive the same commit (an agent that retried on another node): the
+      // second waits here, then finds the job no longer in progress.
+      await lockKey(tx, `job:${input.jobId}`);
+      const current = await tx.selectFrom('jobs').select('status').where('id', '=', input.jobId).executeTakeFirstOrThrow();
+      if (current.status !== 'InProgress') throw new CoffreError(current.status === 'Cancelled' ? 'JobCancelled' : 'BadRequest', `job ${input.jobId} is ${current.status}; its point is committed once`);
       await markVerified(tx, item.container_id, closure.verified);
       await tx.insertInto('points').values(row).execute();
       await tx.insertInto('point_objects').values({ point_id: pointId, ...sums, replication_seq: seq }).execute();
@@ -290,6 +308,9 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
       });
     });
   } catch (e) {
+    // The same commit, made meanwhile by another node: the point exists, its record stays.
+    const done = await committedPoint(ctx, p, pointId, input.jobId);
+    if (done) return done;
     // The point was refused: its record must not bring it back in a recovery. If this delete
     // fails too, garbage collection removes the record of a point the catalog does not know.
     await store.delete(pointRecordKey(pointId)).catch(() => undefined);

@@ -7,7 +7,9 @@
  *    is left alone: we cannot know what is live.
  * 2. A container with a backup in progress is skipped. A backup learns which chunks exist
  *    *after* its job row is written, and index rows are deleted in a transaction that first
- *    checks no backup is running: so a backup never relies on a chunk GC removes.
+ *    checks no backup is running (under the container's lock, which a backup's job row is
+ *    written under too: src/vault/jobs.ts) and that no point appeared since the live set was
+ *    read: so a backup never relies on a chunk GC removes, whichever node serves either.
  * 3. Index rows go before store objects, and a rewritten pack is durable and indexed before
  *    the old one is deleted: a crash at any point leaves every live chunk readable, and at
  *    worst an orphan object that the next run removes.
@@ -16,6 +18,7 @@
  */
 import type { JobInfo } from '../core/api.js';
 import { CoffreError } from '../core/errors.js';
+import { lockKey } from '../catalog/engine.js';
 import { newId } from '../core/ids.js';
 import { PackWriter, packKind, readPack } from '../core/pack.js';
 import type { Principal } from './access.js';
@@ -40,7 +43,7 @@ export interface GcStats {
   bytesFreed: number;
 }
 
-async function liveSet(ctx: DataContext, store: ObjectStore, containerId: string): Promise<Set<string> | null> {
+async function liveSet(ctx: DataContext, store: ObjectStore, containerId: string): Promise<{ live: Set<string>; points: Set<string> } | null> {
   const points = await ctx.db.selectFrom('points').select('id').where('container_id', '=', containerId).execute();
   const lists: Buffer[] = [];
   for (const p of points) {
@@ -51,7 +54,7 @@ async function liveSet(ctx: DataContext, store: ObjectStore, containerId: string
       throw e;
     }
   }
-  return (await ReferenceGraph.load(ctx.db, containerId)).closure(lists);
+  return { live: (await ReferenceGraph.load(ctx.db, containerId)).closure(lists), points: new Set(points.map((p) => p.id)) };
 }
 
 async function backupRunning(ctx: DataContext, containerId: string): Promise<boolean> {
@@ -63,15 +66,22 @@ async function backupRunning(ctx: DataContext, containerId: string): Promise<boo
 async function collectContainer(ctx: DataContext, v: { id: string; redundancy: string }, containerId: string, stats: GcStats): Promise<void> {
   const store = ctx.stores.forVault(v);
   if (await backupRunning(ctx, containerId)) { stats.containersSkipped.push(containerId); return; }
-  const live = await liveSet(ctx, store, containerId);
-  if (!live) { stats.containersSkipped.push(containerId); return; }
+  const found = await liveSet(ctx, store, containerId);
+  if (!found) { stats.containersSkipped.push(containerId); return; }
+  const live = found.live;
   const blobs = await ctx.db.selectFrom('blobs').select(['id', 'pack_id', 'length']).where('container_id', '=', containerId).execute();
   const dead = blobs.filter((b) => !live.has(b.id));
   if (dead.length) {
     const deleted = await ctx.db.transaction().execute(async (tx) => {
+      // The same lock a backup's job row is written under (jobs.ts createJob).
+      await lockKey(tx, `container:${containerId}`);
       const running = await tx.selectFrom('jobs').select('id').where('container_id', '=', containerId)
         .where('operation', '=', 'Backup').where('status', '=', 'InProgress').executeTakeFirst();
       if (running) return false;
+      // A backup that started and committed while the live set was computed (on another node,
+      // or between two awaits here) may reference chunks that set thinks dead: then wait for the next run.
+      const now = await tx.selectFrom('points').select('id').where('container_id', '=', containerId).execute();
+      if (now.some((p) => !found.points.has(p.id))) return false;
       for (let i = 0; i < dead.length; i += BATCH) {
         await tx.deleteFrom('blobs').where('container_id', '=', containerId).where('id', 'in', dead.slice(i, i + BATCH).map((b) => b.id)).execute();
       }

@@ -13,6 +13,7 @@ import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import type { VaultStores } from './vault-stores.js';
 import { readFrom, registerStorageRoutes } from './storage-http.js';
+import { registerClusterRoutes, type ClusterStatus } from './cluster-status.js';
 import type { Principal } from './access.js';
 import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
 import { targets } from './route-targets.js';
@@ -43,6 +44,8 @@ export interface ApiContext {
   monitoring?: Monitoring;
   /** Told whenever a job ends (jobs.ts). */
   jobEnded?: (jobId: string) => void;
+  /** This node's view of the deployment (`GET /v1/cluster`); set by the server. */
+  cluster?: () => Promise<ClusterStatus>;
 }
 
 const MAX_PACK_BYTES = 128 * 1024 * 1024;
@@ -212,6 +215,8 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
       errors: z.array(problem).optional(), warnings: z.array(problem).optional(), details: z.record(z.string(), z.unknown()).optional(),
     }), req.body);
     if (job.status === 'Cancelled') throw new CoffreError('JobCancelled', `job ${job.id} was cancelled`);
+    // The same report again (an agent that retried on another node): the job already says so.
+    if (job.status === body.status && job.operation !== 'Backup') return describeJob(ctx, job.id);
     if (job.status !== 'InProgress') throw new CoffreError('BadRequest', `job ${job.id} already ended (${job.status})`);
     // A backup completes only through its commit, which checks the point is whole.
     if (job.operation === 'Backup' && body.status !== 'Failed' && body.status !== 'Cancelled') {
@@ -266,6 +271,7 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
   registerStorageRoutes(app, ctx, who, { auth, t });
   registerServerRoutes(app, ctx, { auth, t, parse });
   opts.extend?.(app, { auth, t, parse });
+  if (ctx.cluster) registerClusterRoutes(app, ctx.cluster, { auth, t });
 
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` } }));
   return app;

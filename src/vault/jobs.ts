@@ -4,6 +4,7 @@ import type { Database, JobRow } from '../catalog/schema.js';
 import type { JobCounters, JobInfo, JobProblem, JobStatus, Operation } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
+import { lockKey } from '../catalog/engine.js';
 import { newId } from '../core/ids.js';
 import { principalName, requireContainer, requireVault, type Principal } from './access.js';
 import { visibleVaults } from './authorize.js';
@@ -46,12 +47,27 @@ export async function createJob(ctx: JobContext, job: {
 }): Promise<string> {
   const id = newId();
   const now = ctx.clock.now().toISOString();
-  await ctx.db.insertInto('jobs').values({
+  const insert = (db: Kysely<Database>) => db.insertInto('jobs').values({
     id, vault_id: job.vaultId, item_id: job.itemId, container_id: job.containerId, operation: job.operation,
     status: 'InProgress', start_time: now, end_time: null, heartbeat: now,
     bytes_scanned: 0, bytes_new: 0, bytes_uploaded: 0, files_scanned: 0, files_changed: 0,
     errors: '[]', warnings: '[]', point_id: job.pointId ?? null, details: JSON.stringify(job.details ?? {}),
   }).execute();
+  // GC deletes a container's unreferenced chunks only if no backup runs there, and a backup
+  // learns which chunks exist only after its job row is written. On PostgreSQL the two
+  // transactions would otherwise interleave (GC checks, the job row lands, the backup reuses a
+  // chunk, GC deletes it): both take the container's lock.
+  if (job.operation === 'Backup' && job.containerId) {
+    const key = `container:${job.containerId}`;
+    if (ctx.db.isTransaction) {
+      await lockKey(ctx.db, key);
+      await insert(ctx.db);
+    } else {
+      await ctx.db.transaction().execute(async (tx) => { await lockKey(tx, key); await insert(tx); });
+    }
+  } else {
+    await insert(ctx.db);
+  }
   return id;
 }
 

@@ -8,6 +8,7 @@ import type { Database } from '../catalog/schema.js';
 import type { FileSource } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
+import { lockKey } from '../catalog/engine.js';
 import type { Policy } from '../policy/policy.js';
 import { isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
 import type { DbBackupType } from '../core/api.js';
@@ -77,29 +78,41 @@ async function recordMissed(ctx: SchedulerContext, row: { vaultId: string; itemI
 export async function reconcile(ctx: SchedulerContext, containerId?: string): Promise<Map<string, DueRun & { containerId: string }>> {
   const now = ctx.clock.now();
   const due = new Map<string, DueRun & { containerId: string }>();
-  for (const row of await scheduledItems(ctx, containerId)) {
-    const policy = validateAnyPolicy(JSON.parse(row.body));
-    if (isDbPolicy(policy)) {
-      for (const run of await reconcileDb(ctx, row, policy, RUN_WINDOW_MS)) due.set(`${row.itemId}:${run.source.backupType}`, { ...run, containerId: row.containerId });
-      continue;
-    }
-    const runs = runsBetween(policy, new Date(row.lastRun ?? row.createdAt), now);
-    if (runs.length === 0) continue;
-    const last = runs[runs.length - 1]!;
-    const open = now.getTime() - last.getTime() < RUN_WINDOW_MS;
-    const missed = open ? runs.slice(0, -1) : runs;
-    for (const r of missed) {
-      const superseded = r !== last;
-      await recordMissed(ctx, row, r, superseded
-        ? 'no agent claimed it before the next scheduled run (is `coffre agent run` running on the machine?)'
-        : `no agent claimed it within ${RUN_WINDOW_MS / 3_600_000} hours (is \`coffre agent run\` running on the machine?)`);
-    }
-    if (missed.length) {
-      await ctx.db.updateTable('schedules').set({ last_run: missed[missed.length - 1]!.toISOString() }).where('item_id', '=', row.itemId).execute();
-    }
-    if (open) due.set(row.itemId, { item: row.item, scheduledAt: last.toISOString(), source: JSON.parse(row.source) as BackupSource, containerId: row.containerId });
+  for (const listed of await scheduledItems(ctx, containerId)) {
+    const policy = validateAnyPolicy(JSON.parse(listed.body));
+    // Per item, one transaction under the item's lock: several nodes (or polls) reconciling the
+    // same item record each missed run once, and see the last run the other one handed out.
+    await ctx.db.transaction().execute(async (db) => {
+      await lockKey(db, `schedule:${listed.itemId}`);
+      const tx = { ...ctx, db };
+      if (isDbPolicy(policy)) {
+        for (const run of await reconcileDb(tx, listed, policy, RUN_WINDOW_MS)) due.set(`${listed.itemId}:${run.source.backupType}`, { ...run, containerId: listed.containerId });
+        return;
+      }
+      const fresh = await db.selectFrom('schedules').select('last_run').where('item_id', '=', listed.itemId).executeTakeFirst();
+      if (!fresh) return;
+      await reconcileFiles(tx, { ...listed, lastRun: fresh.last_run }, policy, now, due);
+    });
   }
   return due;
+}
+
+async function reconcileFiles(ctx: SchedulerContext, row: Awaited<ReturnType<typeof scheduledItems>>[number], policy: Policy, now: Date, due: Map<string, DueRun & { containerId: string }>): Promise<void> {
+  const runs = runsBetween(policy, new Date(row.lastRun ?? row.createdAt), now);
+  if (runs.length === 0) return;
+  const last = runs[runs.length - 1]!;
+  const open = now.getTime() - last.getTime() < RUN_WINDOW_MS;
+  const missed = open ? runs.slice(0, -1) : runs;
+  for (const r of missed) {
+    const superseded = r !== last;
+    await recordMissed(ctx, row, r, superseded
+      ? 'no agent claimed it before the next scheduled run (is `coffre agent run` running on the machine?)'
+      : `no agent claimed it within ${RUN_WINDOW_MS / 3_600_000} hours (is \`coffre agent run\` running on the machine?)`);
+  }
+  if (missed.length) {
+    await ctx.db.updateTable('schedules').set({ last_run: missed[missed.length - 1]!.toISOString() }).where('item_id', '=', row.itemId).execute();
+  }
+  if (open) due.set(row.itemId, { item: row.item, scheduledAt: last.toISOString(), source: JSON.parse(row.source) as BackupSource, containerId: row.containerId });
 }
 
 export async function dueRuns(ctx: SchedulerContext, p: Principal): Promise<DueRun[]> {

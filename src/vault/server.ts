@@ -11,14 +11,14 @@
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Kysely } from 'kysely';
-import { openSqliteCatalog } from '../catalog/sqlite.js';
+import { openCatalog, SQLITE_CATALOG_FILE, type OpenCatalog } from '../catalog/open.js';
 import type { Database } from '../catalog/schema.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoffreError } from '../core/errors.js';
 import { newSecret } from '../core/ids.js';
 import type { CopyRole } from '../store/copies.js';
 import { Topology } from '../store/topology.js';
-import { defaultTopology, loadConfig, type ServerConfig } from './config.js';
+import { defaultTopology, loadConfig, singleStoreTopology, type ServerConfig } from './config.js';
 import { LEGACY_STORE_DIR, migrateLegacyStore } from './legacy-store.js';
 import { recoverCatalog, type RecoveryReport } from './recovery.js';
 import { VaultStores } from './vault-stores.js';
@@ -33,6 +33,10 @@ import { registerDashboard } from '../web/dashboard.js';
 import { isLoopback, loadTlsIdentity } from './tls.js';
 import { failStaleJobs } from './jobs.js';
 import { runMaintenance } from './maintenance.js';
+import { NodeLeases } from './leases.js';
+import type { ClusterStatus } from './cluster-status.js';
+import { SCHEMA_VERSION } from '../catalog/migrations.js';
+import { newId } from '../core/ids.js';
 
 import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN, SERVER_INFO_FILE } from '../core/defaults.js';
 
@@ -45,6 +49,12 @@ export interface RunningServer {
   /** SHA-256 fingerprint of the served certificate; null over plain HTTP. */
   fingerprint: string | null;
   db: Kysely<Database>;
+  /** The catalog's engine and where it is. */
+  catalog: OpenCatalog;
+  /** This node's leases on the work that runs once across the nodes (maintenance, replication). */
+  leases: NodeLeases;
+  /** What `GET /v1/cluster` answers. */
+  clusterStatus(): Promise<ClusterStatus>;
   stores: VaultStores;
   /** What a recovery (`recoverFrom`) brought back. */
   recovery: RecoveryReport | null;
@@ -97,6 +107,12 @@ export interface ServerOptions {
   monitoring?: MonitoringOptions;
   /** Routes beside the vault's own (a backup server's groups and online copies), behind the same door. */
   extend?: (app: FastifyInstance, door: RouteDoor) => void;
+  /** The catalog's database: a postgresql:// URL (scale-out); default: the configuration's, else SQLite in the data folder. */
+  catalog?: string;
+  /** One store URL: a one-zone LRS topology, instead of the configuration's regions or the default folders. */
+  store?: string;
+  /** How long a node's lease on once-across-nodes work lasts unrenewed (default 15 s; $COFFRE_LEASE_TTL_MS). */
+  leaseTtlMs?: number;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
@@ -109,11 +125,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
   if (opts.insecureHttp && (opts.tlsCert || opts.tlsKey)) throw new CoffreError('InvalidArgument', '--insecure-http and --tls-cert/--tls-key exclude each other');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const catalogFile = join(dataDir, 'catalog.sqlite');
+  const catalogUrl = opts.catalog ?? config?.catalog;
+  const catalogFile = join(dataDir, SQLITE_CATALOG_FILE);
+  if (opts.store && config) throw new CoffreError('InvalidArgument', '--store and --config both name the stores: give the regions in the configuration, or --store alone');
+  if (opts.recoverFrom && catalogUrl) throw new CoffreError('InvalidArgument', '--recover-from rebuilds an embedded (SQLite) catalog: leave out --catalog, then move to PostgreSQL');
   if (opts.recoverFrom && existsSync(catalogFile)) {
     throw new CoffreError('InvalidArgument', `--recover-from needs an empty data folder, and ${dataDir} already has a catalog: give another --data folder`);
   }
-  const topology = Topology.open(config?.topology ?? defaultTopology(dataDir));
+  const topology = Topology.open(opts.store ? singleStoreTopology(opts.store) : config?.topology ?? defaultTopology(dataDir));
   try {
     // A store that cannot be reached now gets its copies when it is back (queued, or by verify --repair).
     for (const f of await topology.create()) log(`store ${f.store} is not available at start: ${f.error.message}`);
@@ -123,7 +142,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
   const tls = opts.insecureHttp ? null : await loadTlsIdentity(dataDir, { host, ...(opts.tlsCert ? { certFile: opts.tlsCert } : {}), ...(opts.tlsKey ? { keyFile: opts.tlsKey } : {}) });
   const token = await adminToken(dataDir);
-  const db = await openSqliteCatalog(catalogFile);
+  let catalog: OpenCatalog;
+  try {
+    catalog = await openCatalog(catalogUrl, dataDir);
+  } catch (e) {
+    topology.close();
+    throw e;
+  }
+  const db = catalog.db;
   const clock = opts.clock ?? systemClock;
   await ensureAdminPrincipal(db, token, clock.now().toISOString());
   const stores = new VaultStores(topology, db, clock);
@@ -139,9 +165,20 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
   const fingerprint = tls?.fingerprint ?? null;
   const monitoring = new Monitoring({ db, clock, replication: () => replicationNow(ctx) }, opts.monitoring);
+  const nodeId = newId(8);
+  let leases: NodeLeases | null = null;
+  const clusterStatus = async (): Promise<ClusterStatus> => {
+    const s = leases ? await leases.status() : { nodes: [], leases: [] };
+    return {
+      node: { id: nodeId, url: url ?? '' },
+      catalog: { engine: catalog.engine, schemaVersion: await catalog.schemaVersion(), codeSchemaVersion: SCHEMA_VERSION, location: catalog.location },
+      ...s,
+    };
+  };
+  let url: string | null = null;
   let app;
   try {
-    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null, monitoring, jobEnded: monitoring.jobEnded }, { ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}), ...(opts.extend ? { extend: opts.extend } : {}) });
+    app = buildApi({ db, stores, clock, credentialsPin: tls?.selfSigned ? tls.fingerprint : null, monitoring, jobEnded: monitoring.jobEnded, cluster: clusterStatus }, { ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}), ...(opts.extend ? { extend: opts.extend } : {}) });
     // The composition root: the web dashboard (src/web) sits above the vault and signs in through its one door from a key to a principal.
     registerDashboard(app, { authenticate: (key) => authenticateToken(db, key) });
   } catch (e) {
@@ -163,11 +200,25 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     if (code === 'EADDRINUSE') throw new CoffreError('InvalidArgument', `${host}:${port} is already in use: is another coffre server running? choose another with --listen`);
     throw e;
   }
-  stores.start();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   // Jobs that maintenance ends (stale ones, prune, GC) reach the alerts and metrics too.
   const tracked = { ...ctx, jobEnded: monitoring.jobEnded };
+  url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  const envTtl = Number(process.env.COFFRE_LEASE_TTL_MS);
+  leases = new NodeLeases(db, nodeId, url, { ttlMs: opts.leaseTtlMs ?? (Number.isInteger(envTtl) && envTtl > 0 ? envTtl : undefined), log });
+  const nodeLeases = leases;
+  try {
+    await nodeLeases.start();
+  } catch (e) {
+    await app.close();
+    await db.destroy();
+    topology.close();
+    throw e;
+  }
+  // Several nodes share the copy queue: the one holding the replication lease works through it.
+  stores.queue.gate = () => nodeLeases.holds('replication');
+  stores.start();
   let running: Promise<void> | null = null;
   const maintain = async () => {
     // One maintenance pass at a time; a tick that finds one running waits for it.
@@ -175,13 +226,13 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await running;
   };
   // Failures are retried on the next tick; the jobs of prune and GC record their own errors.
-  const timer = setInterval(() => { void maintain().catch(() => undefined); }, MAINTENANCE_INTERVAL_MS);
+  // Only the node holding the maintenance lease runs it: once across the nodes, not once per node.
+  const timer = setInterval(() => { if (nodeLeases.holds('maintenance')) void maintain().catch(() => undefined); }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
-  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   // Not secret (the fingerprint is public by nature); lets `coffre` beside it connect without flags.
   await writeFile(join(dataDir, SERVER_INFO_FILE), JSON.stringify({ url, fingerprint }, null, 2) + '\n', { mode: 0o644 });
   return {
-    url, dataDir, adminToken: token, db, stores, recovery, maintain, fingerprint,
+    url, dataDir, adminToken: token, db, catalog, stores, recovery, maintain, fingerprint, leases: nodeLeases, clusterStatus,
     drainReplication: () => stores.replicator.drain(),
     async close() {
       clearInterval(timer);
@@ -189,6 +240,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       await monitoring.close();
       await app.close();
       await stores.stop();
+      // Given back at once, so that another node takes the work over without waiting for expiry.
+      await nodeLeases.stop().catch((e: unknown) => log(`leases: not released (${(e as Error).message}); they expire in ${nodeLeases.ttlMs / 1000} s`));
       await db.destroy();
     },
   };

@@ -1,5 +1,6 @@
 /** Vaults, their credentials, machine registration and protected items. */
 import type { Kysely, Selectable } from 'kysely';
+import { lockKey } from '../catalog/engine.js';
 import type { Database, ItemRow, VaultRow } from '../catalog/schema.js';
 import type { ItemInfo, Redundancy, RegisterResult, VaultInfo } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
@@ -44,6 +45,8 @@ export async function createVault(ctx: VaultContext, _p: Principal, input: { nam
   const now = ctx.clock.now().toISOString();
   const id = newId();
   await ctx.db.transaction().execute(async (tx) => {
+    // Two nodes creating the 500th vault at once must not both see 499 (PostgreSQL).
+    await lockKey(tx, `vaults:${subscription}`);
     const existing = await tx.selectFrom('vaults').select('id').where('subscription', '=', subscription).where('name', '=', input.name).executeTakeFirst();
     if (existing) throw new CoffreError('VaultExists', `vault ${input.name} already exists in subscription ${subscription}`);
     const { count } = await tx.selectFrom('vaults').select((eb) => eb.fn.countAll<number>().as('count')).where('subscription', '=', subscription).executeTakeFirstOrThrow();
