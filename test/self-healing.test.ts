@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { compareTrees } from '../src/agent/tree-compare.js';
 import type { JobInfo } from '../src/core/api.js';
+import { packKind } from '../src/core/pack.js';
 import { backupOptions, cli, harness, vaultDir } from '../testkit/harness.js';
 import { MiB, seededBytes, seededText, writeTree } from '../testkit/vm-fixtures.js';
 
@@ -38,8 +39,15 @@ test('a damaged copy of a pack: restore succeeds from another copy, the job name
     assert.equal(await h.server.drainReplication(), 0);
     const data = join(h.dir, 'data');
     const packsDir = join(vaultDir(data, h.credentials.vaultId), 'packs', a.state.containerId);
-    const [prefix] = await readdir(packsDir);
-    const [packId] = await readdir(join(packsDir, prefix!));
+    // A data pack: the point's tree pack is a few hundred bytes, too small for the flips below.
+    let prefix: string | undefined;
+    let packId: string | undefined;
+    for (const pre of await readdir(packsDir)) {
+      for (const id of await readdir(join(packsDir, pre))) {
+        if (!packId && packKind(await readFile(join(packsDir, pre, id))) === 'data') [prefix, packId] = [pre, id];
+      }
+    }
+    assert.ok(packId, 'the backup stored a data pack');
     const primaryCopy = join(packsDir, prefix!, packId!);
     const secondaryCopy = join(vaultDir(data, h.credentials.vaultId, join('secondary', 'zone-1')), 'packs', a.state.containerId, prefix!, packId!);
     const intact = await readFile(secondaryCopy);

@@ -25,6 +25,8 @@ export interface RestoreSource {
    * are a few KiB each; decoded, thousands of objects.
    */
   listings(folders: readonly string[][]): Promise<Map<string[], Listing>>;
+  /** Reads from now on are the restore job's: a copy the vault repairs on the way is named on it. */
+  forJob(jobId: string): void;
 }
 
 export type Listing = () => TreeEntry[] | CoffreError;
@@ -37,9 +39,13 @@ export class PageSource implements RestoreSource {
   readonly totals: { files: number; bytes: number };
 
   constructor(private readonly client: VaultClient, private readonly keys: KeySet, private readonly containerId: string, manifest: AnyManifest & { version: 3 },
-    private readonly read: ReadOptions = {}) {
+    private read: ReadOptions = {}) {
     this.roots = manifest.roots;
     this.totals = { files: manifest.files, bytes: manifest.bytes };
+  }
+
+  forJob(jobId: string): void {
+    this.read = { ...this.read, job: jobId };
   }
 
   async listings(folders: readonly string[][]): Promise<Map<string[], Listing>> {
@@ -88,6 +94,9 @@ export class FlatSource implements RestoreSource {
   readonly roots: TreeEntry[];
   readonly totals: { files: number; bytes: number };
   private readonly children = new Map<string, TreeEntry[]>();
+
+  // Everything is in the manifest: nothing is read from the vault after it.
+  forJob(): void {}
 
   constructor(manifest: Manifest) {
     const entries = manifest.entries;

@@ -143,6 +143,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   }
   const job = await client.startRestore(point.id, { target: opts.target, paths: opts.paths ?? [], ...read });
   await opts.onJob?.(job);
+  source.forJob(job.id);
   const run = new Restore(opts, point, job, source, manifest.owners, read);
   return run.run();
 }
