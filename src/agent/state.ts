@@ -2,11 +2,14 @@
  * The agent's local state: which vault it belongs to, its key, and its unwrapped data keys.
  * Kept in the agent folder, readable by its owner only (like an SSH key).
  */
-import { mkdir, readFile, rename, open } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join } from 'node:path';
 import { keysFromJSON, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/atomic-file.js';
+
+export { writeFileAtomic };
 
 export interface AgentState {
   version: 1;
@@ -26,20 +29,6 @@ export function defaultAgentDir(): string {
 }
 
 const STATE_FILE = 'agent.json';
-
-/** Writes a file atomically and durably (temporary name, fsync, rename). */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-}
 
 export async function saveState(dir: string, state: AgentState): Promise<void> {
   await writeFileAtomic(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');

@@ -49,20 +49,11 @@ function checkAborted(signal: AbortSignal | undefined): void {
 }
 
 /** The details an OnlineCopy job keeps (jobs.details). */
-export interface CopyDetails {
-  group: string | null;
-  pointTime: string;
-  upstreamJob: string | null;
-  chunksTotal: number;
-  chunksPresent: number;
-  chunksSent: number;
-  packsSent: number;
-  bytesSent: number;
-  throttledMs: number;
+export type CopyDetails = Pick<OnlineCopyInfo, 'group' | 'pointTime' | 'upstreamJob' | 'chunksTotal' | 'chunksPresent' | 'chunksSent' | 'packsSent' | 'bytesSent' | 'throttledMs'> & {
   alreadyCopied?: boolean;
   /** The vault's job of an earlier, interrupted copy of the point was taken up again. */
   resumed?: boolean;
-}
+};
 
 interface Located { id: string; pack: string; offset: number; length: number; checksum: string }
 

@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { CoffreError } from '../core/errors.js';
-import { validatePolicy, WEEK_DAYS, type ClockTime, type Policy, type Retention, type WeekDay } from './policy.js';
+import { describeIssue, integerIn, invalid, validatePolicy, WEEK_DAYS, type ClockTime, type Policy, type Retention, type WeekDay } from './policy.js';
 import { isValidTimeZone } from './zoned-time.js';
 
 export const DB_WORKLOAD = 'PostgreSQL';
@@ -48,11 +48,6 @@ export function looksLikeDbPolicy(input: unknown): boolean {
   return typeof input === 'object' && input !== null && (input as { workload?: unknown }).workload !== undefined;
 }
 
-function integerIn(min: number, max: number) {
-  const message = `must be an integer from ${min} to ${max}`;
-  return z.number({ error: message }).int(message).min(min, message).max(max, message);
-}
-
 const clockTime = z.string({ error: 'must be "HH:MM" from 00:00 to 23:59' }).regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be "HH:MM" from 00:00 to 23:59');
 const weekDays = z.array(z.enum(WEEK_DAYS, { error: `must be one of ${WEEK_DAYS.join(', ')}` }), { error: 'must be a list of week days' })
   .min(1, 'must list at least one week day').refine((l) => new Set(l).size === l.length, 'must not repeat a week day');
@@ -82,17 +77,6 @@ const schema = z.strictObject({
     retentionDays: integerIn(DB_LIMITS.logDays.min, DB_LIMITS.logDays.max),
   }).optional(),
 });
-
-function invalid(field: string, message: string): CoffreError {
-  return new CoffreError('InvalidPolicy', `${field} ${message}`);
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const field = issue.path.length === 0 ? 'policy' : issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') return `${field} has unknown field(s): ${issue.keys.join(', ')}`;
-  const got = issue.input === undefined ? 'nothing' : JSON.stringify(issue.input);
-  return `${field} ${issue.message} (got ${got})`;
-}
 
 /** Checks untrusted input and returns a complete database policy; throws CoffreError('InvalidPolicy'). */
 export function validateDbPolicy(input: unknown): DbPolicy {

@@ -5,25 +5,10 @@
  */
 import type { DbBackupType } from '../core/api.js';
 import { differentialAsPolicy, fullAsPolicy, type DbPolicy } from './db-policy.js';
-import type { Policy } from './policy.js';
-import { nextRuns } from './schedule.js';
+import { runsBetween } from './schedule.js';
 import { addDays, dayNumber, fromLocal, toLocal, type LocalDate } from './zoned-time.js';
 
 export const DB_BACKUP_TYPES: readonly DbBackupType[] = ['Full', 'Differential', 'Log'];
-
-function plainRunsBetween(policy: Policy, after: Date, until: Date): Date[] {
-  const out: Date[] = [];
-  let from = after;
-  for (;;) {
-    const batch = nextRuns(policy, from, 64);
-    for (const r of batch) {
-      if (r > until) return out;
-      out.push(r);
-    }
-    if (batch.length === 0) return out;
-    from = batch[batch.length - 1]!;
-  }
-}
 
 function logRunsBetween(policy: DbPolicy, every: number, after: Date, until: Date): Date[] {
   const found = new Set<number>();
@@ -42,10 +27,10 @@ function logRunsBetween(policy: DbPolicy, every: number, after: Date, until: Dat
 /** The scheduled runs of one backup type in (after, until], in order; none for a type the policy does not schedule. */
 export function dbRunsBetween(policy: DbPolicy, type: DbBackupType, after: Date, until: Date): Date[] {
   if (!(after < until)) return [];
-  if (type === 'Full') return plainRunsBetween(fullAsPolicy(policy), after, until);
+  if (type === 'Full') return runsBetween(fullAsPolicy(policy), after, until);
   if (type === 'Differential') {
     const p = differentialAsPolicy(policy);
-    return p ? plainRunsBetween(p, after, until) : [];
+    return p ? runsBetween(p, after, until) : [];
   }
   return policy.log ? logRunsBetween(policy, policy.log.everyMinutes, after, until) : [];
 }

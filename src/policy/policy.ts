@@ -84,7 +84,8 @@ export const LIMITS = {
   windowHours: { min: 1, max: 24 },
 } as const;
 
-function integerIn(min: number, max: number) {
+/** A zod integer in [min, max], with the message a policy error shows. */
+export function integerIn(min: number, max: number) {
   const message = `must be an integer from ${min} to ${max}`;
   return z.number({ error: message }).int(message).min(min, message).max(max, message);
 }
@@ -140,11 +141,12 @@ const policySchema = z.strictObject({
 
 type ParsedMonthDays = { days?: DayOfMonth[]; weeks?: WeekOfMonth[]; weekDays?: WeekDay[] };
 
-function invalid(field: string, message: string): CoffreError {
+export function invalid(field: string, message: string): CoffreError {
   return new CoffreError('InvalidPolicy', `${field} ${message}`);
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** One schema issue as a line that names the field, what is wrong and what was given. */
+export function describeIssue(issue: z.core.$ZodIssue): string {
   const field = issue.path.length === 0 ? 'policy' : issue.path.map(String).join('.');
   if (issue.code === 'unrecognized_keys') return `${field} has unknown field(s): ${issue.keys.join(', ')}`;
   const got = issue.input === undefined ? 'nothing' : JSON.stringify(issue.input);

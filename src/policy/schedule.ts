@@ -88,3 +88,18 @@ export function previousRun(policy: Policy, before: Date): Date {
   }
   return new Date(best);
 }
+
+/** Scheduled runs after `after` up to `until`, in order. */
+export function runsBetween(policy: Policy, after: Date, until: Date): Date[] {
+  const out: Date[] = [];
+  let from = after;
+  for (;;) {
+    const batch = nextRuns(policy, from, 64);
+    for (const r of batch) {
+      if (r > until) return out;
+      out.push(r);
+    }
+    if (batch.length === 0) return out;
+    from = batch[batch.length - 1]!;
+  }
+}

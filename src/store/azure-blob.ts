@@ -7,6 +7,7 @@
 import { BlobServiceClient, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
 import { checkKey, listBase, type ObjectStore } from './object-store.js';
 import { fromHttpStatus, notFound, storageError, TRANSIENT_ERRNOS, truncated, unavailable, type StoreFailure } from './store-error.js';
+import { readBody } from './read-body.js';
 
 export interface AzureBlobOptions {
   name: string;
@@ -94,25 +95,7 @@ export class AzureBlobStore implements ObjectStore {
       if (range && r.statusCode === 416) throw truncated(this.name, key);
       throw this.failure(e, key);
     }
-    const body = res.readableStreamBody;
-    const length = res.contentLength ?? 0;
-    const out = Buffer.allocUnsafe(length);
-    let at = 0;
-    try {
-      if (body) {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          if (at + chunk.length > length) throw storageError(this.name, key, 'the service sent more bytes than announced', true);
-          chunk.copy(out, at);
-          at += chunk.length;
-        }
-      }
-    } catch (e) {
-      if ((e as StoreFailure).store === this.name) throw e;
-      throw this.failure(e, key);
-    }
-    if (at !== length) throw unavailable(this.name, key, `the answer was cut after ${at} of ${length} bytes`, true);
-    if (range && length !== range.length) throw truncated(this.name, key);
-    return out;
+    return readBody(this.name, key, res.readableStreamBody as AsyncIterable<Buffer> | undefined, res.contentLength ?? 0, range, (e) => this.failure(e, key));
   }
 
   async stat(key: string): Promise<{ size: number; mtime: Date } | null> {

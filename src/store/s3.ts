@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { checkKey, listBase, type ObjectStore } from './object-store.js';
 import { fromHttpStatus, notFound, storageError, TRANSIENT_ERRNOS, truncated, unavailable, type StoreFailure } from './store-error.js';
+import { readBody } from './read-body.js';
 
 export interface S3Options {
   name: string;
@@ -104,22 +105,7 @@ export class S3Store implements ObjectStore {
       if (range && (e as S3ErrorLike).$metadata?.httpStatusCode === 416) throw truncated(this.name, key);
       throw this.failure(e, key);
     }
-    const length = res.ContentLength ?? 0;
-    const out = Buffer.allocUnsafe(length);
-    let at = 0;
-    try {
-      for await (const chunk of res.Body as AsyncIterable<Buffer>) {
-        if (at + chunk.length > length) throw storageError(this.name, key, 'the service sent more bytes than announced', true);
-        chunk.copy(out, at);
-        at += chunk.length;
-      }
-    } catch (e) {
-      if ((e as StoreFailure).store === this.name) throw e;
-      throw this.failure(e, key);
-    }
-    if (at !== length) throw unavailable(this.name, key, `the answer was cut after ${at} of ${length} bytes`, true);
-    if (range && length !== range.length) throw truncated(this.name, key);
-    return out;
+    return readBody(this.name, key, res.Body as AsyncIterable<Buffer> | undefined, res.ContentLength ?? 0, range, (e) => this.failure(e, key));
   }
 
   async stat(key: string): Promise<{ size: number; mtime: Date } | null> {

@@ -13,7 +13,7 @@ import type { Policy } from '../policy/policy.js';
 import { isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
 import type { DbBackupType } from '../core/api.js';
 import { claimDbRun, reconcileDb, type DbDueRun } from './db-scheduler.js';
-import { nextRuns } from '../policy/schedule.js';
+import { runsBetween } from '../policy/schedule.js';
 import type { Principal } from './access.js';
 import { createJob, finishJob } from './jobs.js';
 
@@ -41,20 +41,6 @@ export async function rememberSource(ctx: SchedulerContext, itemId: string, sour
   return true;
 }
 
-/** Scheduled runs after `after` up to `until`, in order. */
-export function runsBetween(policy: Policy, after: Date, until: Date): Date[] {
-  const out: Date[] = [];
-  let from = after;
-  for (;;) {
-    const batch = nextRuns(policy, from, 64);
-    for (const r of batch) {
-      if (r > until) return out;
-      out.push(r);
-    }
-    if (batch.length === 0) return out;
-    from = batch[batch.length - 1]!;
-  }
-}
 
 async function scheduledItems(ctx: SchedulerContext, containerId?: string) {
   // Only Protected items are scheduled: a stopped or deleted item takes no backups.

@@ -11,12 +11,13 @@
 import 'reflect-metadata'; // @peculiar/x509 resolves its ASN.1 types through tsyringe, which needs it
 import * as x509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { CoffreError } from '../core/errors.js';
 import { fingerprintOfPem } from '../core/fingerprint.js';
+import { writeFileAtomic } from '../core/atomic-file.js';
 
 export const TLS_DIR = 'tls';
 export const CERT_FILE = 'cert.pem';
@@ -33,20 +34,6 @@ async function readOptional(file: string): Promise<string | null> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-}
-
-/** Temporary name, fsync, rename: a crash never leaves half a key. */
-async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
 }
 
 async function selfSigned(names: string[]): Promise<{ cert: string; key: string }> {

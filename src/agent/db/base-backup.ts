@@ -25,9 +25,8 @@ import { dirname, join } from 'node:path';
 import type pg from 'pg';
 import type { DbPointMeta, JobCounters, JobProblem, PointInfo, PointKind } from '../../core/api.js';
 import type { KeySet } from '../../core/crypto.js';
-import { openDbManifest, PAGE_SIZE, sealDbManifest, dbReferencedChunks, type DbManifest } from '../../core/db-manifest.js';
+import { openDbManifest, PAGE_SIZE, type DbManifest } from '../../core/db-manifest.js';
 import { CoffreError } from '../../core/errors.js';
-import { ID_BYTES } from '../../core/crypto.js';
 import { encodeName, type Entry } from '../../core/manifest.js';
 import { parseLsn, parseSegmentName, segmentName, segmentOf } from '../../core/wal.js';
 import type { VaultClient } from '../client.js';
@@ -37,7 +36,7 @@ import type { DbConfig } from './config.js';
 import { dbRoot } from './config.js';
 import { connect, notReady, readinessProblems, serverFacts } from './connection.js';
 import { dataPathRule, isPagedRelation } from './data-dir.js';
-import { FIXED_CHUNK, PointWriter } from './point-writer.js';
+import { FIXED_CHUNK, PointWriter, putDbPointObjects } from './point-writer.js';
 import { listSpool, removeFromSpool, takeLock, waitForSegments } from './spool.js';
 
 export interface DbBackupOptions {
@@ -194,11 +193,7 @@ async function runBase(opts: DbBackupOptions, pgc: pg.Client, type: 'Full' | 'Di
       version: 1, kind: 'postgres', item: config.name, time: consistentAt, type, backupLabel: stopped.labelfile,
       ...(stopped.spcmapfile ? { tablespaceMap: stopped.spcmapfile } : {}), entries: tree.entries, deltas: tree.deltas,
     };
-    const refs = dbReferencedChunks(manifest);
-    const refsBuf = Buffer.allocUnsafe(refs.length * ID_BYTES);
-    refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));
-    await client.putPointObject(start.pointId, jobId, 'manifest', sealDbManifest(opts.keys, start.pointId, manifest));
-    await client.putPointObject(start.pointId, jobId, 'refs', refsBuf);
+    await putDbPointObjects(client, opts.keys, start.pointId, jobId, manifest);
     await reporter.drain();
     const database: DbPointMeta = {
       type, timeline, walSegmentSize: segSize, firstSegment, lastSegment, startLsn: started.lsn, stopLsn: stopped.lsn,

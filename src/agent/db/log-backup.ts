@@ -18,13 +18,12 @@
  */
 import type pg from 'pg';
 import type { DbPointMeta, JobCounters, JobProblem, PointInfo } from '../../core/api.js';
-import { ID_BYTES } from '../../core/crypto.js';
-import { dbReferencedChunks, sealDbManifest, type DbManifest } from '../../core/db-manifest.js';
+import type { DbManifest } from '../../core/db-manifest.js';
 import { CoffreError } from '../../core/errors.js';
 import { parseSegmentName, segmentName } from '../../core/wal.js';
 import { JobReporter, defaultRetainUntil } from '../job-report.js';
 import { addWal, DEFAULT_ARCHIVE_TIMEOUT_MS, lockFile, readyConnection, type DbBackupOptions, type DbBackupResult } from './base-backup.js';
-import { PointWriter } from './point-writer.js';
+import { PointWriter, putDbPointObjects } from './point-writer.js';
 import { listSpool, removeFromSpool, takeLock, waitForSegments } from './spool.js';
 
 interface Continuation { first: number; from: string; basedOn: string; restarted: boolean }
@@ -109,11 +108,7 @@ async function runLog(opts: DbBackupOptions, pgc: pg.Client): Promise<DbBackupRe
     const names = await addWal(writer, config, timeline, c.first, last, null);
     const tree = await writer.finish();
     const manifest: DbManifest = { version: 1, kind: 'postgres', item: config.name, time: to, type: 'Log', entries: tree.entries, deltas: [] };
-    const refs = dbReferencedChunks(manifest);
-    const refsBuf = Buffer.allocUnsafe(refs.length * ID_BYTES);
-    refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));
-    await client.putPointObject(start.pointId, jobId, 'manifest', sealDbManifest(opts.keys, start.pointId, manifest));
-    await client.putPointObject(start.pointId, jobId, 'refs', refsBuf);
+    await putDbPointObjects(client, opts.keys, start.pointId, jobId, manifest);
     await reporter.drain();
     const database: DbPointMeta = {
       type: 'Log', timeline, walSegmentSize: segSize, firstSegment: c.first, lastSegment: last,

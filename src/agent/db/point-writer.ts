@@ -24,7 +24,7 @@ import type { JobCounters, JobProblem } from '../../core/api.js';
 import { ID_BYTES, type KeySet } from '../../core/crypto.js';
 import { DEFAULT_CHUNKER } from '../../core/fastcdc.js';
 import { SharedIdSet } from '../../core/known-ids.js';
-import type { DeltaFile } from '../../core/db-manifest.js';
+import { dbReferencedChunks, sealDbManifest, type DbManifest, type DeltaFile } from '../../core/db-manifest.js';
 import type { Entry, FileEntry } from '../../core/manifest.js';
 import { CoffreError } from '../../core/errors.js';
 import type { VaultClient } from '../client.js';
@@ -180,4 +180,13 @@ export class PointWriter {
 /** Warnings of a database backup: the file engine's "changed while read" is expected here and dropped. */
 export function keepWarning(p: JobProblem): boolean {
   return p.code !== 'FileChanged';
+}
+
+/** Sends a database point's sealed manifest and the list of chunks it references (what the vault keeps alive). */
+export async function putDbPointObjects(client: VaultClient, keys: KeySet, pointId: string, jobId: string, manifest: DbManifest): Promise<void> {
+  const refs = dbReferencedChunks(manifest);
+  const refsBuf = Buffer.allocUnsafe(refs.length * ID_BYTES);
+  refs.forEach((id, i) => refsBuf.write(id, i * ID_BYTES, 'hex'));
+  await client.putPointObject(pointId, jobId, 'manifest', sealDbManifest(keys, pointId, manifest));
+  await client.putPointObject(pointId, jobId, 'refs', refsBuf);
 }
