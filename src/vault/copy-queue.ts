@@ -9,6 +9,10 @@ import type { Clock } from '../core/clock.js';
 import type { CopyQueue, CopyQueueWorker, CopyTask, QueuedCopy } from '../store/copies.js';
 
 const BATCH = 200;
+/** Writes this recent mean a backup is still sending: background copies wait. */
+export const WRITES_QUIET_MS = 3_000;
+/** The longest a copy waits for writes to pause: well inside the ReplicationLag alert's default hour. */
+export const MAX_DEFER_MS = 15 * 60_000;
 
 export interface QueueStats { pendingObjects: number; pendingBytes: number; oldestPendingSeconds: number }
 
@@ -21,6 +25,15 @@ export class CatalogCopyQueue implements CopyQueueWorker {
    * drain (delays ignored) works whatever this says.
    */
   gate: () => boolean = () => true;
+  /**
+   * When this node last queued copies: a backup writing to a GRS or ZRS vault queues them with
+   * every pack. Copying meanwhile would take the CPU and disk the backup is using (on a small
+   * server the backup then takes longer), so background replication waits until the writes
+   * pause, as a cloud's asynchronous geo-replication does, but never more than MAX_DEFER_MS.
+   */
+  private lastAddAt = -Infinity;
+  quietMs = WRITES_QUIET_MS;
+  maxDeferMs = MAX_DEFER_MS;
 
   constructor(private readonly db: Kysely<Database>, private readonly clock: Clock) {}
 
@@ -34,6 +47,7 @@ export class CatalogCopyQueue implements CopyQueueWorker {
             vault_id: vaultId, target: t.target, key: t.key, op: t.op, bytes: t.bytes, queued_at: now, attempts: 0, next_try_at: now, last_error: null,
           }))).execute();
         }
+        this.lastAddAt = performance.now();
         this.onAdd();
       },
     };
@@ -43,6 +57,9 @@ export class CatalogCopyQueue implements CopyQueueWorker {
     if (!ignoreBackoff && !this.gate()) return [];
     let q = this.db.selectFrom('copy_queue').selectAll();
     if (!ignoreBackoff) q = q.where('next_try_at', '<=', now.toISOString());
+    if (!ignoreBackoff && performance.now() - this.lastAddAt < this.quietMs) {
+      q = q.where('queued_at', '<=', new Date(now.getTime() - this.maxDeferMs).toISOString());
+    }
     const rows = await q.orderBy('id').limit(limit).execute();
     return rows.map((r) => ({
       id: Number(r.id), scope: r.vault_id, target: r.target, key: r.key, op: r.op as 'put' | 'delete', bytes: Number(r.bytes), queuedAt: new Date(r.queued_at), attempts: r.attempts,
