@@ -2,6 +2,7 @@
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import { applyMigrations } from './migrations.js';
+import { keepingStatements } from './sqlite-statements.js';
 import type { Database as Schema } from './schema.js';
 
 export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
@@ -14,7 +15,7 @@ export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
   // checkpointed it is cut back to this size instead of keeping its largest size for good.
   sqlite.pragma('journal_size_limit = 4194304');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: keepingStatements(sqlite) }) });
   try {
     await applyMigrations(db);
   } catch (e) {
