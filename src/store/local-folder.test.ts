@@ -57,3 +57,20 @@ test('local folder: a full disk is StorageFull, naming the store, the object and
     execFileSync('umount', [mnt]);
   }
 });
+
+test('local folder: a range is read into the buffer given, when it is large enough', async () => {
+  const s = new LocalFolderStore(join(root, 'into'), 'local');
+  await s.create();
+  const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 251));
+  await s.put('packs/p', bytes);
+  const into = Buffer.alloc(1000, 0xee);
+  const got = await s.get('packs/p', { offset: 100, length: 900, into });
+  assert.deepEqual(got, bytes.subarray(100, 1000));
+  assert.equal(got.buffer, into.buffer, 'a view of the buffer given');
+  assert.equal(got.byteOffset, into.byteOffset);
+  const small = Buffer.alloc(10);
+  const other = await s.get('packs/p', { offset: 0, length: 100, into: small });
+  assert.deepEqual(other, bytes.subarray(0, 100));
+  assert.notEqual(other.buffer, small.buffer, 'a buffer too small is not used');
+  assert.deepEqual(small, Buffer.alloc(10));
+});

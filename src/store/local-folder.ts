@@ -8,7 +8,7 @@
 import { mkdir, open, rename, readdir, stat, unlink, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { checkKey, listBase, type ObjectStore } from './object-store.js';
+import { checkKey, listBase, type ByteRange, type ObjectStore } from './object-store.js';
 import { notFound, storageError, storageFull, truncated, unavailable, type StoreFailure } from './store-error.js';
 
 const TMP = '.tmp';
@@ -80,7 +80,7 @@ export class LocalFolderStore implements ObjectStore {
     }
   }
 
-  async get(key: string, range?: { offset: number; length: number }): Promise<Buffer> {
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
     let fh;
     try {
       fh = await open(this.path(key), 'r');
@@ -89,7 +89,7 @@ export class LocalFolderStore implements ObjectStore {
     }
     try {
       if (!range) return await fh.readFile();
-      const buf = Buffer.allocUnsafe(range.length);
+      const buf = range.into && range.into.length >= range.length ? range.into.subarray(0, range.length) : Buffer.allocUnsafe(range.length);
       let got = 0;
       while (got < range.length) {
         const { bytesRead } = await fh.read(buf, got, range.length - got, range.offset + got);

@@ -20,9 +20,21 @@
  * (transient ones are retried by RetryStore, not by the drivers), StorageError for the
  * rest; each names the store and the key.
  */
+/** A part of an object to read. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+  /**
+   * A buffer of at least `length` bytes the store may read into, the result then being a view
+   * of it: a server reusing its buffers spares the fresh memory a new one costs per read (page
+   * faults that cost more than the read itself). Stores that cannot read in place ignore it.
+   */
+  into?: Buffer;
+}
+
 export interface ObjectStore {
   put(key: string, data: Uint8Array): Promise<void>;
-  get(key: string, range?: { offset: number; length: number }): Promise<Buffer>;
+  get(key: string, range?: ByteRange): Promise<Buffer>;
   stat(key: string): Promise<{ size: number; mtime: Date } | null>;
   /** Every key under the prefix, each exactly once, in no particular order. */
   list(prefix: string): AsyncIterable<string>;

@@ -19,6 +19,7 @@ import { validateAnyPolicy, type AnyPolicy } from '../policy/db-policy.js';
 import { attachDbInfo } from './db-points.js';
 import { itemRetention } from './item-retention.js';
 import type { RedundantStore } from '../store/copies.js';
+import type { ByteRange } from '../store/object-store.js';
 import { healingRead, type CopyCheck, type CopyRepair } from '../store/self-healing.js';
 import { requireContainer, requireVault, type Principal } from './access.js';
 import { pointRecord, pointRecordKey, writeItemRecord } from './records.js';
@@ -123,7 +124,7 @@ export function readableCopies(store: RedundantStore, from: ReadFrom) {
  * intact copy left, the damaged bytes are returned as they are: the agent authenticates
  * every chunk and leaves out only the files whose chunks are damaged.
  */
-export async function readPackRange(ctx: DataContext, p: Principal, containerId: string, packId: string, range?: { offset: number; length: number }, opts: { from?: ReadFrom; jobId?: string } = {}): Promise<Buffer> {
+export async function readPackRange(ctx: DataContext, p: Principal, containerId: string, packId: string, range?: ByteRange, opts: { from?: ReadFrom; jobId?: string } = {}): Promise<Buffer> {
   requireContainer(p, containerId);
   if (!PACK_ID.test(packId)) throw new CoffreError('BadRequest', 'a pack id is 32 hexadecimal digits');
   const store = await ctx.stores.forContainer(containerId);

@@ -72,6 +72,11 @@ export interface RouteDoor {
   parse: <T>(schema: z.ZodType<T>, value: unknown) => T;
 }
 
+declare module 'fastify' {
+  /** The pooled buffer a pack range was read into, given back once the answer is sent. */
+  interface FastifyRequest { leased?: Buffer }
+}
+
 export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: string }; extend?: (app: FastifyInstance, door: RouteDoor) => void } = {}): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES, ...(opts.https ? { https: opts.https } : {}) });
   installRouteAuth(app, ctx);
@@ -83,7 +88,10 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
     bodies.read(req.raw, payload).then((body) => done(null, body), (e: Error) => done(e, undefined));
   });
   // A pooled body is free again once its request is answered (every handler awaits its writes).
-  app.addHook('onResponse', async (req) => { bodies.release(req.body); });
+  app.addHook('onResponse', async (req) => {
+    bodies.release(req.body);
+    bodies.release(req.leased);
+  });
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof CoffreError) {
@@ -151,7 +159,9 @@ export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: s
       throw new CoffreError('BadRequest', 'offset and length must be non-negative integers');
     }
     reply.type('application/octet-stream');
-    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range, { from: readFrom(q.from), ...(q.job ? { jobId: q.job } : {}) });
+    // Read into a pooled buffer, given back once the answer is sent (onResponse below).
+    if (range) req.leased = bodies.lease(range.length);
+    return data.readPackRange(ctx, await who(req), params(req).c!, params(req).pack!, range && { ...range, into: req.leased }, { from: readFrom(q.from), ...(q.job ? { jobId: q.job } : {}) });
   });
 
   app.post('/v1/backups', auth('backup.upload', t.ownVault), async (req) => {
