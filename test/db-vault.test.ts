@@ -162,3 +162,46 @@ test('the vault hands each backup type out on its schedule: fulls on Sunday, dif
     await env.close();
   }
 });
+
+test('a lost catalog recovered from the stores brings database points back with their chain: types, ranges and what they are based on', async () => {
+  const env = await setup();
+  let recovered: Awaited<ReturnType<typeof startServer>> | null = null;
+  let closed = false;
+  try {
+    await env.admin.createPolicy('Pg', dbPolicy(10));
+    await env.agent.dbProtect('orders', 'Pg');
+    const t = (min: number) => new Date(Date.parse('2026-03-01T01:00:00Z') + min * MIN).toISOString();
+    env.clock.set(new Date(t(1)));
+    const full = await commitPoint(env.agent, 'orders', { type: 'Full', firstSegment: 10, lastSegment: 11, startLsn: '0/A000028', stopLsn: '0/B000100', consistentAt: t(1) });
+    env.clock.set(new Date(t(15)));
+    await commitPoint(env.agent, 'orders', { type: 'Log', firstSegment: 10, lastSegment: 13, from: t(1), to: t(15), basedOn: full.id });
+    env.clock.set(new Date(t(20)));
+    const diff = await commitPoint(env.agent, 'orders', { type: 'Differential', firstSegment: 14, lastSegment: 14, startLsn: '0/E000028', stopLsn: '0/E000100', consistentAt: t(20), basedOn: full.id });
+    const chainBefore = await env.agent.dbChain('orders');
+    const rangesBefore = await env.agent.dbRanges('orders');
+    await env.server.close();
+    closed = true;
+
+    // The catalog is lost; the stores (under the same data folder) are not.
+    const data = join(env.dir, 'data');
+    for (const f of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) await rm(join(data, f), { force: true });
+    recovered = await startServer({ dataDir: data, listen: '127.0.0.1:0', clock: env.clock, recoverFrom: 'primary', log: () => undefined });
+    assert.deepEqual([recovered.recovery!.points, recovered.recovery!.pointsSkipped], [3, []]);
+    const state = await registerAgent({ agentDir: join(env.dir, 'agent-again'), passphrase: PASSPHRASE, machine: 'db01', credentials: await credentialsFor(recovered, 'v') });
+    assert.equal(state.reattached, true);
+    const agent = clientFor(recovered, state.token);
+    const strip = (points: typeof chainBefore) => points.map((p) => ({ id: p.id, backupType: p.backupType, from: p.from, to: p.to, basedOn: p.basedOn, database: p.database }));
+    assert.deepEqual(strip(await agent.dbChain('orders')), strip(chainBefore));
+    assert.deepEqual(await agent.dbRanges('orders'), rangesBefore);
+    assert.equal(strip(await agent.dbChain('orders')).find((p) => p.id === diff.id)!.basedOn, full.id);
+    // The schedules start again from the recovery: no run is counted missed for the time the catalog was lost.
+    env.clock.advance(DAY);
+    await agent.due();
+    const jobs = await clientFor(recovered).listJobs('v');
+    assert.deepEqual(jobs.filter((j) => j.status === 'Failed').map((j) => j.errors?.[0]?.code), []);
+  } finally {
+    await recovered?.close();
+    if (closed) await rm(env.dir, { recursive: true, force: true });
+    else await env.close();
+  }
+});

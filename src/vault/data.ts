@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { lockKey } from '../catalog/engine.js';
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, PointRow } from '../catalog/schema.js';
-import type { BackupStart, BlobLocation, FileSource, Consistency, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
+import type { BackupStart, BlobLocation, FileSource, Consistency, DbPointMeta, JobCounters, JobProblem, PointInfo, PointKind } from '../core/api.js';
 import type { Clock } from '../core/clock.js';
 import { ID_BYTES, storedChecksum } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
@@ -252,6 +252,8 @@ export interface CommitInput {
  * in the point's catalog transaction, after the point row (a database point's chain facts).
  */
 export async function commitPoint(ctx: DataContext, p: Principal, pointId: string, input: CommitInput,
+  /** A database point's chain facts: its record carries them, so a recovery brings the chain back. */
+  database: DbPointMeta | null = null,
   within?: (tx: Kysely<Database>, row: Selectable<PointRow>) => Promise<void>): Promise<PointInfo> {
   // A commit repeated (the agent did not get the answer and asked again, maybe another node)
   // finds its point made and gets it again, rather than an error that would fail the backup.
@@ -286,7 +288,7 @@ export async function commitPoint(ctx: DataContext, p: Principal, pointId: strin
   // The point's record goes to the store before the point exists in the catalog; its copy
   // task, queued by that put, is then below the watermark taken next (see replicatedPoints).
   const sums = { manifest_sha256: sha256(manifest), refs_sha256: sha256(refs) };
-  await store.put(pointRecordKey(pointId), pointRecord(row, sums.manifest_sha256, sums.refs_sha256));
+  await store.put(pointRecordKey(pointId), pointRecord(row, sums.manifest_sha256, sums.refs_sha256, database));
   const seq = await ctx.stores.queue.watermark(vault.id, ctx.stores.secondaryTargets(vault.redundancy));
   // One transaction: a point the retention rules refuse (e.g. OnDemand without a valid
   // retainUntil) must not stay visible, nor break every later commit of its item; and the point

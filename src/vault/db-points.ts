@@ -15,19 +15,13 @@ import { restorableRanges, type ChainPoint } from '../policy/db-chain.js';
 import { defaultDbPolicy, isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
 import { DB_BACKUP_TYPES } from '../policy/db-schedule.js';
 import { requireContainer, type Principal } from './access.js';
+import { dbPointRow, metaOf } from './db-point-rows.js';
 import { commitPoint, listPoints, startBackup, type CommitInput, type DataContext } from './data.js';
+import { writeItemRecord, writePolicyRecord } from './records.js';
 import { rememberSource } from './scheduler.js';
 import { checkName, findItem, itemInfo } from './vaults.js';
 
 export const DB_ITEM_KIND = 'PostgreSQL';
-
-function metaOf(r: Selectable<DbPointRow>): DbPointMeta {
-  return {
-    type: r.type as DbBackupType, timeline: Number(r.timeline), walSegmentSize: Number(r.wal_segment_size),
-    firstSegment: Number(r.first_segment), lastSegment: Number(r.last_segment), startLsn: r.start_lsn, stopLsn: r.stop_lsn,
-    consistentAt: r.consistent_at, basedOn: r.based_on, from: r.from_time, to: r.to_time,
-  };
-}
 
 export function chainPointOf(id: string, m: DbPointMeta): ChainPoint {
   return { id, type: m.type, timeline: m.timeline, firstSegment: m.firstSegment, lastSegment: m.lastSegment, consistentAt: m.consistentAt, basedOn: m.basedOn, from: m.from, to: m.to };
@@ -70,7 +64,10 @@ async function defaultDbPolicyId(ctx: DataContext, vaultId: string): Promise<str
   const id = newId();
   await ctx.db.insertInto('policies').values({ id, vault_id: vaultId, name: policy.name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() })
     .onConflict((oc) => oc.columns(['vault_id', 'name']).doNothing()).execute();
-  return (await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', vaultId).where('name', '=', policy.name).executeTakeFirstOrThrow()).id;
+  const made = (await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', vaultId).where('name', '=', policy.name).executeTakeFirstOrThrow()).id;
+  // Like every policy, it has its record in the vault's store: a recovered vault finds it.
+  await writePolicyRecord(ctx, made);
+  return made;
 }
 
 /**
@@ -107,7 +104,8 @@ export async function protectDb(ctx: DataContext, p: Principal, input: { name: s
     await ctx.db.insertInto('items').values(item).execute();
     created = true;
   }
-  await rememberSource(ctx, item.id, { db: item.name });
+  // The item's record (with what it backs up) is in the vault's store, so a recovered vault has it and its points.
+  if (await rememberSource(ctx, item.id, { db: item.name }) || created) await writeItemRecord(ctx, item.id);
   for (const type of DB_BACKUP_TYPES) {
     await ctx.db.insertInto('db_schedules').values({ item_id: item.id, type, last_run: now }).onConflict((oc) => oc.columns(['item_id', 'type']).doNothing()).execute();
   }
@@ -147,7 +145,7 @@ export async function commitDbPoint(ctx: DataContext, p: Principal, pointId: str
     throw new CoffreError('BadRequest', m.type === 'Log' ? 'a log point needs its range: from < to' : 'a base backup needs its start and stop positions and consistency time');
   }
   // The point comes back with its chain facts: describing a point attaches them.
-  return commitPoint(ctx, p, pointId, input, async (tx, row) => {
+  return commitPoint(ctx, p, pointId, input, m, async (tx, row) => {
     const item = await tx.selectFrom('items').select(['kind', 'name']).where('id', '=', row.item_id).executeTakeFirstOrThrow();
     if (item.kind !== DB_ITEM_KIND) throw new CoffreError('BadRequest', `item ${item.name} is not a database`);
     if (m.type === 'Differential') {
@@ -162,10 +160,6 @@ export async function commitDbPoint(ctx: DataContext, p: Principal, pointId: str
         throw new CoffreError('WalOverlap', `log point ${overlap.point_id} already holds WAL segments ${overlap.first_segment}-${overlap.last_segment}; this log backup overlaps it (another log backup ran at the same time?): run it again`);
       }
     }
-    await tx.insertInto('db_points').values({
-      point_id: pointId, item_id: row.item_id, type: m.type, timeline: m.timeline, wal_segment_size: m.walSegmentSize,
-      first_segment: m.firstSegment, last_segment: m.lastSegment, start_lsn: m.startLsn, stop_lsn: m.stopLsn,
-      consistent_at: m.consistentAt, based_on: m.basedOn, from_time: m.from, to_time: m.to,
-    }).execute();
+    await tx.insertInto('db_points').values(dbPointRow(pointId, row.item_id, m)).execute();
   });
 }

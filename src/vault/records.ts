@@ -10,7 +10,9 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { ContainerRow, Database, ItemRow, PointRow, PolicyRow } from '../catalog/schema.js';
+import type { DbPointMeta } from '../core/api.js';
 import type { ObjectStore } from '../store/object-store.js';
+import { metaOf } from './db-point-rows.js';
 import type { VaultStores } from './vault-stores.js';
 
 export interface RecordContext { db: Kysely<Database>; stores: VaultStores }
@@ -28,6 +30,8 @@ export interface ItemRecord { kind: 'coffre-item'; version: 1; id: string; name:
 export interface PointRecord {
   kind: 'coffre-point'; version: 1; id: string; itemId: string; containerId: string; jobId: string; time: string; pointKind: string;
   consistency: string; retainUntil: string | null; files: number; bytes: number; chunkCount: number; manifestSha256: string; refsSha256: string;
+  /** A database point's chain facts (type, WAL segments, base); records written before 2026-12 lack them. */
+  database?: DbPointMeta;
 }
 
 const encode = (r: object) => Buffer.from(JSON.stringify(r, null, 1) + '\n');
@@ -61,10 +65,11 @@ function itemsWithSource(ctx: RecordContext) {
   return ctx.db.selectFrom('items').leftJoin('schedules', 'schedules.item_id', 'items.id').selectAll('items').select('schedules.source');
 }
 
-export function pointRecord(p: Selectable<PointRow>, manifestSha256: string, refsSha256: string): Buffer {
+export function pointRecord(p: Selectable<PointRow>, manifestSha256: string, refsSha256: string, database: DbPointMeta | null = null): Buffer {
   return encode({
     kind: 'coffre-point', version: 1, id: p.id, itemId: p.item_id, containerId: p.container_id, jobId: p.job_id, time: p.time, pointKind: p.kind,
     consistency: p.consistency, retainUntil: p.retain_until, files: p.files, bytes: Number(p.bytes), chunkCount: p.chunk_count, manifestSha256, refsSha256,
+    ...(database ? { database } : {}),
   } satisfies PointRecord);
 }
 
@@ -77,7 +82,10 @@ export async function expectedRecords(ctx: RecordContext, vaultId: string): Prom
   for (const i of await itemsWithSource(ctx).where('items.vault_id', '=', vaultId).execute()) out.set(itemRecordKey(i.id), itemRecord(i));
   const points = await ctx.db.selectFrom('points').innerJoin('point_objects', 'point_objects.point_id', 'points.id')
     .selectAll('points').select(['point_objects.manifest_sha256', 'point_objects.refs_sha256']).where('points.vault_id', '=', vaultId).execute();
-  for (const p of points) out.set(pointRecordKey(p.id), pointRecord(p, p.manifest_sha256, p.refs_sha256));
+  const chains = new Map<string, DbPointMeta>();
+  const dbRows = await ctx.db.selectFrom('db_points').innerJoin('points', 'points.id', 'db_points.point_id').selectAll('db_points').where('points.vault_id', '=', vaultId).execute();
+  for (const r of dbRows) chains.set(r.point_id, metaOf(r));
+  for (const p of points) out.set(pointRecordKey(p.id), pointRecord(p, p.manifest_sha256, p.refs_sha256, chains.get(p.id) ?? null));
   return out;
 }
 

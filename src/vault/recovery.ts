@@ -19,6 +19,9 @@ import type { ContainerRecord, ItemRecord, PointRecord, PolicyRecord, VaultRecor
 import { VAULT_RECORD } from './records.js';
 import { vaultPrefix } from './vault-stores.js';
 import { DB_ITEM_KIND } from './db-points.js';
+import { dbPointRow } from './db-point-rows.js';
+import type { DbPointMeta } from '../core/api.js';
+import { DB_BACKUP_TYPES } from '../policy/db-schedule.js';
 import { checkClosure, idsOf, indexTreePack, markVerified } from './references.js';
 
 export interface RecoveryReport {
@@ -132,7 +135,11 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
       await ctx.db.insertInto('items').values({ id: i.id, vault_id: vault.id, container_id: i.containerId, name: i.name, kind: i.itemKind, policy_id: i.policyId, created_at: i.createdAt }).execute();
       if (i.source) await ctx.db.insertInto('schedules').values({ item_id: i.id, source: JSON.stringify(i.source), last_run: now }).execute();
       items.push(i.id);
-      if (i.itemKind === DB_ITEM_KIND) databaseItems.add(i.id);
+      if (i.itemKind === DB_ITEM_KIND) {
+        databaseItems.add(i.id);
+        // Each backup type's schedule starts from now, as the item's own does: no run is counted missed for the time the catalog was lost.
+        await ctx.db.insertInto('db_schedules').values(DB_BACKUP_TYPES.map((type) => ({ item_id: i.id, type, last_run: now }))).execute();
+      }
       report.items++;
     }
     for (const containerId of containers) report.packs += await recoverPacks(ctx, reader, containerId, now, log);
@@ -152,8 +159,11 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
     }
     for (const key of (await reader.list('points')).filter((k) => k.endsWith('/record.json'))) {
       const pt = await reader.json<PointRecord>(key);
-      // A database point needs its chain (type, WAL range, base) from db_points, which point records do not carry yet.
-      const why = databaseItems.has(pt.itemId) ? 'database points are not recovered from the stores yet (back the database up again)' : await pointIncomplete(ctx, reader, pt);
+      // A database point comes back only with its chain facts (type, WAL segments, base), which its record carries.
+      const database = databaseItems.has(pt.itemId) ? chainFacts(pt) : null;
+      const why = database === undefined
+        ? 'its record does not carry the database chain facts (written before they were recorded, or damaged): back the database up again'
+        : await pointIncomplete(ctx, reader, pt);
       if (why) { report.pointsSkipped.push({ id: pt.id, vault: vault.name, why }); continue; }
       await ctx.db.transaction().execute(async (tx) => {
         await tx.insertInto('points').values({
@@ -161,6 +171,7 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
           consistency: pt.consistency, expires_at: pt.time, retain_until: pt.retainUntil, files: pt.files, bytes: pt.bytes, chunk_count: pt.chunkCount,
         }).execute();
         await tx.insertInto('point_objects').values({ point_id: pt.id, manifest_sha256: pt.manifestSha256, refs_sha256: pt.refsSha256, replication_seq: seq }).execute();
+        if (database) await tx.insertInto('db_points').values(dbPointRow(pt.id, pt.itemId, database)).execute();
       });
       report.points++;
     }
@@ -200,6 +211,17 @@ async function recoverPacks(ctx: DataContext, reader: RegionReader, containerId:
     }
   }
   return n;
+}
+
+/** A database point record's chain facts, or undefined when it has none that hold together. */
+function chainFacts(pt: PointRecord): DbPointMeta | undefined {
+  const m = pt.database;
+  if (!m || typeof m !== 'object' || !DB_BACKUP_TYPES.includes(m.type)) return undefined;
+  const counts = [m.timeline, m.walSegmentSize, m.firstSegment, m.lastSegment];
+  if (!counts.every((n) => Number.isSafeInteger(n) && n >= 0) || m.lastSegment < m.firstSegment) return undefined;
+  const text = (v: unknown) => v === null || typeof v === 'string';
+  if (![m.startLsn, m.stopLsn, m.consistentAt, m.basedOn, m.from, m.to].every(text)) return undefined;
+  return m;
 }
 
 /** Why a point cannot come back from this region, or null when it is whole there. */
