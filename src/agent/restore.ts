@@ -278,6 +278,9 @@ class Restore {
   /** Creates what a folder's entries need at once (sub-folders, links, special files) and queues its files. */
   private place(parent: Folder, entries: readonly TreeEntry[], stack: Folder[]): void {
     const subfolders: Folder[] = [];
+    // Names the point itself restores here: a copy renamed aside must not take one of them.
+    let pointNames: Set<string> | null = null;
+    const restoredHere = (n: Buffer) => (pointNames ??= new Set(entries.map((x) => decodeName(x.name).toString('latin1')))).has(n.toString('latin1'));
     for (const e of entries) {
       const name = decodeName(e.name);
       const display = parent.display ? `${parent.display}/${name.toString('utf8')}` : name.toString('utf8');
@@ -301,13 +304,8 @@ class Restore {
             continue;
           }
         } else {
-          let n = 1;
-          let candidate: Buffer;
-          do {
-            candidate = Buffer.concat([parent.dest, Buffer.from('/'), sideName(name, `.restored-${n === 1 ? '' : n + '-'}${this.point.id.slice(0, 8)}`)]);
-            n++;
-          } while (exists(candidate));
-          p = candidate;
+          const at = (side: Buffer) => Buffer.concat([parent.dest, Buffer.from('/'), side]);
+          p = at(renamedAside(name, this.point.id, (side) => exists(at(side)) || restoredHere(side)));
         }
       }
       if (e.type === 'file') {
@@ -644,6 +642,18 @@ export function sideName(name: Buffer, suffix: string): Buffer {
   // Back off continuation bytes (10xxxxxx) so that a multi-byte character is not split.
   if (keep < name.length) while (keep > 0 && (name[keep]! & 0xc0) === 0x80) keep--;
   return Buffer.concat([name.subarray(0, keep), tail]);
+}
+
+/**
+ * The name a restored copy takes beside an existing file (`--overwrite rename`):
+ * `NAME.restored-<8 hex of the point id>`, then `.restored-2-…`, `-3-`…, the first that
+ * `taken` does not claim (on disk, or restored here by the point itself).
+ */
+export function renamedAside(name: Buffer, pointId: string, taken: (side: Buffer) => boolean): Buffer {
+  for (let n = 1; ; n++) {
+    const side = sideName(name, `.restored-${n === 1 ? '' : n + '-'}${pointId.slice(0, 8)}`);
+    if (!taken(side)) return side;
+  }
 }
 
 const FILE_TYPE = { fifo: C.S_IFIFO, chardev: C.S_IFCHR, blockdev: C.S_IFBLK } as const;
