@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { registerAgent } from '../src/agent/register.js';
 import type { DbBackupType, DbPointMeta, RetentionChange } from '../src/core/api.js';
@@ -15,7 +15,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { CoffreError } from '../src/core/errors.js';
 import { startServer } from '../src/vault/server.js';
 import type { VaultClient } from '../src/agent/client.js';
-import { cli, clientFor, credentialsFor, PASSPHRASE, tempDir } from '../testkit/harness.js';
+import { cli, clientFor, credentialsFor, PASSPHRASE, tempDir, vaultDir } from '../testkit/harness.js';
 
 const DAY = 86_400_000;
 const MIN = 60_000;
@@ -199,6 +199,55 @@ test('a lost catalog recovered from the stores brings database points back with 
     await agent.due();
     const jobs = await clientFor(recovered).listJobs('v');
     assert.deepEqual(jobs.filter((j) => j.status === 'Failed').map((j) => j.errors?.[0]?.code), []);
+  } finally {
+    await recovered?.close();
+    if (closed) await rm(env.dir, { recursive: true, force: true });
+    else await env.close();
+  }
+});
+
+test('a recovery from records written before database points carried their chain brings back what it can and names what it leaves out', async () => {
+  const env = await setup();
+  let recovered: Awaited<ReturnType<typeof startServer>> | null = null;
+  let closed = false;
+  try {
+    // Both take the vault's DefaultDatabasePolicy.
+    const orders = (await env.agent.dbProtect('orders')).item;
+    const billing = (await env.agent.dbProtect('billing')).item;
+    const t = (min: number) => new Date(Date.parse('2026-03-01T01:00:00Z') + min * MIN).toISOString();
+    env.clock.set(new Date(t(1)));
+    const oldFull = await commitPoint(env.agent, 'orders', { type: 'Full', firstSegment: 10, lastSegment: 11, startLsn: '0/A000028', stopLsn: '0/B000100', consistentAt: t(1) });
+    env.clock.set(new Date(t(30)));
+    const full = await commitPoint(env.agent, 'orders', { type: 'Full', firstSegment: 12, lastSegment: 13, startLsn: '0/C000028', stopLsn: '0/D000100', consistentAt: t(30) });
+    const lost = await commitPoint(env.agent, 'billing', { type: 'Full', firstSegment: 3, lastSegment: 4, startLsn: '0/3000028', stopLsn: '0/4000100', consistentAt: t(30) });
+    const vaultId = (await env.admin.showVault('v')).id;
+    await env.server.close();
+    closed = true;
+
+    // The stores as the code before 2026-12-02 left them: no record of the default database
+    // policy, none of the item billing, and a point record without its chain facts.
+    const dir = vaultDir(join(env.dir, 'data'), vaultId);
+    for (const f of await readdir(join(dir, 'policies'))) {
+      if ((JSON.parse(await readFile(join(dir, 'policies', f), 'utf8')) as { name: string }).name === 'DefaultDatabasePolicy') await rm(join(dir, 'policies', f));
+    }
+    await rm(join(dir, 'items', `${billing.id}.json`));
+    const record = join(dir, 'points', oldFull.id, 'record.json');
+    const { database: _dropped, ...old } = JSON.parse(await readFile(record, 'utf8')) as { database?: unknown };
+    await writeFile(record, JSON.stringify(old));
+
+    const data = join(env.dir, 'data');
+    for (const f of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) await rm(join(data, f), { force: true });
+    recovered = await startServer({ dataDir: data, listen: '127.0.0.1:0', clock: env.clock, recoverFrom: 'primary', log: () => undefined });
+    const report = recovered.recovery!;
+    assert.equal(report.points, 1);
+    assert.deepEqual(report.pointsSkipped.map((p) => p.id).sort(), [oldFull.id, lost.id].sort());
+    assert.match(report.pointsSkipped.find((p) => p.id === oldFull.id)!.why, /database chain facts/);
+    assert.match(report.pointsSkipped.find((p) => p.id === lost.id)!.why, /its item did not come back/);
+    const state = await registerAgent({ agentDir: join(env.dir, 'agent-again'), passphrase: PASSPHRASE, machine: 'db01', credentials: await credentialsFor(recovered, 'v') });
+    const agent = clientFor(recovered, state.token);
+    assert.deepEqual((await agent.dbChain('orders')).map((p) => [p.id, p.backupType]), [[full.id, 'Full']]);
+    const item = (await clientFor(recovered).listItems('v')).find((i) => i.name === orders.name);
+    assert.equal(item?.policy, 'DefaultDatabasePolicy', 'the item takes the vault\'s default database policy again');
   } finally {
     await recovered?.close();
     if (closed) await rm(env.dir, { recursive: true, force: true });

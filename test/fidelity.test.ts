@@ -366,3 +366,29 @@ test('an administrator token in COFFRE_TOKEN does not stop the registered machin
     await h.close();
   }
 });
+
+test('--overwrite rename: two long names that shorten to the same side name each keep their own restored copy', async () => {
+  const h = await harness();
+  try {
+    const a = await h.agent();
+    const src = join(h.dir, 'long');
+    await mkdir(src);
+    // 250 bytes each, equal over their first 249: both side names are cut to the same prefix.
+    const names = ['1', '2'].map((c) => 'n'.repeat(249) + c);
+    for (const n of names) await writeFile(join(src, n), `content of ${n.slice(-1)}\n`);
+    const { point } = await backup(backupOptions(a, 'long', [src]));
+    const target = join(h.dir, 'target');
+    const first = await restore({ client: a.client, keys: a.keys, pointId: point.id, target });
+    assert.deepEqual(first.errors, []);
+    const again = await restore({ client: a.client, keys: a.keys, pointId: point.id, target, overwrite: 'rename' });
+    assert.deepEqual(again.errors, []);
+    const back = join(target, 'long');
+    const listed = execFileSync('ls', [back], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    const side = listed.filter((n) => n.includes('.restored-'));
+    assert.equal(side.length, 2, `two restored copies beside the two files: ${side.join(', ')}`);
+    const contents = (await Promise.all(side.map((n) => readFile(join(back, n), 'utf8')))).sort();
+    assert.deepEqual(contents, ['content of 1\n', 'content of 2\n']);
+  } finally {
+    await h.close();
+  }
+});

@@ -278,9 +278,12 @@ class Restore {
   /** Creates what a folder's entries need at once (sub-folders, links, special files) and queues its files. */
   private place(parent: Folder, entries: readonly TreeEntry[], stack: Folder[]): void {
     const subfolders: Folder[] = [];
-    // Names the point itself restores here: a copy renamed aside must not take one of them.
+    // Names the point itself restores here, and side names already given in this folder (two
+    // long names may shorten to the same one): a copy renamed aside takes none of them.
     let pointNames: Set<string> | null = null;
-    const restoredHere = (n: Buffer) => (pointNames ??= new Set(entries.map((x) => decodeName(x.name).toString('latin1')))).has(n.toString('latin1'));
+    const given = new Set<string>();
+    const restoredHere = (n: Buffer) => given.has(n.toString('latin1'))
+      || (pointNames ??= new Set(entries.map((x) => decodeName(x.name).toString('latin1')))).has(n.toString('latin1'));
     for (const e of entries) {
       const name = decodeName(e.name);
       const display = parent.display ? `${parent.display}/${name.toString('utf8')}` : name.toString('utf8');
@@ -305,7 +308,9 @@ class Restore {
           }
         } else {
           const at = (side: Buffer) => Buffer.concat([parent.dest, Buffer.from('/'), side]);
-          p = at(renamedAside(name, this.point.id, (side) => exists(at(side)) || restoredHere(side)));
+          const side = renamedAside(name, this.point.id, (candidate) => exists(at(candidate)) || restoredHere(candidate));
+          given.add(side.toString('latin1'));
+          p = at(side);
         }
       }
       if (e.type === 'file') {

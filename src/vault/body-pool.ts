@@ -11,6 +11,8 @@ import { CoffreError } from '../core/errors.js';
 const POOLED_MIN = 256 * 1024;
 const KEEP = 6;
 const STEP = 4 * 1024 * 1024;
+/** The packs agents write (file packs 4-8 MiB, disk packs up to a 16 MiB block and its footer) fit; larger buffers are not kept. */
+const KEPT_MAX = 32 * 1024 * 1024;
 
 export class BodyPool {
   private readonly free: Buffer[] = [];
@@ -31,7 +33,8 @@ export class BodyPool {
   release(body: unknown): void {
     if (!Buffer.isBuffer(body) || !this.leased.has(body.buffer)) return;
     this.leased.delete(body.buffer);
-    if (this.free.length < KEEP) this.free.push(Buffer.from(body.buffer));
+    // Only buffers of the usual pack size are kept: a rare large one is not held for good.
+    if (this.free.length < KEEP && body.buffer.byteLength <= KEPT_MAX) this.free.push(Buffer.from(body.buffer));
   }
 
   /** Reads a request body of exactly its Content-Length into a pooled buffer. */

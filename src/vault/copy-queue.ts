@@ -9,10 +9,14 @@ import type { Clock } from '../core/clock.js';
 import type { CopyQueue, CopyQueueWorker, CopyTask, QueuedCopy } from '../store/copies.js';
 
 const BATCH = 200;
-/** Writes this recent mean a backup is still sending: background copies wait. */
+/** Copies queued this recently mean a backup is still sending: background copies wait. */
 export const WRITES_QUIET_MS = 3_000;
-/** The longest a copy waits for writes to pause: well inside the ReplicationLag alert's default hour. */
-export const MAX_DEFER_MS = 15 * 60_000;
+/**
+ * The longest a copy waits for writes to pause: a third of the tightest ReplicationLag
+ * threshold the CLI suggests (15 minutes; the default is an hour), so a long backup does not
+ * raise that alert by itself, nor keep a ZRS zone short of a copy for long.
+ */
+export const MAX_DEFER_MS = 5 * 60_000;
 
 export interface QueueStats { pendingObjects: number; pendingBytes: number; oldestPendingSeconds: number }
 
@@ -26,10 +30,12 @@ export class CatalogCopyQueue implements CopyQueueWorker {
    */
   gate: () => boolean = () => true;
   /**
-   * When this node last queued copies: a backup writing to a GRS or ZRS vault queues them with
-   * every pack. Copying meanwhile would take the CPU and disk the backup is using (on a small
-   * server the backup then takes longer), so background replication waits until the writes
-   * pause, as a cloud's asynchronous geo-replication does, but never more than MAX_DEFER_MS.
+   * When this node last queued copies: a backup writing to a GRS vault queues one with every
+   * pack (so do record writes, deletions, and a ZRS write that missed a zone). Copying meanwhile
+   * would take the CPU and disk the backup is using (on a small server the backup then takes
+   * longer), so background replication waits until this node's writes pause, as a cloud's
+   * asynchronous geo-replication does, but never more than MAX_DEFER_MS. Writes that reach
+   * another node do not hold this one back: they do not use its CPU.
    */
   private lastAddAt = -Infinity;
   quietMs = WRITES_QUIET_MS;

@@ -10,6 +10,7 @@ import type { DataContext } from './data.js';
 import type { RouteAuth } from './route-auth.js';
 import type { targets } from './route-targets.js';
 import { commitDbPoint, dbChain, dbRanges, protectDb, startDbBackup } from './db-points.js';
+import { dbPointMetaSchema } from './db-point-rows.js';
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value);
@@ -21,26 +22,12 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 const backupType = z.enum(['Full', 'Differential', 'Log']);
-const iso = z.string().datetime({ offset: true });
 const counters = z.object({
   bytesScanned: z.number().int().nonnegative(), bytesNew: z.number().int().nonnegative(), bytesUploaded: z.number().int().nonnegative(),
   filesScanned: z.number().int().nonnegative(), filesChanged: z.number().int().nonnegative(),
 });
 const problem = z.object({ code: z.string(), message: z.string(), path: z.string().optional() });
-const segment = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const meta = z.strictObject({
-  type: backupType,
-  timeline: z.number().int().min(1),
-  walSegmentSize: z.number().int().positive(),
-  firstSegment: segment,
-  lastSegment: segment,
-  startLsn: z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/).nullable(),
-  stopLsn: z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/).nullable(),
-  consistentAt: iso.nullable(),
-  basedOn: z.string().regex(/^[0-9a-f]{16,32}$/).nullable(),
-  from: iso.nullable(),
-  to: iso.nullable(),
-});
+const meta = dbPointMetaSchema;
 
 /** How http.ts declares a route's operation and target (route-auth.ts). */
 interface Doors {

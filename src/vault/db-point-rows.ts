@@ -4,8 +4,37 @@
  * chain back.
  */
 import type { Insertable, Selectable } from 'kysely';
+import { z } from 'zod';
 import type { DbPointRow } from '../catalog/schema.js';
 import type { DbBackupType, DbPointMeta } from '../core/api.js';
+
+const iso = z.string().datetime({ offset: true });
+const segment = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
+
+/** The shape of a point's chain facts, as an agent sends them and as a record holds them. */
+export const dbPointMetaSchema = z.strictObject({
+  type: z.enum(['Full', 'Differential', 'Log']),
+  timeline: z.number().int().min(1),
+  walSegmentSize: z.number().int().positive(),
+  firstSegment: segment,
+  lastSegment: segment,
+  startLsn: lsn.nullable(),
+  stopLsn: lsn.nullable(),
+  consistentAt: iso.nullable(),
+  basedOn: z.string().regex(/^[0-9a-f]{16,32}$/).nullable(),
+  from: iso.nullable(),
+  to: iso.nullable(),
+});
+
+/** What makes well-shaped chain facts impossible, or null when they hold together. */
+export function chainFactsProblem(m: DbPointMeta): string | null {
+  if (m.lastSegment < m.firstSegment) return 'a point\'s last WAL segment comes before its first';
+  if (m.type === 'Log' ? !(m.from && m.to && m.from < m.to) : !(m.consistentAt && m.startLsn && m.stopLsn)) {
+    return m.type === 'Log' ? 'a log point needs its range: from < to' : 'a base backup needs its start and stop positions and consistency time';
+  }
+  return null;
+}
 
 export function metaOf(r: Selectable<DbPointRow>): DbPointMeta {
   return {

@@ -15,7 +15,7 @@ import { restorableRanges, type ChainPoint } from '../policy/db-chain.js';
 import { defaultDbPolicy, isDbPolicy, validateAnyPolicy } from '../policy/db-policy.js';
 import { DB_BACKUP_TYPES } from '../policy/db-schedule.js';
 import { requireContainer, type Principal } from './access.js';
-import { dbPointRow, metaOf } from './db-point-rows.js';
+import { chainFactsProblem, dbPointRow, metaOf } from './db-point-rows.js';
 import { commitPoint, listPoints, startBackup, type CommitInput, type DataContext } from './data.js';
 import { writeItemRecord, writePolicyRecord } from './records.js';
 import { rememberSource } from './scheduler.js';
@@ -60,7 +60,12 @@ async function requireDbItem(ctx: DataContext, p: Principal, name: string): Prom
 async function defaultDbPolicyId(ctx: DataContext, vaultId: string): Promise<string> {
   const policy = defaultDbPolicy();
   const existing = await ctx.db.selectFrom('policies').select('id').where('vault_id', '=', vaultId).where('name', '=', policy.name).executeTakeFirst();
-  if (existing) return existing.id;
+  // Its record too (a policy made before policies of this kind had records may lack it): a
+  // recovered vault needs the policy of every item it brings back.
+  if (existing) {
+    await writePolicyRecord(ctx, existing.id);
+    return existing.id;
+  }
   const id = newId();
   await ctx.db.insertInto('policies').values({ id, vault_id: vaultId, name: policy.name, body: JSON.stringify(policy), updated_at: ctx.clock.now().toISOString() })
     .onConflict((oc) => oc.columns(['vault_id', 'name']).doNothing()).execute();
@@ -140,10 +145,8 @@ export type DbCommitInput = CommitInput & { database: DbPointMeta };
  */
 export async function commitDbPoint(ctx: DataContext, p: Principal, pointId: string, input: DbCommitInput): Promise<PointInfo> {
   const m = input.database;
-  if (m.lastSegment < m.firstSegment) throw new CoffreError('BadRequest', 'a point\'s last WAL segment comes before its first');
-  if (m.type === 'Log' ? !(m.from && m.to && m.from < m.to) : !(m.consistentAt && m.startLsn && m.stopLsn)) {
-    throw new CoffreError('BadRequest', m.type === 'Log' ? 'a log point needs its range: from < to' : 'a base backup needs its start and stop positions and consistency time');
-  }
+  const problem = chainFactsProblem(m);
+  if (problem) throw new CoffreError('BadRequest', problem);
   // The point comes back with its chain facts: describing a point attaches them.
   return commitPoint(ctx, p, pointId, input, m, async (tx, row) => {
     const item = await tx.selectFrom('items').select(['kind', 'name']).where('id', '=', row.item_id).executeTakeFirstOrThrow();

@@ -19,9 +19,11 @@ import type { ContainerRecord, ItemRecord, PointRecord, PolicyRecord, VaultRecor
 import { VAULT_RECORD } from './records.js';
 import { vaultPrefix } from './vault-stores.js';
 import { DB_ITEM_KIND } from './db-points.js';
-import { dbPointRow } from './db-point-rows.js';
+import { chainFactsProblem, dbPointMetaSchema, dbPointRow } from './db-point-rows.js';
 import type { DbPointMeta } from '../core/api.js';
 import { DB_BACKUP_TYPES } from '../policy/db-schedule.js';
+import { defaultDbPolicy } from '../policy/db-policy.js';
+import { newId } from '../core/ids.js';
 import { checkClosure, idsOf, indexTreePack, markVerified } from './references.js';
 
 export interface RecoveryReport {
@@ -33,6 +35,8 @@ export interface RecoveryReport {
   points: number;
   packs: number;
   pointsSkipped: { id: string; vault: string; why: string }[];
+  /** Items whose record names a machine that did not come back: their points stay out too. */
+  itemsSkipped: { id: string; name: string; vault: string; why: string }[];
 }
 
 const BATCH = 400;
@@ -101,7 +105,7 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
   const topology = ctx.stores.topology;
   const region = from === 'primary' ? topology.primary : topology.secondary;
   if (!region) throw new CoffreError('InvalidArgument', 'the configuration names no secondary region to recover from');
-  const report: RecoveryReport = { from, vaults: [], policies: 0, machines: 0, items: 0, points: 0, packs: 0, pointsSkipped: [] };
+  const report: RecoveryReport = { from, vaults: [], policies: 0, machines: 0, items: 0, points: 0, packs: 0, pointsSkipped: [], itemsSkipped: [] };
   const now = ctx.clock.now().toISOString();
   for (const vaultId of await vaultIds(region.zones)) {
     const all = region.zones.map((z): StoreCopy => ({ name: z.name, role: from, store: new PrefixStore(z.store, vaultPrefix(vaultId)) }));
@@ -116,11 +120,23 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
       await tx.insertInto('vault_storage').values({ vault_id: vault.id, cross_region_restore: vault.crossRegionRestore ? 1 : 0 }).execute();
     });
     report.vaults.push(vault.name);
+    const policies = new Map<string, string>();
     for (const key of await reader.list('policies')) {
       const p = await reader.json<PolicyRecord>(key);
       await ctx.db.insertInto('policies').values({ id: p.id, vault_id: vault.id, name: p.name, body: JSON.stringify(p.body), updated_at: p.updatedAt }).execute();
+      policies.set(p.name, p.id);
       report.policies++;
     }
+    /** The vault's default policy for an item whose own policy has no record (made before it had one). */
+    const defaultPolicy = async (itemKind: string): Promise<string | null> => {
+      const name = itemKind === DB_ITEM_KIND ? defaultDbPolicy().name : 'DefaultPolicy';
+      if (policies.has(name)) return policies.get(name)!;
+      if (itemKind !== DB_ITEM_KIND) return null;
+      const id = newId();
+      await ctx.db.insertInto('policies').values({ id, vault_id: vault.id, name, body: JSON.stringify(defaultDbPolicy()), updated_at: now }).execute();
+      policies.set(name, id);
+      return id;
+    };
     const containers: string[] = [];
     for (const key of await reader.list('containers')) {
       const c = await reader.json<ContainerRecord>(key);
@@ -130,9 +146,23 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
     }
     const items: string[] = [];
     const databaseItems = new Set<string>();
+    const policyIds = new Set(policies.values());
     for (const key of await reader.list('items')) {
       const i = await reader.json<ItemRecord>(key);
-      await ctx.db.insertInto('items').values({ id: i.id, vault_id: vault.id, container_id: i.containerId, name: i.name, kind: i.itemKind, policy_id: i.policyId, created_at: i.createdAt }).execute();
+      if (!containers.includes(i.containerId)) {
+        report.itemsSkipped.push({ id: i.id, name: i.name, vault: vault.name, why: `its machine ${i.containerId} has no record in this region` });
+        continue;
+      }
+      let policyId: string | null = i.policyId;
+      if (!policyIds.has(i.policyId)) {
+        policyId = await defaultPolicy(i.itemKind);
+        if (!policyId) {
+          report.itemsSkipped.push({ id: i.id, name: i.name, vault: vault.name, why: `neither its policy ${i.policyId} nor the vault's DefaultPolicy has a record in this region` });
+          continue;
+        }
+        log(`  item ${i.name}: its policy has no record in this region; it takes the vault's default policy (assign another with \`coffre policy assign\`)`);
+      }
+      await ctx.db.insertInto('items').values({ id: i.id, vault_id: vault.id, container_id: i.containerId, name: i.name, kind: i.itemKind, policy_id: policyId, created_at: i.createdAt }).execute();
       if (i.source) await ctx.db.insertInto('schedules').values({ item_id: i.id, source: JSON.stringify(i.source), last_run: now }).execute();
       items.push(i.id);
       if (i.itemKind === DB_ITEM_KIND) {
@@ -161,9 +191,9 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
       const pt = await reader.json<PointRecord>(key);
       // A database point comes back only with its chain facts (type, WAL segments, base), which its record carries.
       const database = databaseItems.has(pt.itemId) ? chainFacts(pt) : null;
-      const why = database === undefined
-        ? 'its record does not carry the database chain facts (written before they were recorded, or damaged): back the database up again'
-        : await pointIncomplete(ctx, reader, pt);
+      const why = !items.includes(pt.itemId) ? 'its item did not come back (no record of it in this region, or its machine is missing)'
+        : database === undefined ? 'its record does not carry the database chain facts (written before they were recorded, or damaged): back the database up again'
+          : await pointIncomplete(ctx, reader, pt);
       if (why) { report.pointsSkipped.push({ id: pt.id, vault: vault.name, why }); continue; }
       await ctx.db.transaction().execute(async (tx) => {
         await tx.insertInto('points').values({
@@ -178,6 +208,7 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
     for (const itemId of items) await refreshExpiries(ctx, itemId);
   }
   log(`recovered ${report.vaults.length} vault(s), ${report.policies} policies, ${report.machines} machine(s), ${report.items} item(s), ${report.points} point(s), ${report.packs} pack(s) from the ${from} region`
+    + (report.itemsSkipped.length ? `; ${report.itemsSkipped.length} item(s) left out: ${report.itemsSkipped.map((s) => `${s.name} (${s.why})`).join('; ')}` : '')
     + (report.pointsSkipped.length ? `; ${report.pointsSkipped.length} point(s) left out: ${report.pointsSkipped.map((s) => `${s.id} (${s.why})`).join('; ')}` : ''));
   return report;
 }
@@ -215,13 +246,8 @@ async function recoverPacks(ctx: DataContext, reader: RegionReader, containerId:
 
 /** A database point record's chain facts, or undefined when it has none that hold together. */
 function chainFacts(pt: PointRecord): DbPointMeta | undefined {
-  const m = pt.database;
-  if (!m || typeof m !== 'object' || !DB_BACKUP_TYPES.includes(m.type)) return undefined;
-  const counts = [m.timeline, m.walSegmentSize, m.firstSegment, m.lastSegment];
-  if (!counts.every((n) => Number.isSafeInteger(n) && n >= 0) || m.lastSegment < m.firstSegment) return undefined;
-  const text = (v: unknown) => v === null || typeof v === 'string';
-  if (![m.startLsn, m.stopLsn, m.consistentAt, m.basedOn, m.from, m.to].every(text)) return undefined;
-  return m;
+  const parsed = dbPointMetaSchema.safeParse(pt.database);
+  return parsed.success && !chainFactsProblem(parsed.data) ? parsed.data : undefined;
 }
 
 /** Why a point cannot come back from this region, or null when it is whole there. */
