@@ -4,6 +4,8 @@
  * a registered agent, sizes on disk, medians.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import https from 'node:https';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, totalmem, release, availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -161,6 +163,23 @@ export class CoffreServer {
     } catch {
       return false;
     }
+  }
+
+  /** A JSON answer of the server's API, trusting its own certificate (as the CLI pins it). */
+  async getJson<T>(path: string): Promise<T> {
+    const ca = this.url.startsWith('https:') ? readFileSync(join(this.dataDir, 'tls', 'cert.pem'), 'utf8') : undefined;
+    const lib = ca ? https : http;
+    return new Promise<T>((resolve, reject) => {
+      lib.get(this.url + path, { headers: { authorization: `Bearer ${this.token}` }, ...(ca ? { ca } : {}) }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString('utf8');
+          if ((res.statusCode ?? 0) >= 400) reject(new Error(`GET ${path}: ${res.statusCode} ${text}`));
+          else resolve(JSON.parse(text) as T);
+        });
+      }).on('error', reject);
+    });
   }
 
   async stop(): Promise<void> {

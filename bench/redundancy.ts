@@ -61,9 +61,7 @@ async function oneRun(work: string, runNo: number, order: Kind[], samples: Sampl
     for (const k of KINDS) await registerCoffreAgent(server, work, join(work, `agent-${runNo}-${k}`), env, k.toLowerCase(), k);
     // Over HTTP rather than `coffre vault show`: a CLI start would weigh on the lag measured.
     const show = async (vault: string) => {
-      const r = await fetch(`${server.url}/v1/vaults/${vault}`, { headers: { authorization: `Bearer ${server.token}` } });
-      if (!r.ok) throw new Error(`GET /v1/vaults/${vault}: ${r.status} ${await r.text()}`);
-      return await r.json() as VaultDetails;
+      return server.getJson<VaultDetails>(`/v1/vaults/${vault}`);
     };
     for (const kind of order) {
       await must('sync', []);
