@@ -150,7 +150,15 @@ export function buildProgram(): Command {
       process.on('SIGINT', () => controller.abort());
       process.on('SIGTERM', () => controller.abort());
       log(`agent ${state.machine} polling ${client.server} every ${seconds} s`);
-      await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
+      // `coffre vm backup` on this machine asks this process (its control socket) rather than starting the engine itself.
+      const [{ startControlServer }, service] = await Promise.all([import('../agent/control/control-server.js'), import('./agent-service.js')]);
+      const control = await startControlServer(opts.agentDir, (request, reply) => service.serveRequest(request, opts, reply), log);
+      if (control) await service.warmUp();
+      try {
+        await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
+      } finally {
+        await control?.close();
+      }
     });
 
   addSnapshotOptions(program.command('backup <path...>')
