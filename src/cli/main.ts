@@ -122,7 +122,7 @@ export function buildProgram(): Command {
     });
 
   agent.command('run')
-    .description('run the agent daemon: back up every item when its policy says (the vault decides what is due)')
+    .description('run the agent daemon: back up every item when its policy says (the vault decides what is due), and `coffre vm backup` asked on this machine (control socket in the agent folder)')
     .option('--once', 'run what is due now, then exit')
     .option('--interval <seconds>', 'how often to ask the vault', '60')
     .option('--json', 'with --once: print what ran as JSON')

@@ -60,12 +60,21 @@ export const defaultWorkers = () => Math.max(1, Math.min(16, availableParallelis
  */
 const KEEP_POOL_BYTES = 32 * 1024 * 1024;
 const KEEP_ARENAS = INLINE_UPLOADS + 1;
-const idlePools: SharedArrayBuffer[] = [];
+/** One idle block pool: a larger one serves a smaller need (its slots are offsets into it). */
+let idlePool: SharedArrayBuffer | null = null;
 const idleArenas: Uint8Array[] = [];
 
 function takePool(bytes: number): SharedArrayBuffer {
-  const i = idlePools.findIndex((p) => p.byteLength === bytes);
-  return i >= 0 ? idlePools.splice(i, 1)[0]! : new SharedArrayBuffer(bytes);
+  if (idlePool && idlePool.byteLength >= bytes) {
+    const pool = idlePool;
+    idlePool = null;
+    return pool;
+  }
+  return new SharedArrayBuffer(bytes);
+}
+
+function givePool(pool: SharedArrayBuffer): void {
+  if (pool.byteLength <= KEEP_POOL_BYTES && (!idlePool || idlePool.byteLength < pool.byteLength)) idlePool = pool;
 }
 
 function takeArena(bytes: number): Uint8Array {
@@ -89,6 +98,8 @@ export class BlockEncoder {
   /** Inline pack buffers whose upload settled, ready for the next pack. */
   private readonly spare: Uint8Array[] = [];
   private seq = 0;
+  /** Whether finish() saw every block encoded and sent: no read into the pool can still be in flight. */
+  private finished = false;
   private failure: unknown = null;
   private closing = false;
 
@@ -223,6 +234,7 @@ export class BlockEncoder {
     else await Promise.all(this.slots.map((slot) => this.send(slot, { op: 'flush', seq: this.seq++ }, -1)));
     while (this.uploads.size > 0) await Promise.all(this.uploads);
     if (this.failure) throw this.failure;
+    this.finished = true;
   }
 
   async close(): Promise<void> {
@@ -231,8 +243,9 @@ export class BlockEncoder {
     await Promise.allSettled(this.uploads);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     for (const s of this.slots) s.recycle.close();
-    // No worker and no upload holds them any more: they serve this process's next backup.
-    if (this.pool.byteLength <= KEEP_POOL_BYTES && idlePools.length === 0) idlePools.push(this.pool);
+    // No worker and no upload holds them any more: they serve this process's next backup. The
+    // pool only after a backup that finished: after a failure a disk's read may still be landing in it.
+    if (this.finished) givePool(this.pool);
     for (const a of this.spare.splice(0)) if (idleArenas.length < KEEP_ARENAS) idleArenas.push(a);
   }
 }
