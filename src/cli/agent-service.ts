@@ -28,9 +28,16 @@ export interface AgentServiceContext {
 /** Progress lines at most this often: a bar redraws no faster, and each line costs a write. */
 const PROGRESS_EVERY_MS = 200;
 
-/** Loads the VM engine ahead of the first request, so that it is not part of that backup's time. */
-export async function warmUp(): Promise<void> {
-  await Promise.all([import('../agent/vm/vm-backup.js'), import('../agent/vm/config.js'), import('../agent/vm/snapshot-store.js'), import('../agent/vm/live-disks.js')]);
+/**
+ * When this machine protects VMs: loads the VM engine and touches the buffers of an
+ * incremental ahead of the first request, so that neither is part of that backup's time.
+ */
+export async function warmUp(agentDir: string): Promise<void> {
+  const [{ listVmConfigs }, { warmIncrementalBuffers }] = await Promise.all([import('../agent/vm/config.js'), import('../agent/vm/block-encoder.js')]);
+  const vms = await listVmConfigs(agentDir);
+  if (!vms.length) return;
+  await Promise.all([import('../agent/vm/vm-backup.js'), import('../agent/vm/snapshot-store.js'), import('../agent/vm/live-disks.js')]);
+  warmIncrementalBuffers(Math.max(...vms.map((v) => v.blockSize)));
 }
 
 export async function serveRequest(request: ControlRequest, ctx: AgentServiceContext, reply: (r: ControlReply) => void): Promise<void> {

@@ -77,9 +77,27 @@ function givePool(pool: SharedArrayBuffer): void {
   if (pool.byteLength <= KEEP_POOL_BYTES && (!idlePool || idlePool.byteLength < pool.byteLength)) idlePool = pool;
 }
 
+/** A pack holds several blocks; the largest block (16 MiB) still fits one with its footer. */
+const arenaBytesFor = (blockSize: number) => Math.max(8 * 1024 * 1024, blockSize + 1024 * 1024);
+
 function takeArena(bytes: number): Uint8Array {
   const i = idleArenas.findIndex((a) => a.length === bytes);
   return i >= 0 ? idleArenas.splice(i, 1)[0]! : new Uint8Array(bytes);
+}
+
+/**
+ * Touches the buffers an incremental of `blockSize` blocks encoded on the main thread uses, and
+ * keeps them for it: a resident agent calls this once at start, so that even its first backup
+ * finds them warm (its later backups reuse what the previous one gave back anyway).
+ */
+export function warmIncrementalBuffers(blockSize: number): void {
+  const bytes = (SLOTS_PER_WORKER + READ_SLOTS) * blockSize;
+  // Blocks this big make pools the process does not keep: nothing to warm for them.
+  if (bytes > KEEP_POOL_BYTES) return;
+  const pool = new SharedArrayBuffer(bytes);
+  new Uint8Array(pool).fill(1);
+  givePool(pool);
+  while (idleArenas.length < KEEP_ARENAS) idleArenas.push(new Uint8Array(arenaBytesFor(blockSize)).fill(1));
 }
 
 interface Slot { worker: Worker; recycle: MessagePort; busy: number }
@@ -108,8 +126,7 @@ export class BlockEncoder {
     const slotCount = Math.max(1, workers) * SLOTS_PER_WORKER + READ_SLOTS;
     this.pool = takePool(slotCount * blockSize);
     for (let i = slotCount - 1; i >= 0; i--) this.free.push(i);
-    // A pack holds several blocks; the largest block (16 MiB) still fits one with its footer.
-    this.arenaBytes = Math.max(8 * 1024 * 1024, blockSize + 1024 * 1024);
+    this.arenaBytes = arenaBytesFor(blockSize);
     if (workers === 0) {
       // Pack buffers are reused once their upload settles: a fresh 8 MiB buffer per pack costs
       // its page faults again, which on a VM's first touch of memory cost more than the encoding.
