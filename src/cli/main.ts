@@ -153,7 +153,8 @@ export function buildProgram(): Command {
       // `coffre vm backup` on this machine asks this process (its control socket) rather than starting the engine itself.
       const [{ startControlServer }, service] = await Promise.all([import('../agent/control/control-server.js'), import('./agent-service.js')]);
       const control = await startControlServer(opts.agentDir, (request, reply) => service.serveRequest(request, opts, reply), log);
-      if (control) await service.warmUp(opts.agentDir);
+      // Only a head start: a VM configuration it cannot read is the backup's to report, not the daemon's.
+      if (control) await service.warmUp(opts.agentDir).catch((e: unknown) => log(`VM engine not warmed up: ${(e as Error).message}`));
       try {
         await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
       } finally {
