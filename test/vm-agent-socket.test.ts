@@ -20,6 +20,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, lstat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect } from 'node:net';
+import { once } from 'node:events';
 import type { JobInfo } from '../src/core/api.js';
 import { NbdClient } from '../src/agent/vm/nbd-client.js';
 import { BIN, cli, harness, type CliResult } from '../testkit/harness.js';
@@ -74,9 +76,10 @@ test('coffre vm backup through the running agent: the agent makes the point, the
 
     const coffre = (args: string[], opts: { env?: Record<string, string>; uid?: number } = {}): Promise<CliResult> =>
       cli(['--agent-dir', a.agentDir, ...args], opts.env ?? {}, { cwd: h.dir, ...(opts.uid !== undefined ? { uid: opts.uid } : {}) });
-    // A pre-script that takes a while: the test looks at the VM while its backup runs.
+    // A pre-script that waits for the test: it looks at the VM while its backup runs, then opens the gate.
     const sleeper = join(h.dir, 'sleep.sh');
-    await writeFile(sleeper, '#!/bin/sh\nsleep 3\n');
+    const gate = join(h.dir, 'gate');
+    await writeFile(sleeper, `#!/bin/sh\nwhile [ ! -e ${gate} ]; do sleep 0.1; done\n`);
     await chmod(sleeper, 0o755);
     for (const [name, node, extra] of [['web', 'disk0', []], ['slow', 'disk1', ['--pre-script', sleeper]]] as const) {
       const p = await coffre(['vm', 'protect', name, '--qmp', qsd.qmp, '--node', node, '--nbd-socket', qsd.nbd!, ...extra]);
@@ -146,6 +149,7 @@ test('coffre vm backup through the running agent: the agent makes the point, the
       // Forced into its own process (another vault address than the agent's): the lock is the agent's.
       const own = await coffre(['--server', h.server.url, ...(h.server.fingerprint ? ['--fingerprint', h.server.fingerprint] : []), 'vm', 'backup', 'slow']);
       assert.match(own.stderr, new RegExp(`already running \\(process ${agent!.child.pid}\\).*\\[ItemBusy\\]`));
+      await writeFile(gate, '');
       const done = await running;
       assert.equal(done.code, 0, done.stderr);
       assert.equal((JSON.parse(done.stdout) as JobInfo).status, 'Completed');
@@ -174,7 +178,13 @@ test('coffre vm backup through the running agent: the agent makes the point, the
       const viaAgent = await coffre(['vm', 'backup', 'web', '--json']);
       assert.equal(viaAgent.code, 0, viaAgent.stderr);
       assert.match(agent.log(), new RegExp(`\\(job ${(JSON.parse(viaAgent.stdout) as JobInfo).id}\\)`));
-      await agent.stop('SIGTERM');
+      // A caller connected but silent must not hold the agent up when it is told to stop.
+      const silent = connect(socket);
+      await once(silent, 'connect');
+      silent.on('error', () => undefined);
+      const stopped = await Promise.race([agent.stop('SIGTERM').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]);
+      assert.ok(stopped, 'the agent stopped with a silent connection open');
+      silent.destroy();
       await assert.rejects(lstat(socket), { code: 'ENOENT' }, 'a stopped agent removes its socket');
     });
   } finally {

@@ -91,7 +91,16 @@ export function ask(agentDir: string, request: VmBackupRequest, onProgress: (r: 
       buffered += chunk;
       let nl: number;
       while (!settled && (nl = buffered.indexOf('\n')) >= 0) {
-        const reply = JSON.parse(buffered.slice(0, nl)) as ControlReply;
+        let reply: ControlReply;
+        try {
+          reply = JSON.parse(buffered.slice(0, nl)) as ControlReply;
+        } catch {
+          // Not our protocol (a different program on the socket's name): said, not guessed at.
+          settled = true;
+          socket.destroy();
+          fail(new Error(`${path} answered something that is not a Coffre agent's reply`));
+          return;
+        }
         buffered = buffered.slice(nl + 1);
         if (reply.type === 'progress') onProgress(reply);
         else finish(reply.type === 'declined' ? null : reply);

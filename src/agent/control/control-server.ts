@@ -55,9 +55,14 @@ function parseRequest(line: string): ControlRequest | { declined: string } | nul
   };
 }
 
-function serve(socket: Socket, handle: ControlHandler, log: (line: string) => void): void {
+/** Connections that have not sent their request yet: closing the server drops them, not the ones at work. */
+type Idle = Set<Socket>;
+
+function serve(socket: Socket, idle: Idle, handle: ControlHandler, log: (line: string) => void): void {
   let buffered = '';
   let started = false;
+  idle.add(socket);
+  socket.on('close', () => idle.delete(socket));
   const reply = (r: ControlReply) => {
     // The caller may be gone (Ctrl-C): the backup goes on and its job says how it ended.
     if (!socket.destroyed && socket.writable) socket.write(JSON.stringify(r) + '\n');
@@ -75,6 +80,7 @@ function serve(socket: Socket, handle: ControlHandler, log: (line: string) => vo
       return;
     }
     started = true;
+    idle.delete(socket);
     const request = parseRequest(buffered.slice(0, nl));
     if (request === null) { reply({ type: 'error', code: 'BadRequest', message: 'not a control request of this Coffre version' }); socket.end(); return; }
     if ('declined' in request) { reply({ type: 'declined', reason: request.declined }); socket.end(); return; }
@@ -105,7 +111,8 @@ export async function startControlServer(agentDir: string, handle: ControlHandle
     }
     await unlink(path);
   }
-  const server: Server = createServer((socket) => serve(socket, handle, log));
+  const idle: Idle = new Set();
+  const server: Server = createServer((socket) => serve(socket, idle, handle, log));
   // Owner-only from its creation: bind() creates the file with the process umask, so no other
   // user can connect in the moment before the chmod below. listen() binds a path synchronously,
   // so the umask is back before anything else of this process creates a file.
@@ -126,7 +133,9 @@ export async function startControlServer(agentDir: string, handle: ControlHandle
   return {
     path,
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of idle) s.destroy();
+      await closed;
       // Only our own file: another agent may have taken the name since (it found ours stale).
       const now = await lstat(path).catch(() => null);
       if (now && now.ino === ino) await unlink(path).catch(() => undefined);
