@@ -5,14 +5,17 @@
  * /usr/share (mkfs.ext4 -d), as the qcow2 disk of a running VM. The "VM" is
  * qemu-storage-daemon serving the image (QMP for Coffre) and exporting it through FUSE as a raw
  * file, through which debugfs writes a 20 MiB file inside the guest file system, as the guest
- * would. Steps: initial backup, backup after the 20 MiB write, full restore from the vault.
+ * would. Steps: initial backup, backup after the 20 MiB write, full restore from the vault;
+ * then the incremental again through a running agent (`coffre agent run`, which `coffre vm
+ * backup` asks through its control socket): after another 20 MiB file, the agent's first backup,
+ * and after a third its next one (warm: engine loaded, buffers touched), restic after each too.
  * Coffre runs as two processes on loopback (`coffre server`, and `coffre vm backup/restore`);
  * restic 0.14 backs up and restores the same image file (`restic backup vm.qcow2`). Each
  * command runs under GNU time; the CPU time of QEMU (the daemon serving the disk) during each
  * Coffre step is reported beside it. Coffre's restore is checked with `qemu-img compare`
  * against the disk as it was at the point. Writes the table to docs/benchmarks.md.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -46,12 +49,16 @@ function parseOptions(argv: string[]): Options {
   return o;
 }
 
-const STEPS = ['initial', 'incremental', 'restore'] as const;
+/** In table order: the incremental in the command's own process, then through a running agent. */
+const STEPS = ['initial', 'incremental', 'agent-first', 'agent', 'restore'] as const;
 type Step = (typeof STEPS)[number];
-const STEP_NAMES: Record<Step, string> = { initial: 'initial', incremental: 'after writing a 20 MiB file inside', restore: 'restore (from the vault)' };
-const TARGETS: Record<Step, number> = { initial: 0.8, incremental: 0.3, restore: 0.8 };
+const STEP_NAMES: Record<Step, string> = {
+  initial: 'initial', incremental: 'after writing a 20 MiB file inside', restore: 'restore (from the vault)',
+  'agent-first': 'the same, through a running agent (its first)', agent: 'the same, through a running agent (next)',
+};
+const TARGETS: Record<Step, number> = { initial: 0.8, incremental: 0.3, restore: 0.8, 'agent-first': 0.3, agent: 0.3 };
 
-interface Sample { tool: 'coffre' | 'restic'; step: Step; run: number; wall: number; cpu: number; rssMiB: number; serverCpu?: number; qemuCpu?: number; otherCpu: number; detail: string }
+interface Sample { tool: 'coffre' | 'restic'; step: Step; run: number; wall: number; cpu: number; rssMiB: number; serverCpu?: number; qemuCpu?: number; agentCpu?: number; otherCpu: number; detail: string }
 
 const log = (s: string) => process.stderr.write(`bench:vm: ${s}\n`);
 
@@ -99,6 +106,27 @@ async function startVm(work: string, image: string): Promise<{ qmp: string; gues
   };
 }
 
+/** `coffre agent run` serving the agent folder, once its control socket listens and its first poll of the vault is over. */
+async function startAgent(agent: string, work: string, env: NodeJS.ProcessEnv): Promise<{ pid: number; stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, [BIN, '--agent-dir', agent, 'agent', 'run', '--interval', '3600'], { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  for (let i = 0; !/local requests on/.test(log); i++) {
+    if (child.exitCode !== null || i > 600) throw new Error(`coffre agent run did not listen: ${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // The daemon asks the vault what is due right after it listens; let that settle (nothing is due: the VM was just backed up).
+  await new Promise((r) => setTimeout(r, 3000));
+  return {
+    pid: child.pid!,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 async function oneRun(work: string, runNo: number, o: Options, samples: Sample[], notes: Set<string>): Promise<void> {
   const tfile = join(work, '.time');
   const coffreEnv = cleanEnv({ COFFRE_PASSPHRASE });
@@ -114,6 +142,7 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
     await must('restic', ['init', '-r', join(work, 'restic-repo')], { env: resticEnv });
     let point = '';
 
+    let agentPid = 0;
     const measure = async (tool: Sample['tool'], step: Step, cmd: string, args: string[], env: NodeJS.ProcessEnv, detail: (t: Timed) => string) => {
       // Both tools start with the image in the page cache (the one measured first would otherwise
       // warm it for the other), and with no dirty pages left by the step before.
@@ -122,16 +151,19 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
       const busy0 = machineBusySeconds();
       const server0 = server.cpuSeconds();
       const qemu0 = cpuOf(vm.pid);
+      const agent0 = agentPid ? cpuOf(agentPid) : 0;
       const t = await timed(cmd, args, { cwd: work, env, timeFile: tfile });
       const serverCpu = server.cpuSeconds() - server0;
       const qemuCpu = cpuOf(vm.pid) - qemu0;
-      const own = t.user + t.sys + (tool === 'coffre' ? serverCpu + qemuCpu : 0);
+      // The resident agent's CPU during the step (it does the backup; the command only asks and prints).
+      const agentCpu = agentPid ? cpuOf(agentPid) - agent0 : undefined;
+      const own = t.user + t.sys + (tool === 'coffre' ? serverCpu + qemuCpu + (agentCpu ?? 0) : 0);
       const s: Sample = {
         tool, step, run: runNo, wall: t.wall, cpu: t.user + t.sys, rssMiB: t.rssKiB / 1024, otherCpu: Math.max(0, machineBusySeconds() - busy0 - own), detail: detail(t),
-        ...(tool === 'coffre' ? { serverCpu, qemuCpu } : {}),
+        ...(tool === 'coffre' ? { serverCpu, qemuCpu, ...(agentCpu !== undefined ? { agentCpu } : {}) } : {}),
       };
       samples.push(s);
-      log(`run ${runNo} ${tool.padEnd(6)} ${STEP_NAMES[step].padEnd(36)} wall ${t.wall.toFixed(2)} s, cpu ${s.cpu.toFixed(2)} s${tool === 'coffre' ? ` (server ${serverCpu.toFixed(2)} s, QEMU ${qemuCpu.toFixed(2)} s)` : ''}, other load ${s.otherCpu.toFixed(1)} CPU s; ${s.detail}`);
+      log(`run ${runNo} ${tool.padEnd(6)} ${STEP_NAMES[step].padEnd(46)} wall ${t.wall.toFixed(2)} s, cpu ${s.cpu.toFixed(2)} s${tool === 'coffre' ? ` (server ${serverCpu.toFixed(2)} s, QEMU ${qemuCpu.toFixed(2)} s${agentCpu !== undefined ? `, agent ${agentCpu.toFixed(2)} s` : ''})` : ''}, other load ${s.otherCpu.toFixed(1)} CPU s; ${s.detail}`);
     };
     const coffreJob = (t: Timed) => {
       const job = JSON.parse(t.stdout) as { status: string; pointId: string | null; bytesScanned: number; bytesUploaded: number; details: { disks?: { changeTracking?: { mode: string } }[] } };
@@ -146,8 +178,11 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
     await vmBackup('initial');
     await resticBackup('initial');
     // A 20 MiB file written inside the guest's ext4, through QEMU (FUSE export), as the guest would.
-    await writeFile(join(work, 'new-20m.bin'), seededBytes(`bench-vm-${runNo}`, 20 * 2 ** 20));
-    await must('debugfs', ['-w', '-R', `write ${join(work, 'new-20m.bin')} coffre-bench-20m.bin`, vm.guest]);
+    const write20MiB = async (seed: string, name: string) => {
+      await writeFile(join(work, 'new-20m.bin'), seededBytes(seed, 20 * 2 ** 20));
+      await must('debugfs', ['-w', '-R', `write ${join(work, 'new-20m.bin')} ${name}`, vm.guest]);
+    };
+    await write20MiB(`bench-vm-${runNo}`, 'coffre-bench-20m.bin');
     await vmBackup('incremental');
     await resticBackup('incremental');
     const target = join(work, 'restore-coffre');
@@ -157,6 +192,20 @@ async function oneRun(work: string, runNo: number, o: Options, samples: Sample[]
     const cmp = await must('qemu-img', ['compare', '-U', '-f', 'qcow2', join(target, 'vm.qcow2'), '-F', 'raw', vm.guest], { okCodes: [1] });
     if (!/identical/.test(cmp.stdout)) throw new Error(`Coffre's restore differs from the disk: ${cmp.stdout}`);
     log(`run ${runNo} coffre restore identical to the disk at its point (qemu-img compare)`);
+
+    // The same incremental through a running agent: the same command, answered by `coffre agent run`.
+    const resident = await startAgent(agent, work, coffreEnv);
+    agentPid = resident.pid;
+    try {
+      for (const step of ['agent-first', 'agent'] as const) {
+        await write20MiB(`bench-vm-${runNo}-${step}`, `coffre-bench-20m-${step}.bin`);
+        await vmBackup(step);
+        await resticBackup(step);
+      }
+    } finally {
+      agentPid = 0;
+      await resident.stop();
+    }
   } finally {
     await server.stop();
     await vm.stop();
@@ -171,7 +220,7 @@ function table(samples: Sample[], o: Options, image: { used: number; file: numbe
     '',
     `Command: \`npm run bench:vm${o.runs > 1 ? ` -- --runs ${o.runs}` : ''}\` (bench/vm-run.ts). Machine: ${m.cpu}, ${m.memory}, kernel ${m.kernel}, Node.js ${m.node}, ${m.restic}, Coffre ${m.coffre}, load average before the run ${loadavg().map((x) => x.toFixed(1)).join(' ')}.`,
     '',
-    `Disk: a ${o.sizeMiB} MiB ext4 file system filled from /usr/share (${mib(image.used).toFixed(0)} MiB used), as a qcow2 image of ${mib(image.file).toFixed(0)} MiB served by qemu-storage-daemon (QMP; the guest's view exported through FUSE). Coffre: \`coffre vm protect bench --qmp SOCKET\`, \`coffre vm backup bench\`, \`coffre vm restore POINT --source vault\` (to qcow2, checked with \`qemu-img compare\`). restic: \`restic backup --compression auto vm.qcow2\` and \`restic restore latest\` on the same image file. The change is a 20 MiB file written inside the guest's ext4 (debugfs through the FUSE view, so QEMU's dirty bitmap sees the writes as a guest's).`,
+    `Disk: a ${o.sizeMiB} MiB ext4 file system filled from /usr/share (${mib(image.used).toFixed(0)} MiB used), as a qcow2 image of ${mib(image.file).toFixed(0)} MiB served by qemu-storage-daemon (QMP; the guest's view exported through FUSE). Coffre: \`coffre vm protect bench --qmp SOCKET\`, \`coffre vm backup bench\`, \`coffre vm restore POINT --source vault\` (to qcow2, checked with \`qemu-img compare\`). restic: \`restic backup --compression auto vm.qcow2\` and \`restic restore latest\` on the same image file. The change is a 20 MiB file written inside the guest's ext4 (debugfs through the FUSE view, so QEMU's dirty bitmap sees the writes as a guest's). "Through a running agent": \`coffre agent run\` is started after the restore, and the same \`coffre vm backup bench\` asks it through its control socket; each of those rows follows another 20 MiB file, restic backing up the image after the same change (its own row's figure).`,
     '',
     '| step | `coffre vm` | restic on the image file | ratio | target | met? |',
     '|---|---|---|---|---|---|',
@@ -183,9 +232,10 @@ function table(samples: Sample[], o: Options, image: { used: number; file: numbe
     lines.push(`| ${STEP_NAMES[step]} | ${c.toFixed(2)} s (${detail.replace(/^job \w+, /, '')}) | ${r.toFixed(2)} s | ${(c / r).toFixed(2)} | ≤ ${TARGETS[step]} | ${c / r <= TARGETS[step] ? 'met' : '**not met**'} |`);
   }
   lines.push('', 'CPU seconds per step (Coffre: the CLI, the vault server, and QEMU — which takes the snapshot and serves the changed-block map; the CLI reads the snapshot clusters from the image file itself; "other" is what the rest of the machine used meanwhile — well above a few tenths means the step shared the CPUs):', '',
-    '| step | Coffre CLI | vault server | QEMU | restic | other (Coffre step) | other (restic step) |', '|---|---|---|---|---|---|---|');
+    '| step | Coffre CLI | Coffre agent (resident) | vault server | QEMU | restic | other (Coffre step) | other (restic step) |', '|---|---|---|---|---|---|---|---|');
   for (const step of STEPS) {
-    lines.push(`| ${STEP_NAMES[step]} | ${med('coffre', step, (s) => s.cpu).toFixed(2)} | ${med('coffre', step, (s) => s.serverCpu ?? NaN).toFixed(2)} | ${med('coffre', step, (s) => s.qemuCpu ?? NaN).toFixed(2)} | ${med('restic', step, (s) => s.cpu).toFixed(2)} | ${med('coffre', step, (s) => s.otherCpu).toFixed(1)} | ${med('restic', step, (s) => s.otherCpu).toFixed(1)} |`);
+    const agentCpu = med('coffre', step, (s) => s.agentCpu ?? NaN);
+    lines.push(`| ${STEP_NAMES[step]} | ${med('coffre', step, (s) => s.cpu).toFixed(2)} | ${Number.isNaN(agentCpu) ? '—' : agentCpu.toFixed(2)} | ${med('coffre', step, (s) => s.serverCpu ?? NaN).toFixed(2)} | ${med('coffre', step, (s) => s.qemuCpu ?? NaN).toFixed(2)} | ${med('restic', step, (s) => s.cpu).toFixed(2)} | ${med('coffre', step, (s) => s.otherCpu).toFixed(1)} | ${med('restic', step, (s) => s.otherCpu).toFixed(1)} |`);
   }
   if (notes.size) lines.push('', ...[...notes].map((n) => `- ${n}`));
   return lines.join('\n');

@@ -122,7 +122,7 @@ export function buildProgram(): Command {
     });
 
   agent.command('run')
-    .description('run the agent daemon: back up every item when its policy says (the vault decides what is due)')
+    .description('run the agent daemon: back up every item when its policy says (the vault decides what is due), and `coffre vm backup` asked on this machine (control socket in the agent folder)')
     .option('--once', 'run what is due now, then exit')
     .option('--interval <seconds>', 'how often to ask the vault', '60')
     .option('--json', 'with --once: print what ran as JSON')
@@ -150,7 +150,16 @@ export function buildProgram(): Command {
       process.on('SIGINT', () => controller.abort());
       process.on('SIGTERM', () => controller.abort());
       log(`agent ${state.machine} polling ${client.server} every ${seconds} s`);
-      await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
+      // `coffre vm backup` on this machine asks this process (its control socket) rather than starting the engine itself.
+      const [{ startControlServer }, service] = await Promise.all([import('../agent/control/control-server.js'), import('./agent-service.js')]);
+      const control = await startControlServer(opts.agentDir, (request, reply) => service.serveRequest(request, opts, reply), log);
+      // Only a head start: a VM configuration it cannot read is the backup's to report, not the daemon's.
+      if (control) await service.warmUp(opts.agentDir).catch((e: unknown) => log(`VM engine not warmed up: ${(e as Error).message}`));
+      try {
+        await runDaemon({ ...opts, intervalMs: seconds * 1000, signal: controller.signal });
+      } finally {
+        await control?.close();
+      }
     });
 
   addSnapshotOptions(program.command('backup <path...>')

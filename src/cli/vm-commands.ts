@@ -11,6 +11,7 @@ import type { RestoreFormat } from '../agent/vm/vm-restore.js';
 import { adminClient, agentContext, agentDirOf, type GlobalOptions } from './context.js';
 import { formatBytes, jobSummary, printJson, progressBar, table } from './output.js';
 import { executable, retainUntil, seconds } from './arguments.js';
+import { renderVmBackup } from './vm-backup-output.js';
 
 /** Exit status of a job that completed with warnings (as `coffre backup`). */
 const EXIT_WARNINGS = 4;
@@ -189,19 +190,9 @@ export function registerVmCommands(program: Command, g: () => GlobalOptions): Co
         }
       }
       const job = await client.getJob(result.jobId);
-      if (o.json) printJson(job);
-      else {
-        const lines = [jobSummary(job), `  point ${result.point.id}: ${result.consistency}-consistent, ${result.disks.length} disk(s), ${formatBytes(result.point.bytes)}, kept until ${result.point.expiresAt}`];
-        lines.push(table(['disk', 'path', 'format', 'size', 'read', 'blocks', 'zero', 'changed', 'new', 'sent', 'snapshot'], result.disks.map((d) => [
-          d.index, d.path, d.format, formatBytes(d.size), `${formatBytes(d.bytesScanned)} (${d.changeTracking.mode})`, d.blocks, d.zeroBlocks, d.changedBlocks, formatBytes(d.bytesNew), formatBytes(d.bytesUploaded), d.snapshot,
-        ])));
-        for (const d of result.disks) if (d.changeTracking.reason) lines.push(`  disk ${d.index} read in full: ${d.changeTracking.reason}`);
-        for (const n of result.notes) lines.push(`  ${n}`);
-        lines.push(result.snapshot ? `  instant restore from the local snapshot (${result.snapshot.method === 'internal' ? 'internal qcow2 snapshot' : result.snapshot.method}) until ${result.snapshot.expiresAt}` : '  no instant-restore snapshot kept (see above)');
-        if (config.policy && !config.policyAssigned) lines.push(`  ${policyNote(config, why)}`);
-        process.stdout.write(lines.join('\n') + '\n');
-      }
-      if (job.status === 'CompletedWithWarnings') process.exitCode = EXIT_WARNINGS;
+      const out = renderVmBackup(job, result, o.json ?? false, config.policy && !config.policyAssigned ? policyNote(config, why) : undefined);
+      process.stdout.write(out.stdout);
+      if (out.exitCode) process.exitCode = out.exitCode;
     });
 
   vm.command('restore <point>')
