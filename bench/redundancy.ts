@@ -115,7 +115,7 @@ function report(o: Options, samples: Sample[], tree: { files: number; bytes: num
   }
   out.push('', `GRS replication after the initial backup: ${med('GRS', (s) => s.pendingObjects).toFixed(0)} objects (${med('GRS', (s) => s.pendingMiB).toFixed(1)} MiB) still queued for the paired region when the backup ended; ` +
     `the lag reached zero ${med('GRS', (s) => s.lagSeconds).toFixed(2)} s later (median), the server spending ${med('GRS', (s) => s.replicationCpu).toFixed(2)} CPU s meanwhile. ` +
-    'Background copies wait while a backup is writing (up to 15 minutes), as asynchronous geo-replication does, so the copy to the paired region is made after the backup rather than competing with it for the CPUs.', '');
+    'Background copies wait while a backup is writing (up to 5 minutes), as asynchronous geo-replication does, so the copy to the paired region is made after the backup rather than competing with it for the CPUs.', '');
   out.push('Space per copy after the last run (MiB, `du`): ' + Object.entries(copies).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ') +
     ' — zone-1 holds the LRS, ZRS and GRS vaults\' first copies, zones 2 and 3 the ZRS vault\'s, the paired region the GRS vault\'s.', '');
   out.push('Per run (wall s, in the order run): ' + runs.map((r) => `run ${r}: ` + samples.filter((s) => s.run === r).map((s) => `${s.kind} ${s.wall.toFixed(2)}`).join(', ')).join('; ') + '.', '');
