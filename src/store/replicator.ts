@@ -33,6 +33,9 @@ export interface ReplicatorOptions {
 
 type Outcome = 'done' | 'later';
 
+const REUSE_FROM = 1024 * 1024;
+const REUSE_UP_TO = 32 * 1024 * 1024;
+
 export class Replicator {
   private timer: NodeJS.Timeout | null = null;
   private wake: (() => void) | null = null;
@@ -148,6 +151,9 @@ export class Replicator {
     return { taken: tasks.length, later };
   }
 
+  /** Read buffers of the lanes, each a lane's while one copy runs. */
+  private readonly idle: Buffer[] = [];
+
   private async copy(t: QueuedCopy): Promise<Outcome> {
     const copies = await this.opts.copiesOf(t.scope);
     const target = copies?.find((c) => c.name === t.target);
@@ -163,12 +169,23 @@ export class Replicator {
       const there = await target.store.stat(t.key);
       if (there && there.size === t.bytes) return 'done';
     }
-    let missing = 0;
     const sources = copies.filter((c) => c !== target);
+    // A large object written once (a pack, of the size queued) is read into a reused buffer: fresh
+    // memory per read cost more CPU than the copy itself. The lane awaits the put before the next read.
+    const into = !this.opts.mutable?.(t.key) && t.bytes >= REUSE_FROM && t.bytes <= REUSE_UP_TO ? this.idle.pop() ?? Buffer.allocUnsafeSlow(REUSE_UP_TO) : null;
+    try {
+      return await this.copyFrom(t, target, sources, into);
+    } finally {
+      if (into && this.idle.length < this.lanes) this.idle.push(into);
+    }
+  }
+
+  private async copyFrom(t: QueuedCopy, target: StoreCopy, sources: StoreCopy[], into: Buffer | null): Promise<Outcome> {
+    let missing = 0;
     for (const source of sources) {
       let data: Buffer;
       try {
-        data = await source.store.get(t.key);
+        data = into ? await source.store.get(t.key, { offset: 0, length: t.bytes, into }) : await source.store.get(t.key);
       } catch (e) {
         if (isNotFound(e)) { missing++; continue; }
         continue;
