@@ -31,9 +31,14 @@ export async function locatePieces(client: VaultClient, containerId: string, pie
   return out;
 }
 
-/** Writes every stored chunk of `pieces` (null ids are holes: the caller's files are sparse). Returns the bytes written. */
+/**
+ * Writes every stored chunk of `pieces` (null ids are holes: the caller's files are sparse). Returns the bytes written.
+ * `writer`: the caller's workers, kept open (a caller that started them early, or writes in several passes, pays
+ * their start-up once); without one, workers are started and closed here.
+ */
 export async function writePieces(opts: {
   client: VaultClient; keys: KeySet; containerId: string; pieces: readonly Piece[]; locations: Map<string, BlobLocation>; onBytes?: (n: number) => void;
+  writer?: ChunkWriter;
 }): Promise<number> {
   const targets = new Map<string, { path: string; offset: number; file: number }[]>();
   const plain = new Map<string, number>();
@@ -50,7 +55,7 @@ export async function writePieces(opts: {
   }
   if (targets.size === 0) return 0;
   const ranges = planRanges([...targets.keys()].map((id) => opts.locations.get(id)!), (id) => plain.get(id) ?? 0);
-  const writer = new ChunkWriter(opts.keys);
+  const writer = opts.writer ?? new ChunkWriter(opts.keys);
   const free: ArrayBuffer[] = [];
   const given = new Map<PackRange, ArrayBuffer>();
   let written = 0;
@@ -82,7 +87,7 @@ export async function writePieces(opts: {
       },
     });
   } finally {
-    await writer.close();
+    if (!opts.writer) await writer.close();
   }
   return written;
 }
