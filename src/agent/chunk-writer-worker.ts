@@ -3,17 +3,41 @@
  * decompressed, checked against their ids) and writes each where the point says it belongs.
  * The plaintext never travels back to the main thread: it goes from this thread's buffer to
  * the page cache.
+ *
+ * A range is opened whole first, then written one file at a time under that file's lock, with
+ * one write per run of chunks that follow each other. The kernel lets one write into a file at a
+ * time (ext4 holds the inode's lock through the copy): two workers writing the same file (a
+ * database's 1 GiB relation file) made one of them wait, spinning on that lock, 5-7 % of a
+ * restore's CPU (perf, 320 MiB pgbench restore). Now the waiting one sleeps, and the other
+ * worker's opening (decrypt, decompress, keyed hash) overlaps the writes.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { closeSync, constants as C, ftruncateSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { BlobDecoder } from '../core/blob.js';
 import { keysFromJSON } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
-import type { WholeFile, WriteFailure, WriteProblem, WriterReply, WriterRequest } from './chunk-writer.js';
+import { FILE_LOCKS, type WholeFile, type WriteFailure, type WriteProblem, type WriterReply, type WriterRequest, type WriterSetup, type WriteTarget } from './chunk-writer.js';
 import { setFileMeta, type MetaProblem } from './file-meta.js';
 
-const decoder = new BlobDecoder(keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]));
-let plainBuffer = new Uint8Array(4 * 1024 * 1024);
+const setup = workerData as WriterSetup;
+const decoder = new BlobDecoder(keysFromJSON(setup.keys));
+const locks = new Int32Array(setup.locks);
+/** Room past a range's declared plaintext, as the one 4 MiB chunk buffer gave before (a chunk larger than its file says fails to open beyond it). */
+const PLAIN_SLACK = 4 * 1024 * 1024;
+/** The plaintexts of one range, side by side; grown to the largest range, reused. */
+let arena = new Uint8Array(16 * 1024 * 1024);
+
+/** Holds a file's lock slot (sleeping, not spinning, while another worker writes it). */
+function lockFile(file: number): number {
+  const slot = ((file % FILE_LOCKS) + FILE_LOCKS) % FILE_LOCKS;
+  while (Atomics.compareExchange(locks, slot, 0, 1) !== 0) Atomics.wait(locks, slot, 1);
+  return slot;
+}
+
+function unlockFile(slot: number): void {
+  Atomics.store(locks, slot, 0);
+  Atomics.notify(locks, slot, 1);
+}
 
 const HOLE_BLOCK = 4096;
 const ZERO_BLOCK = new Uint8Array(HOLE_BLOCK);
@@ -78,17 +102,25 @@ function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: W
   }
 }
 
+/** A chunk's plaintext (at `at` in the arena, `length` bytes) for one of its targets. */
+interface Job { t: WriteTarget; at: number; length: number }
+
 function handle(msg: WriterRequest): WriterReply {
   const range = new Uint8Array(msg.data, 0, msg.length);
   const damaged: number[] = [];
   const failed: WriteFailure[] = [];
   const problems: WriteProblem[] = [];
   let written = 0;
+  const declared = msg.blobs.reduce((n, b) => n + b.plainLength, 0) + PLAIN_SLACK;
+  if (arena.length < declared) arena = new Uint8Array(declared);
+  // Every chunk is opened and checked before any write; a damaged one is left out, the rest written.
+  const partial = new Map<string, Job[]>();
+  const whole: Job[] = [];
+  let at = 0;
   msg.blobs.forEach((b, i) => {
-    if (plainBuffer.length < b.plainLength) plainBuffer = new Uint8Array(b.plainLength);
     let plain: Uint8Array;
     try {
-      plain = decoder.decode(Buffer.from(b.id, 'hex'), range.subarray(b.offset, b.offset + b.length), plainBuffer);
+      plain = decoder.decode(Buffer.from(b.id, 'hex'), range.subarray(b.offset, b.offset + b.length), arena.subarray(at));
     } catch (e) {
       // A blob that fails to open or to match its id is damage, reported, not a crash.
       if (!(e instanceof CoffreError)) throw e;
@@ -96,27 +128,67 @@ function handle(msg: WriterRequest): WriterReply {
       return;
     }
     for (const t of b.targets) {
-      // One file the target refuses (a full disk, a name it cannot hold) fails alone.
-      try {
-        if (t.whole) {
-          for (const p of writeWholeFile(t.path, plain, t.offset, t.whole)) problems.push({ ...p, file: t.file });
-        } else {
-          // The partial file was created by the main thread with O_EXCL; never follow a link here.
-          const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
-          try {
-            writeSparse(fd, plain, t.offset);
-          } finally {
-            closeSync(fd);
-          }
-        }
-      } catch (e) {
-        failed.push({ file: t.file, message: (e as Error).message });
-        continue;
+      const job = { t, at, length: plain.length };
+      if (t.whole) whole.push(job);
+      else {
+        const list = partial.get(t.path);
+        if (list) list.push(job);
+        else partial.set(t.path, [job]);
       }
-      written += plain.length;
     }
+    at += plain.length;
   });
+  for (const { t, at: from, length } of whole) {
+    // One file the target refuses (a full disk, a name it cannot hold) fails alone.
+    try {
+      for (const p of writeWholeFile(t.path, arena.subarray(from, from + length), t.offset, t.whole!)) problems.push({ ...p, file: t.file });
+      written += length;
+    } catch (e) {
+      failed.push({ file: t.file, message: (e as Error).message });
+    }
+  }
+  for (const [path, jobs] of partial) written += writePartial(path, jobs, failed);
   return { op: 'done', seq: msg.seq, data: msg.data, damaged, written, failed, problems };
+}
+
+/**
+ * Writes one partial file's chunks of a range under its lock, one write per run of chunks that
+ * are next to each other both in the arena and in the file. Returns the bytes written.
+ */
+function writePartial(path: string, jobs: Job[], failed: WriteFailure[]): number {
+  const fail = (list: Job[], e: unknown) => { for (const j of list) failed.push({ file: j.t.file, message: (e as Error).message }); };
+  const slot = lockFile(jobs[0]!.t.file);
+  let written = 0;
+  try {
+    let fd: number;
+    try {
+      // The partial file was created by the main thread with O_EXCL; never follow a link here.
+      fd = openSync(Buffer.from(path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
+    } catch (e) {
+      fail(jobs, e);
+      return 0;
+    }
+    try {
+      for (let i = 0; i < jobs.length;) {
+        const first = jobs[i]!;
+        let end = i + 1;
+        let length = first.length;
+        while (end < jobs.length && jobs[end]!.t.offset === first.t.offset + length && jobs[end]!.at === first.at + length) length += jobs[end++]!.length;
+        try {
+          writeSparse(fd, arena.subarray(first.at, first.at + length), first.t.offset);
+          written += length;
+        } catch (e) {
+          fail(jobs.slice(i, end), e);
+        }
+        i = end;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    unlockFile(slot);
+  }
+  return written;
 }
 
 parentPort!.on('message', (msg: WriterRequest) => {
