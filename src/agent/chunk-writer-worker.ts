@@ -173,9 +173,11 @@ function writePartial(path: string, jobs: Job[], failed: WriteFailure[]): number
         const first = jobs[i]!;
         let end = i + 1;
         let length = first.length;
-        while (end < jobs.length && jobs[end]!.t.offset === first.t.offset + length && jobs[end]!.at === first.at + length) length += jobs[end++]!.length;
+        while (end < jobs.length && jobs[end]!.t.offset === first.t.offset + length && jobs[end]!.at === first.at + length
+          && jobs[end]!.t.dense === first.t.dense) length += jobs[end++]!.length;
         try {
-          writeSparse(fd, arena.subarray(first.at, first.at + length), first.t.offset);
+          if (first.t.dense) writeAll(fd, arena, first.at, length, first.t.offset);
+          else writeSparse(fd, arena.subarray(first.at, first.at + length), first.t.offset);
           written += length;
         } catch (e) {
           fail(jobs.slice(i, end), e);

@@ -17,8 +17,12 @@ import { ENCODER_LIMITS } from './worker-limits.js';
  */
 export interface WholeFile extends FileMeta { dest: string; size: number }
 
-/** Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. `file` names the entry in replies. */
-export interface WriteTarget { path: string; offset: number; file: number; whole?: WholeFile }
+/**
+ * Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. `file` names the entry in replies.
+ * Blocks of zeros are left unwritten (holes in a new file) unless `dense`: the file already holds data
+ * there (a differential's pages over its full's), so every byte is written.
+ */
+export interface WriteTarget { path: string; offset: number; file: number; whole?: WholeFile; dense?: boolean }
 
 /** A target that could not be written (its partial copy is gone); the rest of the range was. */
 export interface WriteFailure { file: number; message: string }

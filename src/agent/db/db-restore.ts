@@ -189,7 +189,8 @@ async function restorePlan(opts: DbRestoreOptions, target: string, plan: Restore
     for (const name of wal.keys()) closeSync(openSync(join(walDir, name), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600));
     const onBytes = (n: number) => { counters.bytesScanned += n; tick(); };
     await writePieces({ client, keys, containerId, pieces: basePieces, locations, onBytes, writer });
-    await writePieces({ client, keys, containerId, pieces: overlayPieces, locations, onBytes, writer });
+    // Over the full's bytes: a changed page's blocks of zeros must be written, not left as they were.
+    await writePieces({ client, keys, containerId, pieces: overlayPieces, locations, onBytes, writer, overwrite: true });
     // A differential's page of zeros has no stored chunk: it is written here, over the full's page.
     for (const p of overlayPieces) if (!p.ref[0]) writeZeros(p.path, p.offset, p.ref[1]);
     for (const f of files) {
