@@ -4,12 +4,13 @@
  * The plaintext never travels back to the main thread: it goes from this thread's buffer to
  * the page cache.
  *
- * A range is opened whole first, then written one file at a time under that file's lock, with
- * one write per run of chunks that follow each other. The kernel lets one write into a file at a
- * time (ext4 holds the inode's lock through the copy): two workers writing the same file (a
- * database's 1 GiB relation file) made one of them wait, spinning on that lock, 5-7 % of a
- * restore's CPU (perf, 320 MiB pgbench restore). Now the waiting one sleeps, and the other
- * worker's opening (decrypt, decompress, keyed hash) overlaps the writes.
+ * A chunk written into a partial file takes that file's lock, shared by the workers. The kernel
+ * lets one write into a file at a time (ext4 holds the inode's lock through the copy): two
+ * workers writing the same file (a database's 1 GiB relation file) made one of them spin on that
+ * lock, up to 5-7 % of a restore's CPU when copies were slow (perf, 320 MiB pgbench restore).
+ * Now the waiting one sleeps. Each chunk is written right after it is opened, while it is in the
+ * cache: opening a whole range first and then writing it cost more system time (copies from
+ * memory, and 12 MiB writes take large page-cache folios, slow on first touch in our VMs).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { closeSync, constants as C, ftruncateSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
@@ -22,10 +23,7 @@ import { setFileMeta, type MetaProblem } from './file-meta.js';
 const setup = workerData as WriterSetup;
 const decoder = new BlobDecoder(keysFromJSON(setup.keys));
 const locks = new Int32Array(setup.locks);
-/** Room past a range's declared plaintext, as the one 4 MiB chunk buffer gave before (a chunk larger than its file says fails to open beyond it). */
-const PLAIN_SLACK = 4 * 1024 * 1024;
-/** The plaintexts of one range, side by side; grown to the largest range, reused. */
-let arena = new Uint8Array(16 * 1024 * 1024);
+let plainBuffer = new Uint8Array(4 * 1024 * 1024);
 
 /** Holds a file's lock slot (sleeping, not spinning, while another worker writes it). */
 function lockFile(file: number): number {
@@ -102,25 +100,17 @@ function writeWholeFile(partial: string, plain: Uint8Array, offset: number, f: W
   }
 }
 
-/** A chunk's plaintext (at `at` in the arena, `length` bytes) for one of its targets. */
-interface Job { t: WriteTarget; at: number; length: number }
-
 function handle(msg: WriterRequest): WriterReply {
   const range = new Uint8Array(msg.data, 0, msg.length);
   const damaged: number[] = [];
   const failed: WriteFailure[] = [];
   const problems: WriteProblem[] = [];
   let written = 0;
-  const declared = msg.blobs.reduce((n, b) => n + b.plainLength, 0) + PLAIN_SLACK;
-  if (arena.length < declared) arena = new Uint8Array(declared);
-  // Every chunk is opened and checked before any write; a damaged one is left out, the rest written.
-  const partial = new Map<string, Job[]>();
-  const whole: Job[] = [];
-  let at = 0;
   msg.blobs.forEach((b, i) => {
+    if (plainBuffer.length < b.plainLength) plainBuffer = new Uint8Array(b.plainLength);
     let plain: Uint8Array;
     try {
-      plain = decoder.decode(Buffer.from(b.id, 'hex'), range.subarray(b.offset, b.offset + b.length), arena.subarray(at));
+      plain = decoder.decode(Buffer.from(b.id, 'hex'), range.subarray(b.offset, b.offset + b.length), plainBuffer);
     } catch (e) {
       // A blob that fails to open or to match its id is damage, reported, not a crash.
       if (!(e instanceof CoffreError)) throw e;
@@ -128,69 +118,38 @@ function handle(msg: WriterRequest): WriterReply {
       return;
     }
     for (const t of b.targets) {
-      const job = { t, at, length: plain.length };
-      if (t.whole) whole.push(job);
-      else {
-        const list = partial.get(t.path);
-        if (list) list.push(job);
-        else partial.set(t.path, [job]);
+      // One file the target refuses (a full disk, a name it cannot hold) fails alone.
+      try {
+        if (t.whole) {
+          for (const p of writeWholeFile(t.path, plain, t.offset, t.whole)) problems.push({ ...p, file: t.file });
+        } else {
+          writePartial(t, plain);
+        }
+      } catch (e) {
+        failed.push({ file: t.file, message: (e as Error).message });
+        continue;
       }
+      written += plain.length;
     }
-    at += plain.length;
   });
-  for (const { t, at: from, length } of whole) {
-    // One file the target refuses (a full disk, a name it cannot hold) fails alone.
-    try {
-      for (const p of writeWholeFile(t.path, arena.subarray(from, from + length), t.offset, t.whole!)) problems.push({ ...p, file: t.file });
-      written += length;
-    } catch (e) {
-      failed.push({ file: t.file, message: (e as Error).message });
-    }
-  }
-  for (const [path, jobs] of partial) written += writePartial(path, jobs, failed);
   return { op: 'done', seq: msg.seq, data: msg.data, damaged, written, failed, problems };
 }
 
-/**
- * Writes one partial file's chunks of a range under its lock, one write per run of chunks that
- * are next to each other both in the arena and in the file. Returns the bytes written.
- */
-function writePartial(path: string, jobs: Job[], failed: WriteFailure[]): number {
-  const fail = (list: Job[], e: unknown) => { for (const j of list) failed.push({ file: j.t.file, message: (e as Error).message }); };
-  const slot = lockFile(jobs[0]!.t.file);
-  let written = 0;
+/** Writes a chunk into a partial file under the file's lock, while the plaintext is still in the cache. */
+function writePartial(t: WriteTarget, plain: Uint8Array): void {
+  const slot = lockFile(t.file);
   try {
-    let fd: number;
+    // The partial file was created by the main thread with O_EXCL; never follow a link here.
+    const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
     try {
-      // The partial file was created by the main thread with O_EXCL; never follow a link here.
-      fd = openSync(Buffer.from(path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
-    } catch (e) {
-      fail(jobs, e);
-      return 0;
-    }
-    try {
-      for (let i = 0; i < jobs.length;) {
-        const first = jobs[i]!;
-        let end = i + 1;
-        let length = first.length;
-        while (end < jobs.length && jobs[end]!.t.offset === first.t.offset + length && jobs[end]!.at === first.at + length
-          && jobs[end]!.t.dense === first.t.dense) length += jobs[end++]!.length;
-        try {
-          if (first.t.dense) writeAll(fd, arena, first.at, length, first.t.offset);
-          else writeSparse(fd, arena.subarray(first.at, first.at + length), first.t.offset);
-          written += length;
-        } catch (e) {
-          fail(jobs.slice(i, end), e);
-        }
-        i = end;
-      }
+      if (t.dense) writeAll(fd, plain, 0, plain.length, t.offset);
+      else writeSparse(fd, plain, t.offset);
     } finally {
       closeSync(fd);
     }
   } finally {
     unlockFile(slot);
   }
-  return written;
 }
 
 parentPort!.on('message', (msg: WriterRequest) => {
