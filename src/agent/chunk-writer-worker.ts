@@ -3,17 +3,39 @@
  * decompressed, checked against their ids) and writes each where the point says it belongs.
  * The plaintext never travels back to the main thread: it goes from this thread's buffer to
  * the page cache.
+ *
+ * A chunk written into a partial file takes that file's lock, shared by the workers. The kernel
+ * lets one write into a file at a time (ext4 holds the inode's lock through the copy): two
+ * workers writing the same file (a database's 1 GiB relation file) made one of them spin on that
+ * lock, up to 5-7 % of a restore's CPU when copies were slow (perf, 320 MiB pgbench restore).
+ * Now the waiting one sleeps. Each chunk is written right after it is opened, while it is in the
+ * cache: opening a whole range first and then writing it cost more system time (copies from
+ * memory, and 12 MiB writes take large page-cache folios, slow on first touch in our VMs).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { closeSync, constants as C, ftruncateSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { BlobDecoder } from '../core/blob.js';
 import { keysFromJSON } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
-import type { WholeFile, WriteFailure, WriteProblem, WriterReply, WriterRequest } from './chunk-writer.js';
+import { FILE_LOCKS, type WholeFile, type WriteFailure, type WriteProblem, type WriterReply, type WriterRequest, type WriterSetup, type WriteTarget } from './chunk-writer.js';
 import { setFileMeta, type MetaProblem } from './file-meta.js';
 
-const decoder = new BlobDecoder(keysFromJSON(workerData as Parameters<typeof keysFromJSON>[0]));
+const setup = workerData as WriterSetup;
+const decoder = new BlobDecoder(keysFromJSON(setup.keys));
+const locks = new Int32Array(setup.locks);
 let plainBuffer = new Uint8Array(4 * 1024 * 1024);
+
+/** Holds a file's lock slot (sleeping, not spinning, while another worker writes it). */
+function lockFile(file: number): number {
+  const slot = ((file % FILE_LOCKS) + FILE_LOCKS) % FILE_LOCKS;
+  while (Atomics.compareExchange(locks, slot, 0, 1) !== 0) Atomics.wait(locks, slot, 1);
+  return slot;
+}
+
+function unlockFile(slot: number): void {
+  Atomics.store(locks, slot, 0);
+  Atomics.notify(locks, slot, 1);
+}
 
 const HOLE_BLOCK = 4096;
 const ZERO_BLOCK = new Uint8Array(HOLE_BLOCK);
@@ -101,13 +123,7 @@ function handle(msg: WriterRequest): WriterReply {
         if (t.whole) {
           for (const p of writeWholeFile(t.path, plain, t.offset, t.whole)) problems.push({ ...p, file: t.file });
         } else {
-          // The partial file was created by the main thread with O_EXCL; never follow a link here.
-          const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
-          try {
-            writeSparse(fd, plain, t.offset);
-          } finally {
-            closeSync(fd);
-          }
+          writePartial(t, plain);
         }
       } catch (e) {
         failed.push({ file: t.file, message: (e as Error).message });
@@ -117,6 +133,23 @@ function handle(msg: WriterRequest): WriterReply {
     }
   });
   return { op: 'done', seq: msg.seq, data: msg.data, damaged, written, failed, problems };
+}
+
+/** Writes a chunk into a partial file under the file's lock, while the plaintext is still in the cache. */
+function writePartial(t: WriteTarget, plain: Uint8Array): void {
+  const slot = lockFile(t.file);
+  try {
+    // The partial file was created by the main thread with O_EXCL; never follow a link here.
+    const fd = openSync(Buffer.from(t.path, 'latin1'), C.O_WRONLY | C.O_NOFOLLOW);
+    try {
+      if (t.dense) writeAll(fd, plain, 0, plain.length, t.offset);
+      else writeSparse(fd, plain, t.offset);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    unlockFile(slot);
+  }
 }
 
 parentPort!.on('message', (msg: WriterRequest) => {

@@ -17,8 +17,12 @@ import { ENCODER_LIMITS } from './worker-limits.js';
  */
 export interface WholeFile extends FileMeta { dest: string; size: number }
 
-/** Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. `file` names the entry in replies. */
-export interface WriteTarget { path: string; offset: number; file: number; whole?: WholeFile }
+/**
+ * Where a chunk's plaintext goes: a partial file the main thread created, or a whole file. `file` names the entry in replies.
+ * Blocks of zeros are left unwritten (holes in a new file) unless `dense`: the file already holds data
+ * there (a differential's pages over its full's), so every byte is written.
+ */
+export interface WriteTarget { path: string; offset: number; file: number; whole?: WholeFile; dense?: boolean }
 
 /** A target that could not be written (its partial copy is gone); the rest of the range was. */
 export interface WriteFailure { file: number; message: string }
@@ -29,6 +33,15 @@ export interface WriteProblem extends MetaProblem { file: number }
 export interface WriteBlob { id: string; offset: number; length: number; plainLength: number; targets: WriteTarget[] }
 
 export type WriterRequest = { seq: number; data: ArrayBuffer; length: number; blobs: WriteBlob[] };
+
+/** What each worker starts with: the keys, and the file locks every worker of the pool shares. */
+export interface WriterSetup { keys: ReturnType<typeof keysToJSON>; locks: SharedArrayBuffer }
+
+/**
+ * Slots of the shared file locks: a partial file's writes take slot `file % FILE_LOCKS`. Two
+ * files may share a slot (one waits needlessly, rarely); the same file never has two writers.
+ */
+export const FILE_LOCKS = 64;
 /** The range's buffer comes back with every reply, for the next range. */
 export type WriterReply =
   | { op: 'done'; seq: number; data: ArrayBuffer; damaged: number[]; written: number; failed: WriteFailure[]; problems: WriteProblem[] }
@@ -46,8 +59,9 @@ export class ChunkWriter {
   private closing = false;
 
   constructor(keys: KeySet, size = Math.max(1, Math.min(16, availableParallelism()))) {
+    const setup: WriterSetup = { keys: keysToJSON(keys), locks: new SharedArrayBuffer(FILE_LOCKS * Int32Array.BYTES_PER_ELEMENT) };
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL('./chunk-writer-worker.js', import.meta.url), { workerData: keysToJSON(keys), resourceLimits: ENCODER_LIMITS });
+      const worker = new Worker(new URL('./chunk-writer-worker.js', import.meta.url), { workerData: setup, resourceLimits: ENCODER_LIMITS });
       const slot: Slot = { worker, busy: 0 };
       worker.on('message', (m: WriterReply) => {
         const p = this.pending.get(m.seq);

@@ -19,7 +19,8 @@ export interface RangeLimits {
 export const DEFAULT_RANGE_LIMITS: RangeLimits = { gap: 256 * 1024, maxStored: 4 * 1024 * 1024, maxPlain: 12 * 1024 * 1024 };
 
 export function planRanges(locations: readonly BlobLocation[], plainSize: (id: string) => number, limits: RangeLimits = DEFAULT_RANGE_LIMITS): PackRange[] {
-  const sorted = [...locations].sort((a, b) => a.pack.localeCompare(b.pack) || a.offset - b.offset);
+  // Grouped by pack in code-unit order: localeCompare (ICU) took ~30 ms for 400 chunks.
+  const sorted = [...locations].sort((a, b) => (a.pack < b.pack ? -1 : a.pack > b.pack ? 1 : a.offset - b.offset));
   const ranges: PackRange[] = [];
   let plain = 0;
   for (const l of sorted) {

@@ -29,6 +29,7 @@ import type { VaultClient } from '../client.js';
 import { IS_ROOT, metaOf, setFileMeta } from '../file-meta.js';
 import { JobReporter } from '../job-report.js';
 import { RESTORE_DIRS } from './data-dir.js';
+import { ChunkWriter } from '../chunk-writer.js';
 import { locatePieces, writePieces, type Piece } from './piece-writer.js';
 
 export const RESTORE_WAL_DIR = 'coffre-wal';
@@ -115,6 +116,18 @@ export async function restoreDb(opts: DbRestoreOptions): Promise<DbRestoreResult
   emptyOrAbsent(target);
   const points = await client.dbChain(opts.item);
   const plan = choosePlan(points, opts.item, opts);
+  // The workers load their modules (~0.3 s each) while this thread waits on the vault for the
+  // manifests and chunk locations; one pool serves both passes (base files, a differential's pages).
+  const writer = new ChunkWriter(keys);
+  try {
+    return await restorePlan(opts, target, plan, writer);
+  } finally {
+    await writer.close();
+  }
+}
+
+async function restorePlan(opts: DbRestoreOptions, target: string, plan: RestorePlan, writer: ChunkWriter): Promise<DbRestoreResult> {
+  const { client, keys } = opts;
   const containerId = (await client.getPoint(plan.full)).containerId;
 
   // Every manifest of the plan, opened and checked before anything is written.
@@ -175,8 +188,9 @@ export async function restoreDb(opts: DbRestoreOptions): Promise<DbRestoreResult
     mkdirSync(walDir, { mode: 0o700 });
     for (const name of wal.keys()) closeSync(openSync(join(walDir, name), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600));
     const onBytes = (n: number) => { counters.bytesScanned += n; tick(); };
-    await writePieces({ client, keys, containerId, pieces: basePieces, locations, onBytes });
-    await writePieces({ client, keys, containerId, pieces: overlayPieces, locations, onBytes });
+    await writePieces({ client, keys, containerId, pieces: basePieces, locations, onBytes, writer });
+    // Over the full's bytes: a changed page's blocks of zeros must be written, not left as they were.
+    await writePieces({ client, keys, containerId, pieces: overlayPieces, locations, onBytes, writer, overwrite: true });
     // A differential's page of zeros has no stored chunk: it is written here, over the full's page.
     for (const p of overlayPieces) if (!p.ref[0]) writeZeros(p.path, p.offset, p.ref[1]);
     for (const f of files) {

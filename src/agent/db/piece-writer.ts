@@ -10,7 +10,7 @@ import type { BlobLocation } from '../../core/api.js';
 import type { KeySet } from '../../core/crypto.js';
 import { CoffreError } from '../../core/errors.js';
 import type { VaultClient } from '../client.js';
-import { ChunkWriter, type WriteBlob } from '../chunk-writer.js';
+import { ChunkWriter, type WriteBlob, type WriteTarget } from '../chunk-writer.js';
 import { DEFAULT_RANGE_LIMITS, planRanges, type PackRange } from '../pack-ranges.js';
 import { fetchRanges } from '../range-fetch.js';
 
@@ -31,11 +31,18 @@ export async function locatePieces(client: VaultClient, containerId: string, pie
   return out;
 }
 
-/** Writes every stored chunk of `pieces` (null ids are holes: the caller's files are sparse). Returns the bytes written. */
+/**
+ * Writes every stored chunk of `pieces` (null ids are holes: the caller's files are sparse). Returns the bytes written.
+ * `writer`: the caller's workers, kept open (a caller that started them early, or writes in several passes, pays
+ * their start-up once); without one, workers are started and closed here.
+ */
 export async function writePieces(opts: {
   client: VaultClient; keys: KeySet; containerId: string; pieces: readonly Piece[]; locations: Map<string, BlobLocation>; onBytes?: (n: number) => void;
+  writer?: ChunkWriter;
+  /** The files already hold data where these pieces go (a differential's pages over its full's): zero blocks are written too. */
+  overwrite?: boolean;
 }): Promise<number> {
-  const targets = new Map<string, { path: string; offset: number; file: number }[]>();
+  const targets = new Map<string, WriteTarget[]>();
   const plain = new Map<string, number>();
   // Each file is named by a number in the workers' replies.
   const fileOf = new Map<string, number>();
@@ -46,11 +53,11 @@ export async function writePieces(opts: {
     if (!t) { targets.set(id, (t = [])); plain.set(id, p.ref[1]); }
     let file = fileOf.get(p.path);
     if (file === undefined) fileOf.set(p.path, (file = fileOf.size));
-    t.push({ path: p.path, offset: p.offset, file });
+    t.push({ path: p.path, offset: p.offset, file, ...(opts.overwrite ? { dense: true } : {}) });
   }
   if (targets.size === 0) return 0;
   const ranges = planRanges([...targets.keys()].map((id) => opts.locations.get(id)!), (id) => plain.get(id) ?? 0);
-  const writer = new ChunkWriter(opts.keys);
+  const writer = opts.writer ?? new ChunkWriter(opts.keys);
   const free: ArrayBuffer[] = [];
   const given = new Map<PackRange, ArrayBuffer>();
   let written = 0;
@@ -82,7 +89,7 @@ export async function writePieces(opts: {
       },
     });
   } finally {
-    await writer.close();
+    if (!opts.writer) await writer.close();
   }
   return written;
 }
