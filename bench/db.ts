@@ -13,6 +13,7 @@ import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { warmMemory } from './warm-memory.js';
 import { BIN, CoffreServer, cleanEnv, COFFRE_PASSPHRASE, duBytes, machine, machineBusySeconds, mib, must, registerCoffreAgent, replaceSection, ROOT, version } from './lib.js';
 import { archiveSettings, SOURCE_SETTINGS } from '../testkit/db-fixtures.js';
 import { pgBin, pgTempDir, postgresUser, spawnAsPostgres, startPostgres } from '../testkit/postgres.js';
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
   const pgWork = pgTempDir('coffre-bench-db-pg-');
   const env = cleanEnv({ COFFRE_PASSPHRASE });
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  warmMemory(log);
   const cluster = await startPostgres({ settings: { ...SOURCE_SETTINGS, max_wal_size: '4GB', shared_buffers: '256MB' } });
   let server: CoffreServer | null = null;
   try {
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
       + `${m.cpu}, ${m.memory}, Node.js ${m.node}, ${version('pgbackrest', ['version'])}, Coffre ${m.coffre}. `
       + 'Both compress with zstd level 3 on 2 processes (pgBackRest `process-max=2`; Coffre one worker per core) and encrypt (pgBackRest `aes-256-cbc`; Coffre XChaCha20-Poly1305). '
       + 'Coffre runs as two processes on loopback (`coffre server`, `coffre db …`); its times are the CLI\'s wall clock, CPU is the CLI\'s (the server\'s is not counted). '
-      + 'Each step ran both tools one after the other (the order alternates), after `sync`.',
+      + 'Each step ran both tools one after the other (the order alternates), after `sync`; the machine\'s free memory was touched once before the run (bench/warm-memory.ts: on this VM fresh memory costs seconds per GiB to whichever tool gets it first).',
       '',
       '| step | Coffre | pgBackRest | Coffre / pgBackRest | Coffre CPU | pgBackRest CPU | Coffre stored | pgBackRest stored |',
       '|---|---|---|---|---|---|---|---|',
