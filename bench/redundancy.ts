@@ -10,7 +10,6 @@
  * `coffre vault show` reports nothing left to copy. Writes the section "redundancy" of
  * docs/benchmarks.md.
  */
-import { warmMemory } from './warm-memory.js';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
@@ -130,7 +129,6 @@ function report(o: Options, samples: Sample[], tree: { files: number; bytes: num
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
-  warmMemory(log);
   const work = await mkdtemp(join(tmpdir(), 'coffre-bench-redundancy-'));
   const cleanup = () => { if (!o.keep) rmSync(work, { recursive: true, force: true }); };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });

@@ -12,7 +12,6 @@
  * compared with the source byte for byte. Prints a markdown report with the ratios
  * Coffre/restic and Coffre/borg and the issue's targets, and writes it to docs/benchmarks.md.
  */
-import { warmMemory } from './warm-memory.js';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -394,7 +393,6 @@ async function main(): Promise<void> {
     const r = await run('bash', [join(ROOT, 'bench', 'install-peers.sh')]);
     if (r.code !== 0) log(`bench/install-peers.sh: ${r.stderr.trim()}`);
   }
-  warmMemory(log);
   if ((await run('/usr/bin/time', ['-f', '%e', 'true']).catch(() => ({ code: -1 }))).code !== 0) {
     throw new Error('needs GNU time at /usr/bin/time (Debian package time)');
   }

@@ -15,7 +15,6 @@
  * Coffre step is reported beside it. Coffre's restore is checked with `qemu-img compare`
  * against the disk as it was at the point. Writes the table to docs/benchmarks.md.
  */
-import { warmMemory } from './warm-memory.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -219,7 +218,7 @@ function table(samples: Sample[], o: Options, image: { used: number; file: numbe
   const lines = [
     `## VM backup: a running QEMU's qcow2 disk (${new Date().toISOString().slice(0, 10)}, ${o.runs === 1 ? '1 run' : `median of ${o.runs} runs`})`,
     '',
-    `Command: \`npm run bench:vm${o.runs > 1 ? ` -- --runs ${o.runs}` : ''}\` (bench/vm-run.ts). Machine: ${m.cpu}, ${m.memory}, kernel ${m.kernel}, Node.js ${m.node}, ${m.restic}, Coffre ${m.coffre}, load average before the run ${loadavg().map((x) => x.toFixed(1)).join(' ')}; free memory touched once before the run (bench/warm-memory.ts).`,
+    `Command: \`npm run bench:vm${o.runs > 1 ? ` -- --runs ${o.runs}` : ''}\` (bench/vm-run.ts). Machine: ${m.cpu}, ${m.memory}, kernel ${m.kernel}, Node.js ${m.node}, ${m.restic}, Coffre ${m.coffre}, load average before the run ${loadavg().map((x) => x.toFixed(1)).join(' ')}.`,
     '',
     `Disk: a ${o.sizeMiB} MiB ext4 file system filled from /usr/share (${mib(image.used).toFixed(0)} MiB used), as a qcow2 image of ${mib(image.file).toFixed(0)} MiB served by qemu-storage-daemon (QMP; the guest's view exported through FUSE). Coffre: \`coffre vm protect bench --qmp SOCKET\`, \`coffre vm backup bench\`, \`coffre vm restore POINT --source vault\` (to qcow2, checked with \`qemu-img compare\`). restic: \`restic backup --compression auto vm.qcow2\` and \`restic restore latest\` on the same image file. The change is a 20 MiB file written inside the guest's ext4 (debugfs through the FUSE view, so QEMU's dirty bitmap sees the writes as a guest's). "Through a running agent": \`coffre agent run\` is started after the restore, and the same \`coffre vm backup bench\` asks it through its control socket; each of those rows follows another 20 MiB file, restic backing up the image after the same change (its own row's figure).`,
     '',
@@ -246,7 +245,6 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   if (o.install) await must('bash', [join(ROOT, 'bench', 'install-peers.sh')]);
   await must('bash', [join(ROOT, 'scripts', 'test-deps.sh')]);
-  warmMemory(log);
   const work = await mkdtemp(join(tmpdir(), 'coffre-bench-vm-'));
   log(`work folder ${work}`);
   try {
