@@ -147,9 +147,10 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
     const items: string[] = [];
     const databaseItems = new Set<string>();
     const policyIds = new Set(policies.values());
+    const containerIds = new Set(containers);
     for (const key of await reader.list('items')) {
       const i = await reader.json<ItemRecord>(key);
-      if (!containers.includes(i.containerId)) {
+      if (!containerIds.has(i.containerId)) {
         report.itemsSkipped.push({ id: i.id, name: i.name, vault: vault.name, why: `its machine ${i.containerId} has no record in this region` });
         continue;
       }
@@ -187,11 +188,12 @@ export async function recoverCatalog(ctx: DataContext, from: CopyRole, log: (lin
       await ctx.stores.queue.scoped(vault.id).add(tasks);
       seq = await ctx.stores.queue.watermark(vault.id, secondary);
     }
+    const itemIds = new Set(items);
     for (const key of (await reader.list('points')).filter((k) => k.endsWith('/record.json'))) {
       const pt = await reader.json<PointRecord>(key);
       // A database point comes back only with its chain facts (type, WAL segments, base), which its record carries.
       const database = databaseItems.has(pt.itemId) ? chainFacts(pt) : null;
-      const why = !items.includes(pt.itemId) ? 'its item did not come back (no record of it in this region, or its machine is missing)'
+      const why = !itemIds.has(pt.itemId) ? 'its item did not come back (no record of it in this region, or its machine is missing)'
         : database === undefined ? 'its record does not carry the database chain facts (written before they were recorded, or damaged): back the database up again'
           : await pointIncomplete(ctx, reader, pt);
       if (why) { report.pointsSkipped.push({ id: pt.id, vault: vault.name, why }); continue; }
