@@ -115,23 +115,22 @@ async function main(): Promise<void> {
     await step('full backup', coffreBackup('full'), pgbrBackup('full'), 'cp');
     const restoreC = join(pgWork, 'restore-coffre');
     const restoreP = join(pgWork, 'restore-pgbackrest');
-    mkdirSync(restoreP);
-    chownSync(restoreP, pgUser.uid, pgUser.gid);
-    await step('full restore',
-      () => timed(process.execPath, coffre('db', 'restore', 'bench', '--latest', '--target', restoreC, '--json'), { env, timeFile: tf }),
-      () => timed('pgbackrest', pgbr('restore', `--pg1-path=${restoreP}`, '--archive-mode=off'), { ...asPg, timeFile: tf }), 'pc');
-    // The restore runs again in the other order (each tool once first, once second): on this VM
+    /** Both restores into empty targets (pgBackRest's owned by the database's user), in the order given. */
+    const restoreStep = async (order: 'cp' | 'pc') => {
+      for (const d of [restoreC, restoreP]) rmSync(d, { recursive: true, force: true });
+      mkdirSync(restoreP);
+      chownSync(restoreP, pgUser.uid, pgUser.gid);
+      await step('full restore',
+        () => timed(process.execPath, coffre('db', 'restore', 'bench', '--latest', '--target', restoreC, '--json'), { env, timeFile: tf }),
+        () => timed('pgbackrest', pgbr('restore', `--pg1-path=${restoreP}`, '--archive-mode=off'), { ...asPg, timeFile: tf }), order);
+      return results['full restore']!;
+    };
+    // The restore runs twice, once in each order (each tool once first, once second): on this VM
     // a gigabyte written into the page cache lands on fresh memory or on memory used before,
     // which moved either tool's restore by seconds (pgBackRest 2.0 to 6.4 CPU s for the same
     // restore); the step's figures are the means of the two rounds, each round shown below.
-    const firstRound = results['full restore']!;
-    for (const d of [restoreC, restoreP]) rmSync(d, { recursive: true, force: true });
-    mkdirSync(restoreP);
-    chownSync(restoreP, pgUser.uid, pgUser.gid);
-    await step('full restore',
-      () => timed(process.execPath, coffre('db', 'restore', 'bench', '--latest', '--target', restoreC, '--json'), { env, timeFile: tf }),
-      () => timed('pgbackrest', pgbr('restore', `--pg1-path=${restoreP}`, '--archive-mode=off'), { ...asPg, timeFile: tf }), 'cp');
-    const secondRound = results['full restore']!;
+    const firstRound = await restoreStep('pc');
+    const secondRound = await restoreStep('cp');
     const mean = (a: Timed, b: Timed): Timed => ({ wall: (a.wall + b.wall) / 2, cpu: (a.cpu + b.cpu) / 2, rssKiB: Math.max(a.rssKiB, b.rssKiB), stdout: b.stdout });
     results['full restore'] = { coffre: mean(firstRound.coffre, secondRound.coffre), pgbr: mean(firstRound.pgbr, secondRound.pgbr) };
     const restoreRounds = `The full restore ran twice, pgBackRest first then Coffre first; the table shows the means. Round by round: `
@@ -191,7 +190,8 @@ async function main(): Promise<void> {
 
 /** Starts the restored folder, waits for promotion, counts the accounts, stops it. */
 async function startRestoredCount(dataDir: string, root: string): Promise<number> {
-  const { clusterAt, freePort } = await import('../testkit/postgres.js');
+  const { clusterAt } = await import('../testkit/postgres.js');
+  const { freePort } = await import('../testkit/ports.js');
   const c = clusterAt(root, dataDir, await freePort());
   await c.start();
   try {

@@ -2,21 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { mkdir, writeFile, readFile, stat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareTrees } from '../src/agent/tree-compare.js';
 import { BIN, cli, tempDir, waitHealthy } from '../testkit/harness.js';
+import { freePort } from '../testkit/ports.js';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('the README flow works through the CLI, with --json output and exit codes scripts can trust', async () => {
   const dir = await tempDir('coffre-cli-');

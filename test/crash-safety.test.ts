@@ -6,7 +6,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { backup, type BackupOptions } from '../src/agent/backup.js';
@@ -19,6 +18,7 @@ import { keysFromJSON } from '../src/core/crypto.js';
 import { sealManifest } from '../src/core/manifest.js';
 import { CoffreError } from '../src/core/errors.js';
 import { healthy, backupOptions, cli, harness, storeFiles, PASSPHRASE, tempDir, type CliResult } from '../testkit/harness.js';
+import { freePort } from '../testkit/ports.js';
 
 const MiB = 1024 * 1024;
 const BIG_FILES = 8;
@@ -95,13 +95,6 @@ function newPackBytes(beforePacks: Map<string, number>, afterPacks: Map<string, 
   return n;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 interface ChildServer { pid: number; exited: Promise<CliResult>; done: boolean }
 

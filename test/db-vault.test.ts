@@ -163,6 +163,13 @@ test('the vault hands each backup type out on its schedule: fulls on Sunday, dif
   }
 });
 
+/** The catalog is lost, the stores (under the same data folder) are not: a server rebuilds it from the primary region. */
+async function recoverLostCatalog(env: { dir: string; clock: ManualClock }) {
+  const data = join(env.dir, 'data');
+  for (const f of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) await rm(join(data, f), { force: true });
+  return startServer({ dataDir: data, listen: '127.0.0.1:0', clock: env.clock, recoverFrom: 'primary', log: () => undefined });
+}
+
 test('a lost catalog recovered from the stores brings database points back with their chain: types, ranges and what they are based on', async () => {
   const env = await setup();
   let recovered: Awaited<ReturnType<typeof startServer>> | null = null;
@@ -182,10 +189,7 @@ test('a lost catalog recovered from the stores brings database points back with 
     await env.server.close();
     closed = true;
 
-    // The catalog is lost; the stores (under the same data folder) are not.
-    const data = join(env.dir, 'data');
-    for (const f of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) await rm(join(data, f), { force: true });
-    recovered = await startServer({ dataDir: data, listen: '127.0.0.1:0', clock: env.clock, recoverFrom: 'primary', log: () => undefined });
+    recovered = await recoverLostCatalog(env);
     assert.deepEqual([recovered.recovery!.points, recovered.recovery!.pointsSkipped], [3, []]);
     const state = await registerAgent({ agentDir: join(env.dir, 'agent-again'), passphrase: PASSPHRASE, machine: 'db01', credentials: await credentialsFor(recovered, 'v') });
     assert.equal(state.reattached, true);
@@ -235,9 +239,7 @@ test('a recovery from records written before database points carried their chain
     const { database: _dropped, ...old } = JSON.parse(await readFile(record, 'utf8')) as { database?: unknown };
     await writeFile(record, JSON.stringify(old));
 
-    const data = join(env.dir, 'data');
-    for (const f of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) await rm(join(data, f), { force: true });
-    recovered = await startServer({ dataDir: data, listen: '127.0.0.1:0', clock: env.clock, recoverFrom: 'primary', log: () => undefined });
+    recovered = await recoverLostCatalog(env);
     const report = recovered.recovery!;
     assert.equal(report.points, 1);
     assert.deepEqual(report.pointsSkipped.map((p) => p.id).sort(), [oldFull.id, lost.id].sort());

@@ -25,6 +25,7 @@ import { startServer } from '../src/vault/server.js';
 import { cli, clientFor, credentialsFor, healthy, PASSPHRASE, tempDir, type CliResult, type TestAgent } from '../testkit/harness.js';
 import { twoTiers, UPSTREAM_VAULT } from '../testkit/two-tiers.js';
 import { seededBytes } from '../testkit/vm-fixtures.js';
+import { freePort } from '../testkit/ports.js';
 
 const MiB = 1024 * 1024;
 const LIMIT = 2 * MiB;
@@ -74,13 +75,6 @@ async function waitForPacks(db: Kysely<Database>, machine: string, packs: number
   throw new Error(`no ${packs} packs arrived within a minute`);
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 test('kill -9 of the backup server during an online copy: no partial point, and the next copy sends only what had not arrived', async () => {
   const dir = await tempDir('coffre-bs-kill-');

@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { archiveCommandLine } from '../src/agent/db/connection.js';
-import { clusterAt, freePort, pgTempDir, startPostgres, type PgCluster } from './postgres.js';
+import { clusterAt, pgTempDir, startPostgres, type PgCluster } from './postgres.js';
+import { freePort } from './ports.js';
 
 /** Settings of a source cluster: WAL for replay, commit times recorded (the workload's stamps). */
 export const SOURCE_SETTINGS = { wal_level: 'replica', track_commit_timestamp: 'on', max_wal_size: '256MB', checkpoint_timeout: '30min' } as const;

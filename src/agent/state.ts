@@ -3,7 +3,6 @@
  * Kept in the agent folder, readable by its owner only (like an SSH key).
  */
 import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { keysFromJSON, type KeySet } from '../core/crypto.js';
 import { CoffreError } from '../core/errors.js';
@@ -24,9 +23,7 @@ export interface AgentState {
   keys: { encKey: string; idKey: string; chunkerSeed: string };
 }
 
-export function defaultAgentDir(): string {
-  return process.env.COFFRE_AGENT_DIR || join(homedir(), '.coffre', 'agent');
-}
+export { defaultAgentDir } from './agent-dir.js';
 
 const STATE_FILE = 'agent.json';
 

@@ -82,3 +82,14 @@ export async function applyMigrations(db: Kysely<Database>, now: () => string = 
     return SCHEMA_VERSION;
   });
 }
+
+/** A newly opened catalog, migrated; closed again when its migration fails, so nothing is left open. */
+export async function migrated(db: Kysely<Database>): Promise<Kysely<Database>> {
+  try {
+    await applyMigrations(db);
+  } catch (e) {
+    await db.destroy();
+    throw e;
+  }
+  return db;
+}

@@ -10,7 +10,7 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
 import { CoffreError } from '../core/errors.js';
-import { applyMigrations } from './migrations.js';
+import { migrated } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 
 const INT8_OID = 20;
@@ -45,12 +45,5 @@ export async function openPostgresCatalog(url: string): Promise<Kysely<Schema>> 
     await pool.end();
     throw new CoffreError('CatalogUnavailable', `cannot connect to the catalog at ${redactUrl(url)}: ${(e as Error).message}; check that PostgreSQL runs there and the URL's user, password and database`);
   }
-  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
-  try {
-    await applyMigrations(db);
-  } catch (e) {
-    await db.destroy();
-    throw e;
-  }
-  return db;
+  return migrated(new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }));
 }

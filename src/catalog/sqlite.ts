@@ -1,7 +1,7 @@
 /** The embedded catalog: one SQLite file, opened for durability (WAL, synchronous=FULL). */
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { applyMigrations } from './migrations.js';
+import { migrated } from './migrations.js';
 import { keepingStatements } from './sqlite-statements.js';
 import type { Database as Schema } from './schema.js';
 
@@ -15,12 +15,5 @@ export async function openSqliteCatalog(file: string): Promise<Kysely<Schema>> {
   // checkpointed it is cut back to this size instead of keeping its largest size for good.
   sqlite.pragma('journal_size_limit = 4194304');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: keepingStatements(sqlite) }) });
-  try {
-    await applyMigrations(db);
-  } catch (e) {
-    await db.destroy();
-    throw e;
-  }
-  return db;
+  return migrated(new Kysely<Schema>({ dialect: new SqliteDialect({ database: keepingStatements(sqlite) }) }));
 }

@@ -14,7 +14,7 @@
  */
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
-import { homedir } from 'node:os';
+import { defaultAgentDir } from '../agent/agent-dir.js';
 import { CONTROL_VERSION, MAX_SOCKET_PATH, controlSocketPath, type ControlReply, type VmBackupRequest } from '../agent/control/protocol.js';
 import { exitCodeFor, type ErrorCode } from '../core/errors.js';
 import { progressBar } from './output.js';
@@ -22,8 +22,6 @@ import { renderVmBackup } from './vm-backup-output.js';
 
 interface Recognised { agentDir: string; request: VmBackupRequest }
 
-/** The agent folder as the full CLI finds it (context.ts / state.ts: --agent-dir, $COFFRE_AGENT_DIR, ~/.coffre/agent). */
-const defaultAgentDir = () => process.env.COFFRE_AGENT_DIR || `${homedir()}/.coffre/agent`;
 
 /** `argv` (without node and the script) if it is the plain `vm backup` command, else null. */
 export function recognise(argv: string[]): Recognised | null {
