@@ -11,6 +11,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { basename, join } from 'node:path';
 import { backup } from '../src/agent/backup.js';
 import { VaultClient } from '../src/agent/client.js';
@@ -35,6 +36,9 @@ test('three nodes on one PostgreSQL and one Azurite: a node killed mid-backup, b
   const pg = await startPostgres();
   const azure = await startAzurite();
   const nodes: ServerProcess[] = [];
+  // The dead node's port stays ours: a server of another test running meanwhile could take it,
+  // and the agents would then meet a stranger's certificate there rather than a node that is gone.
+  let deadPort = null as Server | null;
   try {
     const catalog = await createDatabase(pg);
     const store = azblobUrl(azure, 'shared', 'coffre');
@@ -88,7 +92,11 @@ test('three nodes on one PostgreSQL and one Azurite: a node killed mid-backup, b
         const value = Reflect.get(target, prop, receiver) as unknown;
         if (prop !== 'putPack' || typeof value !== 'function') return typeof value === 'function' ? (value as (...x: unknown[]) => unknown).bind(target) : value;
         return async (...args: unknown[]) => {
-          if (!killed) { killed = true; await nodes[1]!.kill9(); }
+          if (!killed) {
+            killed = true;
+            await nodes[1]!.kill9();
+            deadPort = await holdPort(Number(new URL(urls[1]!).port));
+          }
           return (value as (...x: unknown[]) => Promise<unknown>).apply(target, args);
         };
       },
@@ -156,9 +164,19 @@ test('three nodes on one PostgreSQL and one Azurite: a node killed mid-backup, b
     const verify = await admin.verify({ vault: 'v' });
     assert.equal(verify.status, 'Completed', JSON.stringify(verify.errors));
   } finally {
+    deadPort?.close();
     for (const n of nodes) await n.stop().catch(() => undefined);
     await azure.stop();
     await pg.close();
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+/** A listener on `port` that drops every connection at once, as a dead node's address would refuse it. */
+function holdPort(port: number): Promise<Server> {
+  const server = createServer((socket) => socket.destroy());
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
