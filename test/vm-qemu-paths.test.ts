@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative as relativePath } from 'node:path';
 import { CoffreError } from '../src/core/errors.js';
 import type { VmConfig } from '../src/agent/vm/config.js';
 import { backupVm } from '../src/agent/vm/vm-backup.js';
@@ -151,6 +151,17 @@ test('a qcow2 image file no QEMU holds: an internal snapshot read from the file;
     const none = await cli(['--agent-dir', a.agentDir, 'vm', 'protect', 'x', '--qmp', join(h.dir, 'nothing.sock')], {}, { cwd: h.dir });
     assert.equal(none.code, 1);
     assert.match(none.stderr, /nothing listens there .*\[HypervisorUnreachable\]/);
+
+    // An agent folder named relative to the working folder: QEMU, whose own working folder is
+    // another, is given absolute paths (the block map of the dirty bitmap lives there).
+    const relative = ['--agent-dir', relativePath(h.dir, a.agentDir)];
+    const live = await cli([...relative, 'vm', 'protect', 'held', '--qmp', qsd.qmp, '--node', 'vda'], {}, { cwd: h.dir });
+    assert.equal(live.code, 0, live.stderr);
+    for (const kind of ['full', 'incremental']) {
+      const b = await cli([...relative, 'vm', 'backup', 'held', '--json'], {}, { cwd: h.dir });
+      assert.equal(b.code, 0, `${kind}: ${b.stderr}`);
+      assert.equal((JSON.parse(b.stdout) as { status: string }).status, 'Completed', kind);
+    }
   } finally {
     await qsd?.kill();
     await h.close();
