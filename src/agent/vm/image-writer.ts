@@ -8,6 +8,7 @@
  */
 import { constants as C } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { flushBehind } from './flush-behind.js';
 import { createQcow2Writer } from './qcow2-writer.js';
 import { buildVhdFooter, vhdDataSize } from './vhd.js';
 
@@ -44,8 +45,12 @@ async function nonZeroRuns(data: Buffer, granule: number, zero: Buffer, emit: (f
 /** A new raw image (or fixed VHD) at `work`, created exclusively and never through a symlink. */
 export async function fileWriter(work: string, size: number, vhd: { footer: Buffer | null } | null): Promise<ImageWriter> {
   const fh: FileHandle = await open(work, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  const flush = flushBehind(fh);
   return {
-    write: (data, offset) => nonZeroRuns(data, PAGE, ZERO_PAGE, async (from, to) => { await fh.write(data, from, to - from, offset + from); }),
+    write: (data, offset) => nonZeroRuns(data, PAGE, ZERO_PAGE, async (from, to) => {
+      await fh.write(data, from, to - from, offset + from);
+      flush.wrote(to - from);
+    }),
     zero: async () => undefined,
     async finish() {
       try {
@@ -55,6 +60,7 @@ export async function fileWriter(work: string, size: number, vhd: { footer: Buff
           await fh.write(footer, 0, footer.length, vhdDataSize(size));
         } else await fh.truncate(size);
         // The image must be on disk before it takes its final name.
+        await flush.drain();
         await fh.sync();
       } finally {
         await fh.close();
@@ -66,14 +72,20 @@ export async function fileWriter(work: string, size: number, vhd: { footer: Buff
 
 export async function deviceWriter(device: string): Promise<ImageWriter> {
   const fh = await open(device, 'r+');
+  const flush = flushBehind(fh);
   return {
-    async write(data, offset) { await fh.write(data, 0, data.length, offset); },
+    async write(data, offset) {
+      await fh.write(data, 0, data.length, offset);
+      flush.wrote(data.length);
+    },
     async zero(offset, length) {
       const zeros = Buffer.alloc(length);
       await fh.write(zeros, 0, length, offset);
+      flush.wrote(length);
     },
     async finish() {
       try {
+        await flush.drain();
         await fh.sync();
       } finally {
         await fh.close();

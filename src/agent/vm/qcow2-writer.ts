@@ -13,6 +13,7 @@
 import { constants as C } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { CoffreError } from '../../core/errors.js';
+import { flushBehind } from './flush-behind.js';
 
 const CLUSTER_BITS = 16;
 const CLUSTER = 1 << CLUSTER_BITS;
@@ -50,7 +51,9 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
       map[firstGuest + i] = host + i;
     }
     await fh.write(data, 0, data.length, host * CLUSTER);
+    flush.wrote(data.length);
   };
+  const flush = flushBehind(fh);
 
   return {
     async write(data, offset) {
@@ -128,6 +131,7 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
         h.writeUInt32BE(HEADER_LENGTH, 100);
         // Header extensions: only the end marker (type 0, length 0) after the header.
         // The tables must be on disk before the header that names them.
+        await flush.drain();
         await fh.sync();
         await fh.write(h, 0, CLUSTER, 0);
         await fh.truncate(total * CLUSTER);
