@@ -16,6 +16,7 @@ import { readFrom, registerStorageRoutes } from './storage-http.js';
 import { registerClusterRoutes, type ClusterStatus } from './cluster-status.js';
 import type { Principal } from './access.js';
 import { installRouteAuth, principalOf, type RouteAuth } from './route-auth.js';
+import { installSlicedBodies } from './sliced-body.js';
 import { targets } from './route-targets.js';
 import { registerProtectionRoutes } from './http-protection.js';
 import { registerServerRoutes } from './http-servers.js';
@@ -80,6 +81,7 @@ declare module 'fastify' {
 export function buildApi(ctx: ApiContext, opts: { https?: { cert: string; key: string }; extend?: (app: FastifyInstance, door: RouteDoor) => void } = {}): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: MAX_PACK_BYTES, ...(opts.https ? { https: opts.https } : {}) });
   installRouteAuth(app, ctx);
+  installSlicedBodies(app);
   const t = targets(ctx);
   const auth = (op: RouteAuth['op'], target?: RouteAuth['target'], audit?: boolean) => ({ config: { auth: { op, ...(target ? { target } : {}), ...(audit === undefined ? {} : { audit }) } } });
 
