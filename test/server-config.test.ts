@@ -22,7 +22,7 @@ import { MiB, seededBytes, writeTree } from '../testkit/vm-fixtures.js';
 
 /** What `coffre server --config` does with a file before starting anything: parse it, open its stores. */
 async function checkConfig(file: string, env: NodeJS.ProcessEnv): Promise<void> {
-  Topology.open(loadConfig(file).topology, env).close();
+  (await Topology.open(loadConfig(file).topology, env)).close();
 }
 
 test('a configuration with a mistake is refused with a message that names the field', async () => {

@@ -44,7 +44,7 @@ test('a data folder of the previous layout (packs in DATA/store) is upgraded and
     const legacy = new LocalFolderStore(join(data, 'store'), 'store');
     await legacy.create();
     const oneFolder = new SingleCopyStore({ name: 'store', role: 'primary', store: legacy });
-    const stores = new VaultStores(Topology.open(defaultTopology(data)), db, systemClock).wrapped(() => oneFolder);
+    const stores = new VaultStores(await Topology.open(defaultTopology(data)), db, systemClock).wrapped(() => oneFolder);
     await ensureAdminPrincipal(db, 'cadm_old-token', new Date().toISOString());
     const app = buildApi({ db, stores, clock: systemClock, credentialsPin: null });
     await app.listen({ host: '127.0.0.1', port: 0 });

@@ -7,10 +7,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { CoffreError } from '../core/errors.js';
-import { AzureBlobStore } from './azure-blob.js';
 import { LocalFolderStore } from './local-folder.js';
 import type { ObjectStore } from './object-store.js';
-import { S3Store } from './s3.js';
 
 export interface StoreSecrets { accountKey?: string | undefined; accessKeyId?: string | undefined; secretAccessKey?: string | undefined }
 
@@ -65,7 +63,12 @@ export function checkStoreUrl(text: string, where: string): void {
   pageSize(url, where);
 }
 
-export function openStoreUrl(text: string, name: string, secrets: StoreSecrets, env: NodeJS.ProcessEnv, where: string): Driver {
+/**
+ * The Azure and S3 drivers load their SDKs only when a store uses them: unused, they were
+ * several megabytes of code and source in every server's heap, which each full garbage
+ * collection walks again.
+ */
+export async function openStoreUrl(text: string, name: string, secrets: StoreSecrets, env: NodeJS.ProcessEnv, where: string): Promise<Driver> {
   checkStoreUrl(text, where);
   const url = new URL(text);
   if (url.protocol === 'file:') {
@@ -78,6 +81,7 @@ export function openStoreUrl(text: string, name: string, secrets: StoreSecrets, 
     const [container, ...prefix] = pathParts(url);
     const accountKey = secrets.accountKey ?? env.AZURE_STORAGE_KEY;
     if (!accountKey) throw invalid(where, `no key for storage account ${url.host}: set accountKey in the configuration or AZURE_STORAGE_KEY in the environment`);
+    const { AzureBlobStore } = await import('./azure-blob.js');
     const store = new AzureBlobStore({
       name, account: url.host, accountKey, container: container!, prefix: prefix.join('/'), ...(endpoint ? { endpoint } : {}), ...(size ? { pageSize: size } : {}),
     });
@@ -88,6 +92,7 @@ export function openStoreUrl(text: string, name: string, secrets: StoreSecrets, 
   if (!accessKeyId || !secretAccessKey) {
     throw invalid(where, `no credentials for bucket ${url.host}: set accessKeyId and secretAccessKey in the configuration or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment`);
   }
+  const { S3Store } = await import('./s3.js');
   const store = new S3Store({
     name, bucket: url.host, prefix: pathParts(url).join('/'), region: url.searchParams.get('region') ?? 'us-east-1',
     accessKeyId, secretAccessKey, ...(endpoint ? { endpoint } : {}), ...(size ? { pageSize: size } : {}),

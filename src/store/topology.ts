@@ -39,19 +39,21 @@ export class Topology {
     this.secondary = secondary;
   }
 
-  static open(spec: TopologySpec, env: NodeJS.ProcessEnv = process.env, wrap: (s: ObjectStore, name: string) => ObjectStore = (s) => s): Topology {
+  static async open(spec: TopologySpec, env: NodeJS.ProcessEnv = process.env, wrap: (s: ObjectStore, name: string) => ObjectStore = (s) => s): Promise<Topology> {
     const retry = { ...DEFAULT_RETRY, ...spec.retry };
     const drivers: Driver[] = [];
-    const region = (r: RegionSpec, role: CopyRole, at: string): Region => ({
-      name: r.name, role,
-      zones: r.zones.map((z, i) => {
+    const region = async (r: RegionSpec, role: CopyRole, at: string): Promise<Region> => {
+      const zones = [];
+      for (const [i, z] of r.zones.entries()) {
         const name = `${r.name}/${z.name}`;
-        const d = openStoreUrl(z.store, name, z, env, `${at}.zones.${i}.store`);
+        const d = await openStoreUrl(z.store, name, z, env, `${at}.zones.${i}.store`);
         drivers.push(d);
-        return { name, store: wrap(new RetryStore(d.store, retry), name) };
-      }),
-    });
-    return new Topology(region(spec.primary, 'primary', 'regions.primary'), spec.secondary ? region(spec.secondary, 'secondary', 'regions.secondary') : null, drivers);
+        zones.push({ name, store: wrap(new RetryStore(d.store, retry), name) });
+      }
+      return { name: r.name, role, zones };
+    };
+    const primary = await region(spec.primary, 'primary', 'regions.primary');
+    return new Topology(primary, spec.secondary ? await region(spec.secondary, 'secondary', 'regions.secondary') : null, drivers);
   }
 
   /**

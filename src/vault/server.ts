@@ -132,7 +132,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   if (opts.recoverFrom && existsSync(catalogFile)) {
     throw new CoffreError('InvalidArgument', `--recover-from needs an empty data folder, and ${dataDir} already has a catalog: give another --data folder`);
   }
-  const topology = Topology.open(opts.store ? singleStoreTopology(opts.store) : config?.topology ?? defaultTopology(dataDir));
+  const topology = await Topology.open(opts.store ? singleStoreTopology(opts.store) : config?.topology ?? defaultTopology(dataDir));
   try {
     // A store that cannot be reached now gets its copies when it is back (queued, or by verify --repair).
     for (const f of await topology.create()) log(`store ${f.store} is not available at start: ${f.error.message}`);

@@ -8,8 +8,6 @@
  * The key is an ECDSA P-256 key made by Node's WebCrypto and the certificate is written by
  * @peculiar/x509 (about 100 ms on first start, nothing after). Plain HTTP is for loopback only.
  */
-import 'reflect-metadata'; // @peculiar/x509 resolves its ASN.1 types through tsyringe, which needs it
-import * as x509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -37,6 +35,9 @@ async function readOptional(file: string): Promise<string | null> {
 }
 
 async function selfSigned(names: string[]): Promise<{ cert: string; key: string }> {
+  // Loaded only to make a certificate: 2-3 MB of a server's heap otherwise, for a first start.
+  await import('reflect-metadata'); // @peculiar/x509 resolves its ASN.1 types through tsyringe, which needs it
+  const x509 = await import('@peculiar/x509');
   x509.cryptoProvider.set(webcrypto as unknown as Crypto);
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
