@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { registerServerStatus } from './server-status-command.js';
 import { readFileSync, writeFileSync } from 'node:fs';
+import v8 from 'node:v8';
 import { parseCredentials, registerAgent } from '../agent/register.js';
 import type { OverwritePolicy } from '../agent/restore.js';
 import type { CredentialsFile } from '../core/api.js';
@@ -19,6 +20,17 @@ import { registerDbCommands } from './db-commands.js';
 import { registerBackupServerCommands } from './backup-server-commands.js';
 
 /** Exit status of a job that completed but skipped or flagged something. */
+/**
+ * A vault receives packs as 16 KiB TLS records, each its own buffer: with V8's default heap
+ * growth that meant 9-14 full garbage collections while a 300 MB VM backup came in, and 1.8-2.3
+ * server CPU s. Letting the heap grow to 5x its live size before the next one left 1, and
+ * 1.4-1.5 CPU s, with the same peak memory (the records die young either way). Only for the
+ * server: an agent's heap holds what a backup walks, and must stay small.
+ */
+function serverHeapGrowth(): void {
+  v8.setFlagsFromString('--heap-growing-percent=400');
+}
+
 export const EXIT_WARNINGS = 4;
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -54,6 +66,7 @@ export function buildProgram(): Command {
     .action(async (o: { data?: string; listen?: string; config?: string; recoverFrom?: 'primary' | 'secondary'; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean; catalog?: string; store?: string }) => {
       // Loaded on demand: agent commands start faster without the server's modules.
       const { startServer } = await import('../vault/server.js');
+      serverHeapGrowth();
       const s = await startServer({
         ...(o.data ? { dataDir: o.data } : {}), ...(o.listen ? { listen: o.listen } : {}), ...(o.config ? { configFile: o.config } : {}), ...(o.recoverFrom ? { recoverFrom: o.recoverFrom } : {}),
         ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.insecureHttp ? { insecureHttp: true } : {}),
