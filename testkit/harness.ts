@@ -51,7 +51,7 @@ export async function credentialsFor(server: RunningServer, vault: string): Prom
  * One raw HTTP(S) call to a server, for status codes and bodies the client would turn into
  * errors. Trusts the server's own certificate (read from its data folder).
  */
-export async function rawRequest(server: { url: string; dataDir: string }, method: string, path: string, opts: { token?: string; body?: unknown; raw?: Uint8Array; headers?: Record<string, string> } = {}): Promise<{ status: number; body: unknown }> {
+export async function rawRequest(server: { url: string; dataDir: string }, method: string, path: string, opts: { token?: string; body?: unknown; raw?: Uint8Array; headers?: Record<string, string> } = {}): Promise<{ status: number; body: unknown; bytes: Buffer; headers: http.IncomingHttpHeaders }> {
   const url = new URL(server.url + path);
   const ca = url.protocol === 'https:' ? await readFile(join(server.dataDir, 'tls', 'cert.pem'), 'utf8') : undefined;
   const payload = opts.raw ?? (opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body)));
@@ -64,10 +64,11 @@ export async function rawRequest(server: { url: string; dataDir: string }, metho
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
+        const bytes = Buffer.concat(parts);
+        const text = bytes.toString('utf8');
         let body: unknown = text;
         try { body = JSON.parse(text); } catch { /* not JSON: keep the text */ }
-        resolve({ status: res.statusCode ?? 0, body });
+        resolve({ status: res.statusCode ?? 0, body, bytes, headers: res.headers });
       });
     });
     req.on('error', reject);

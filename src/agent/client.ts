@@ -21,14 +21,17 @@ const LARGE_BODY = 64 * 1024;
 const STREAMED_BODY = 256 * 1024;
 const STREAM_SLICE = 1024 * 1024;
 
-/** Resolves once `req` can take more (or is closed: the request's own outcome reports why). */
-function drained(req: http.ClientRequest): Promise<void> {
+/** Resolves on `event` from `req`, or once it is closed (the request's own outcome reports why). */
+function settled(req: http.ClientRequest, event: 'drain' | 'socket'): Promise<void> {
   return new Promise<void>((resolve) => {
-    const done = () => { req.off('drain', done); req.off('close', done); resolve(); };
-    req.on('drain', done);
+    const done = () => { req.off(event, done); req.off('close', done); resolve(); };
+    req.on(event, done);
     req.on('close', done);
   });
 }
+
+/** Resolves once `req` can take more (or is closed). */
+const drained = (req: http.ClientRequest) => settled(req, 'drain');
 import type { AlertInfo, AlertSettings, ItemHealthStatus, NotificationInfo, Report, RestoreRequestInfo } from '../core/monitor-api.js';
 import type {
   BackupServerStatus, DbBackupType, DbPointMeta, FileSource, GroupInfo, ItemInfo, OnlineCopyInfo, PolicyInfo, RestorableRange, RetentionChange,
@@ -214,6 +217,9 @@ export class VaultClient {
    */
   private async streamed(req: http.ClientRequest, parts: Uint8Array[]): Promise<void> {
     req.flushHeaders();
+    // A request gets its socket on the next tick, even a kept-alive one: a slice written before
+    // would go out with the headers, in one copy.
+    if (!req.socket) await settled(req, 'socket');
     for (const part of parts) {
       for (let at = 0; at < part.length; at += STREAM_SLICE) {
         if (req.destroyed) return;

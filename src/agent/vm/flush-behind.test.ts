@@ -38,7 +38,7 @@ test('flushBehind syncs the file as it grows, one flush at a time, and drain wai
   }
 });
 
-test('flushBehind reports a failed background flush at drain', async () => {
+test('flushBehind reports a failed background flush at the next write and at drain', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'coffre-flush-'));
   const fh = await open(join(dir, 'f'), 'w');
   try {
@@ -46,6 +46,7 @@ test('flushBehind reports a failed background flush at drain', async () => {
     const flush = flushBehind(fh, 1);
     flush.wrote(10);
     await assert.rejects(flush.drain(), /EIO/);
+    assert.throws(() => flush.wrote(10), /EIO/, 'the restore stops at its next write');
   } finally {
     await fh.close();
     await rm(dir, { recursive: true, force: true });

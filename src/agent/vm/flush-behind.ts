@@ -2,15 +2,19 @@
  * Flushes a file being written as it grows, in the background: a restore writes a whole image
  * and must have it on disk before it takes its name. Flushed only at the end, 800 MiB waited
  * half a second there; flushed every 64 MiB while the restore goes on, the last sync finds
- * little left. A failed background flush is reported by `drain` (and by the final sync, which
- * reports any write-back error of the file again).
+ * little left.
+ *
+ * A failed background flush must not be lost: Linux reports a write-back error once per open
+ * file, so the final sync on the same descriptor would then succeed. It is kept, thrown by the
+ * next `wrote` (the restore stops at once instead of writing the rest of the disk) and by
+ * `drain`, which callers await before their final sync.
  */
 import type { FileHandle } from 'node:fs/promises';
 
 const EVERY = 64 * 1024 * 1024;
 
 export interface FlushBehind {
-  /** Counts bytes written; starts a flush once EVERY bytes are written since the last (one at a time). */
+  /** Counts bytes written; starts a flush once EVERY bytes are written since the last (one at a time). Throws a background flush's failure. */
   wrote(bytes: number): void;
   /** Waits for a flush in flight; rejects with its error. */
   drain(): Promise<void>;
@@ -23,8 +27,9 @@ export function flushBehind(fh: FileHandle, every = EVERY): FlushBehind {
   let failure: unknown = null;
   return {
     wrote(bytes) {
+      if (failure) throw failure;
       written += bytes;
-      if (flushing || failure || written - flushedAt < every) return;
+      if (flushing || written - flushedAt < every) return;
       flushedAt = written;
       flushing = fh.datasync().catch((e: unknown) => { failure = e; }).finally(() => { flushing = null; });
     },
