@@ -14,6 +14,11 @@ import { CoffreError, isErrorCode } from '../core/errors.js';
 import { normalizeFingerprint } from '../core/fingerprint.js';
 import { httpsAgentFor, tlsError } from './tls-trust.js';
 import type { ClusterStatus } from '../core/cluster.js';
+import type { AlertInfo, AlertSettings, ItemHealthStatus, NotificationInfo, Report, RestoreRequestInfo } from '../core/monitor-api.js';
+import type {
+  BackupServerStatus, DbBackupType, DbPointMeta, FileSource, GroupInfo, ItemInfo, OnlineCopyInfo, PolicyInfo, RestorableRange, RetentionChange,
+  ServerInfo, ServerRegistration, ServerReport, ThrottleInfo,
+} from '../core/api.js';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const LARGE_BODY = 64 * 1024;
@@ -32,11 +37,6 @@ function settled(req: http.ClientRequest, event: 'drain' | 'socket'): Promise<vo
 
 /** Resolves once `req` can take more (or is closed). */
 const drained = (req: http.ClientRequest) => settled(req, 'drain');
-import type { AlertInfo, AlertSettings, ItemHealthStatus, NotificationInfo, Report, RestoreRequestInfo } from '../core/monitor-api.js';
-import type {
-  BackupServerStatus, DbBackupType, DbPointMeta, FileSource, GroupInfo, ItemInfo, OnlineCopyInfo, PolicyInfo, RestorableRange, RetentionChange,
-  ServerInfo, ServerRegistration, ServerReport, ThrottleInfo,
-} from '../core/api.js';
 
 export interface ClientOptions {
   /** SHA-256 fingerprint of the vault's certificate: only a server holding it is spoken to. */
