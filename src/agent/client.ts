@@ -35,8 +35,19 @@ function settled(req: http.ClientRequest, event: 'drain' | 'socket'): Promise<vo
   });
 }
 
-/** Resolves once `req` can take more (or is closed). */
-const drained = (req: http.ClientRequest) => settled(req, 'drain');
+/** The parts cut into slices of at most `size` bytes (views, no copies). */
+function* slicesOf(parts: readonly Uint8Array[], size: number): Iterable<Uint8Array> {
+  for (const part of parts) for (let at = 0; at < part.length; at += size) yield part.subarray(at, at + size);
+}
+
+/** Writes a body slice by slice (as a throttle releases them, or as they come), each once the socket has taken the last, then ends it. */
+async function writeSlices(req: http.ClientRequest, slices: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+  for await (const slice of slices) {
+    if (req.destroyed) return;
+    if (!req.write(slice)) await settled(req, 'drain');
+  }
+  req.end();
+}
 
 export interface ClientOptions {
   /** SHA-256 fingerprint of the vault's certificate: only a server holding it is spoken to. */
@@ -129,7 +140,8 @@ export class VaultClient {
       headers['content-type'] = 'application/json';
       payload = [Buffer.from(JSON.stringify(body))];
     }
-    if (payload) headers['content-length'] = payload.reduce((n, p) => n + p.length, 0);
+    const bodyLength = payload?.reduce((n, p) => n + p.length, 0) ?? 0;
+    if (payload) headers['content-length'] = bodyLength;
     let failovers = 0;
     for (let attempt = 0; ; attempt++) {
       const node = this.nodes.current;
@@ -162,8 +174,8 @@ export class VaultClient {
             res.on('error', reject);
           });
           req.on('error', reject);
-          if (binary && this.opts.throttle) void this.paced(req, payload ?? [], this.opts.throttle).catch((e: Error) => { req.destroy(e); });
-          else if (payload && (headers['content-length'] as number) >= STREAMED_BODY) void this.streamed(req, payload).catch((e: Error) => { req.destroy(e); });
+          if (binary && this.opts.throttle) void writeSlices(req, this.opts.throttle.pace(payload ?? [])).catch((e: Error) => { req.destroy(e); });
+          else if (payload && bodyLength >= STREAMED_BODY) void this.streamed(req, payload).catch((e: Error) => { req.destroy(e); });
           else {
             for (const part of payload ?? []) req.write(part);
             req.end();
@@ -220,22 +232,7 @@ export class VaultClient {
     // A request gets its socket on the next tick, even a kept-alive one: a slice written before
     // would go out with the headers, in one copy.
     if (!req.socket) await settled(req, 'socket');
-    for (const part of parts) {
-      for (let at = 0; at < part.length; at += STREAM_SLICE) {
-        if (req.destroyed) return;
-        if (!req.write(part.subarray(at, at + STREAM_SLICE))) await drained(req);
-      }
-    }
-    req.end();
-  }
-
-  /** Writes a body slice by slice as the throttle releases them, waiting for the socket to drain. */
-  private async paced(req: http.ClientRequest, parts: Uint8Array[], throttle: NonNullable<ClientOptions['throttle']>): Promise<void> {
-    for await (const slice of throttle.pace(parts)) {
-      if (req.destroyed) return;
-      if (!req.write(slice)) await drained(req);
-    }
-    req.end();
+    await writeSlices(req, slicesOf(parts, STREAM_SLICE));
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {

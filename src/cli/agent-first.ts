@@ -13,8 +13,7 @@
  * own parsers and declines what they reject, so usage errors read the same too.
  */
 import { connect } from 'node:net';
-import { resolve } from 'node:path';
-import { defaultAgentDir } from '../agent/agent-dir.js';
+import { agentDirFrom } from '../agent/agent-dir.js';
 import { CONTROL_VERSION, MAX_SOCKET_PATH, controlSocketPath, type ControlReply, type VmBackupRequest } from '../agent/control/protocol.js';
 import { exitCodeFor, type ErrorCode } from '../core/errors.js';
 import { progressBar } from './output.js';
@@ -60,7 +59,7 @@ export function recognise(argv: string[]): Recognised | null {
   if (name === undefined) return null;
   request.name = name;
   request.progress = !request.json && process.stderr.isTTY === true;
-  return { agentDir: resolve(agentDir ?? defaultAgentDir()), request };
+  return { agentDir: agentDirFrom(agentDir), request };
 }
 
 /**

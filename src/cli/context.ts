@@ -1,15 +1,15 @@
 /** How a CLI command finds its server, its token and the agent's state. */
 import { readFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { VaultClient } from '../agent/client.js';
-import { defaultAgentDir, requireState, loadState, type AgentState } from '../agent/state.js';
+import { agentDirFrom } from '../agent/agent-dir.js';
+import { requireState, loadState, type AgentState } from '../agent/state.js';
 import { CoffreError } from '../core/errors.js';
 import { ADMIN_TOKEN_FILE, DEFAULT_DATA_DIR, DEFAULT_LISTEN, SERVER_INFO_FILE } from '../core/defaults.js';
 
 export interface GlobalOptions { server?: string; token?: string; agentDir?: string; fingerprint?: string; debug?: boolean }
 
-/** Absolute: paths under it go to other processes (QEMU opens the VM's block maps there from its own working folder). */
-export const agentDirOf = (g: GlobalOptions) => resolve(g.agentDir ?? defaultAgentDir());
+export const agentDirOf = (g: GlobalOptions) => agentDirFrom(g.agentDir);
 
 function localAdminToken(): string | undefined {
   const file = join(DEFAULT_DATA_DIR, ADMIN_TOKEN_FILE);

@@ -18,6 +18,10 @@ export interface FlushBehind {
   wrote(bytes: number): void;
   /** Waits for a flush in flight; rejects with its error. */
   drain(): Promise<void>;
+  /** `fh.write` of `length` bytes of `data` from `from` at `position`, counted. */
+  write(data: Uint8Array, from: number, length: number, position: number): Promise<void>;
+  /** The file durable: the flush in flight settled (its failure thrown), then `fh.sync`. */
+  sync(): Promise<void>;
 }
 
 export function flushBehind(fh: FileHandle, every = EVERY): FlushBehind {
@@ -25,7 +29,7 @@ export function flushBehind(fh: FileHandle, every = EVERY): FlushBehind {
   let flushedAt = 0;
   let flushing: Promise<void> | null = null;
   let failure: unknown = null;
-  return {
+  const self: FlushBehind = {
     wrote(bytes) {
       if (failure) throw failure;
       written += bytes;
@@ -37,5 +41,14 @@ export function flushBehind(fh: FileHandle, every = EVERY): FlushBehind {
       await flushing;
       if (failure) throw failure;
     },
+    async write(data, from, length, position) {
+      await fh.write(data, from, length, position);
+      self.wrote(length);
+    },
+    async sync() {
+      await self.drain();
+      await fh.sync();
+    },
   };
+  return self;
 }

@@ -47,10 +47,7 @@ export async function fileWriter(work: string, size: number, vhd: { footer: Buff
   const fh: FileHandle = await open(work, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
   const flush = flushBehind(fh);
   return {
-    write: (data, offset) => nonZeroRuns(data, PAGE, ZERO_PAGE, async (from, to) => {
-      await fh.write(data, from, to - from, offset + from);
-      flush.wrote(to - from);
-    }),
+    write: (data, offset) => nonZeroRuns(data, PAGE, ZERO_PAGE, (from, to) => flush.write(data, from, to - from, offset + from)),
     zero: async () => undefined,
     async finish() {
       try {
@@ -60,8 +57,7 @@ export async function fileWriter(work: string, size: number, vhd: { footer: Buff
           await fh.write(footer, 0, footer.length, vhdDataSize(size));
         } else await fh.truncate(size);
         // The image must be on disk before it takes its final name.
-        await flush.drain();
-        await fh.sync();
+        await flush.sync();
       } finally {
         await fh.close();
       }
@@ -74,19 +70,11 @@ export async function deviceWriter(device: string): Promise<ImageWriter> {
   const fh = await open(device, 'r+');
   const flush = flushBehind(fh);
   return {
-    async write(data, offset) {
-      await fh.write(data, 0, data.length, offset);
-      flush.wrote(data.length);
-    },
-    async zero(offset, length) {
-      const zeros = Buffer.alloc(length);
-      await fh.write(zeros, 0, length, offset);
-      flush.wrote(length);
-    },
+    write: (data, offset) => flush.write(data, 0, data.length, offset),
+    zero: (offset, length) => flush.write(Buffer.alloc(length), 0, length, offset),
     async finish() {
       try {
-        await flush.drain();
-        await fh.sync();
+        await flush.sync();
       } finally {
         await fh.close();
       }

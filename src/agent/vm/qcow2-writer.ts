@@ -41,6 +41,8 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
   // Cluster 0 is the header; data follows.
   let next = 1;
 
+  const flush = flushBehind(fh);
+
   /** Places a run of data clusters at the end of the file, contiguously: one write for the run. */
   const writeRun = async (firstGuest: number, data: Buffer) => {
     const count = Math.ceil(data.length / CLUSTER);
@@ -50,10 +52,8 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
       if (map[firstGuest + i]) throw new CoffreError('Internal', `cluster ${firstGuest + i} of the restored image written twice`);
       map[firstGuest + i] = host + i;
     }
-    await fh.write(data, 0, data.length, host * CLUSTER);
-    flush.wrote(data.length);
+    await flush.write(data, 0, data.length, host * CLUSTER);
   };
-  const flush = flushBehind(fh);
 
   return {
     async write(data, offset) {
@@ -131,8 +131,7 @@ export async function createQcow2Writer(file: string, size: number): Promise<Qco
         h.writeUInt32BE(HEADER_LENGTH, 100);
         // Header extensions: only the end marker (type 0, length 0) after the header.
         // The tables must be on disk before the header that names them.
-        await flush.drain();
-        await fh.sync();
+        await flush.sync();
         await fh.write(h, 0, CLUSTER, 0);
         await fh.truncate(total * CLUSTER);
         await fh.sync();
